@@ -1,0 +1,283 @@
+//! Runs one command: its own process group, bounded output capture, a
+//! deadline that kills the whole group.
+
+use pyro_proto::{ExecRequest, ExecResult};
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BASE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// After the command exits, background children may hold its pipes open;
+/// keep collecting output only this long before returning.
+const EXIT_GRACE: Duration = Duration::from_millis(100);
+
+pub fn run(req: &ExecRequest) -> io::Result<ExecResult> {
+    let start = Instant::now();
+    let mut cmd = if !req.argv.is_empty() {
+        let mut c = Command::new(&req.argv[0]);
+        c.args(&req.argv[1..]);
+        c
+    } else if let Some(sh) = &req.shell {
+        let mut c = Command::new("/bin/sh");
+        c.arg("-c").arg(sh);
+        c
+    } else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "exec needs argv or shell",
+        ));
+    };
+    let cwd = req.cwd.clone().unwrap_or_else(|| default_cwd().to_string());
+    cmd.env_clear()
+        .env("PATH", BASE_PATH)
+        .env("HOME", "/root")
+        .env("LANG", "C.UTF-8")
+        .env("TERM", "dumb")
+        .envs(&req.env)
+        .current_dir(&cwd)
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            // Mirror a shell: a command that cannot start is exit 126/127.
+            let code = if e.kind() == io::ErrorKind::NotFound {
+                127
+            } else {
+                126
+            };
+            let what = req.argv.first().map(String::as_str).unwrap_or("/bin/sh");
+            let msg = if e.kind() == io::ErrorKind::NotFound && !std::path::Path::new(&cwd).is_dir()
+            {
+                format!("pyro: working directory {cwd} does not exist\n")
+            } else {
+                format!("pyro: cannot run {what}: {e}\n")
+            };
+            return Ok(ExecResult {
+                exit_code: Some(code),
+                stderr_bytes: msg.len() as u64,
+                stderr: msg,
+                duration_ms: start.elapsed().as_millis() as u64,
+                ..Default::default()
+            });
+        }
+    };
+    let pgid = child.id() as i32;
+    let deadline = req.timeout_ms.map(|ms| start + Duration::from_millis(ms));
+    let mut out = Capture::new(req.max_output_bytes);
+    let mut err = Capture::new(req.max_output_bytes);
+    let mut stdout = child.stdout.take().map(|p| File::from(OwnedFd::from(p)));
+    let mut stderr = child.stderr.take().map(|p| File::from(OwnedFd::from(p)));
+    let mut timed_out = false;
+    let mut exited_at: Option<Instant> = None;
+    let mut status = None;
+    while stdout.is_some() || stderr.is_some() {
+        let now = Instant::now();
+        if deadline.is_some_and(|d| now >= d) {
+            timed_out = true;
+            kill_group(pgid);
+            break;
+        }
+        if status.is_none() {
+            status = child.try_wait()?;
+            if status.is_some() {
+                exited_at = Some(now);
+            }
+        }
+        if exited_at.is_some_and(|t| now.duration_since(t) >= EXIT_GRACE) {
+            break;
+        }
+        let mut wait_ms = 50u64;
+        if let Some(d) = deadline {
+            wait_ms = wait_ms.min(d.saturating_duration_since(now).as_millis() as u64 + 1);
+        }
+        poll_read(&mut stdout, &mut out, &mut stderr, &mut err, wait_ms as i32)?;
+    }
+    let status = match status {
+        Some(s) => s,
+        None => match wait_until(&mut child, deadline)? {
+            Some(s) => s,
+            None => {
+                timed_out = true;
+                kill_group(pgid);
+                child.wait()?
+            }
+        },
+    };
+    Ok(ExecResult {
+        exit_code: status.code(),
+        signal: status.signal(),
+        stdout_bytes: out.total,
+        stderr_bytes: err.total,
+        stdout_truncated: out.truncated(),
+        stderr_truncated: err.truncated(),
+        stdout: String::from_utf8_lossy(&out.kept).into_owned(),
+        stderr: String::from_utf8_lossy(&err.kept).into_owned(),
+        timed_out,
+        duration_ms: start.elapsed().as_millis() as u64,
+    })
+}
+
+fn default_cwd() -> &'static str {
+    if std::path::Path::new("/workspace").is_dir() {
+        "/workspace"
+    } else {
+        "/"
+    }
+}
+
+fn wait_until(
+    child: &mut std::process::Child,
+    deadline: Option<Instant>,
+) -> io::Result<Option<std::process::ExitStatus>> {
+    let Some(deadline) = deadline else {
+        return child.wait().map(Some);
+    };
+    loop {
+        if let Some(s) = child.try_wait()? {
+            return Ok(Some(s));
+        }
+        if Instant::now() >= deadline {
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn kill_group(pgid: i32) {
+    // SAFETY: kill takes no pointers; a stale group id only yields ESRCH.
+    unsafe { libc::kill(-pgid, libc::SIGKILL) };
+}
+
+struct Capture {
+    kept: Vec<u8>,
+    limit: usize,
+    total: u64,
+}
+
+impl Capture {
+    fn new(limit: usize) -> Self {
+        Capture {
+            kept: Vec::new(),
+            limit,
+            total: 0,
+        }
+    }
+    fn push(&mut self, data: &[u8]) {
+        self.total += data.len() as u64;
+        let room = self.limit.saturating_sub(self.kept.len());
+        self.kept.extend_from_slice(&data[..data.len().min(room)]);
+    }
+    fn truncated(&self) -> bool {
+        self.total > self.kept.len() as u64
+    }
+}
+
+/// Waits up to `ms` for either pipe, reads what is there, and drops a pipe
+/// at EOF.
+fn poll_read<R: Read + AsRawFd>(
+    a: &mut Option<R>,
+    a_cap: &mut Capture,
+    b: &mut Option<R>,
+    b_cap: &mut Capture,
+    ms: i32,
+) -> io::Result<()> {
+    let mut fds = Vec::with_capacity(2);
+    for p in [a.as_ref(), b.as_ref()].into_iter().flatten() {
+        fds.push(libc::pollfd {
+            fd: p.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        });
+    }
+    // SAFETY: fds is a valid array of pollfd for the call's duration.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return if e.kind() == io::ErrorKind::Interrupted {
+            Ok(())
+        } else {
+            Err(e)
+        };
+    }
+    let mut buf = [0u8; 65536];
+    for (pipe, cap) in [(a, a_cap), (b, b_cap)] {
+        let Some(p) = pipe.as_mut() else { continue };
+        let ready = fds.iter().any(|f| f.fd == p.as_raw_fd() && f.revents != 0);
+        if !ready {
+            continue;
+        }
+        match p.read(&mut buf) {
+            Ok(0) => *pipe = None,
+            Ok(k) => cap.push(&buf[..k]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(cmd: &str) -> ExecRequest {
+        ExecRequest {
+            shell: Some(cmd.into()),
+            cwd: Some("/".into()),
+            max_output_bytes: 1024,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn captures_output_and_exit_code() {
+        let r = run(&sh("echo out; echo err >&2; exit 3")).unwrap();
+        assert_eq!(r.stdout, "out\n");
+        assert_eq!(r.stderr, "err\n");
+        assert_eq!(r.exit_code, Some(3));
+        assert!(!r.timed_out);
+    }
+
+    #[test]
+    fn truncates_and_counts_output() {
+        let r = run(&sh("head -c 5000 /dev/zero | tr '\\0' a")).unwrap();
+        assert_eq!(r.stdout.len(), 1024);
+        assert_eq!(r.stdout_bytes, 5000);
+        assert!(r.stdout_truncated);
+    }
+
+    #[test]
+    fn timeout_kills_the_whole_group() {
+        let mut req = sh("sleep 30 & sleep 30; echo never");
+        req.timeout_ms = Some(300);
+        let r = run(&req).unwrap();
+        assert!(r.timed_out);
+        assert_eq!(r.signal, Some(libc::SIGKILL));
+        assert!(r.duration_ms < 10_000);
+        assert!(!r.stdout.contains("never"));
+    }
+
+    #[test]
+    fn missing_program_is_127() {
+        let req = ExecRequest {
+            argv: vec!["/no/such/program".into()],
+            ..Default::default()
+        };
+        let r = run(&req).unwrap();
+        assert_eq!(r.exit_code, Some(127));
+        assert!(r.stderr.contains("/no/such/program"));
+    }
+
+    #[test]
+    fn background_child_holding_pipes_does_not_block() {
+        let r = run(&sh("sleep 5 & echo done")).unwrap();
+        assert_eq!(r.stdout, "done\n");
+        assert!(r.duration_ms < 4000, "took {} ms", r.duration_ms);
+    }
+}

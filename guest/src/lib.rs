@@ -1,0 +1,4 @@
+//! The guest agent's command runner, also used by the host for the
+//! explicit `--allow-host-compat` fallback so both paths behave alike.
+
+pub mod exec;

@@ -1,0 +1,68 @@
+//! `pyro doctor`
+
+use super::{print_json, usage_error};
+use lexopt::prelude::*;
+
+pub const USAGE: &str = "\
+Usage: pyro doctor [--json]
+
+Checks that this host can boot pyro guests: /dev/kvm present and usable,
+which kind of KVM it is (hardware, PVM, none) and what that means, TUN and
+IP forwarding for guest networking, a writable state directory, and
+installed environments. Exits 0 only when `pyro run` can work here.
+";
+
+pub fn main(mut parser: lexopt::Parser) -> i32 {
+    let mut json = false;
+    loop {
+        match parser.next() {
+            Ok(Some(Long("json"))) => json = true,
+            Ok(Some(Long("help"))) | Ok(Some(Short('h'))) => {
+                print!("{USAGE}");
+                return 0;
+            }
+            Ok(None) => break,
+            Ok(Some(other)) => {
+                return usage_error(&format!("unexpected {}", super::describe(&other)), USAGE)
+            }
+            Err(e) => return usage_error(&e.to_string(), USAGE),
+        }
+    }
+    let report = crate::engine::doctor::report();
+    let ready = report["ready"] == true;
+    if json {
+        print_json(&report);
+    } else {
+        println!(
+            "pyro doctor (state: {})",
+            report["pyro_home"].as_str().unwrap_or("")
+        );
+        for c in report["checks"].as_array().unwrap() {
+            let mark = if c["ok"] == true {
+                "ok  "
+            } else if c["required"] == true {
+                "FAIL"
+            } else {
+                "warn"
+            };
+            println!(
+                "  [{mark}] {:<14} {}",
+                c["name"].as_str().unwrap_or(""),
+                c["detail"].as_str().unwrap_or("")
+            );
+        }
+        println!(
+            "{}",
+            if ready {
+                "Ready: `pyro run` can boot guests here."
+            } else {
+                "Not ready: fix the FAIL lines above."
+            }
+        );
+    }
+    if ready {
+        0
+    } else {
+        1
+    }
+}

@@ -1,0 +1,15 @@
+//! The workspace engine: everything the CLI and the MCP server do, as one
+//! library API that returns JSON-ready values. Front ends only parse
+//! arguments and print.
+
+pub mod agent;
+pub mod disk;
+pub mod doctor;
+pub mod environments;
+pub mod error;
+pub mod host;
+pub mod paths;
+pub mod run;
+pub mod vm;
+
+pub use error::{EngineError, Result};

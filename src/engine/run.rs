@@ -1,0 +1,282 @@
+//! One-shot runs: create a VM, boot it, run one command, tear it down.
+
+use super::environments;
+use super::host::kvm_status;
+use super::paths;
+use super::vm::{VmOptions, VmProcess};
+use super::{EngineError, Result};
+use pyro_proto::{ExecRequest, ExecResult};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+pub const DEFAULT_VCPU_COUNT: u8 = 1;
+pub const DEFAULT_MEM_MIB: u32 = 1024;
+pub const DEFAULT_TIMEOUT_SECONDS: u64 = 30;
+pub const DEFAULT_TTL_SECONDS: u64 = 600;
+pub const MAX_TIMEOUT_SECONDS: u64 = 24 * 3600;
+/// Exit code reported when the command hit its timeout, as timeout(1) does.
+pub const TIMEOUT_EXIT_CODE: i32 = 124;
+
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    pub environment: String,
+    pub command: String,
+    pub vcpu_count: u8,
+    pub mem_mib: u32,
+    pub timeout_seconds: u64,
+    pub ttl_seconds: u64,
+    pub network: bool,
+    pub allow_host_compat: bool,
+}
+
+impl RunRequest {
+    pub fn new(environment: &str, command: &str) -> Self {
+        RunRequest {
+            environment: environment.to_string(),
+            command: command.to_string(),
+            vcpu_count: DEFAULT_VCPU_COUNT,
+            mem_mib: DEFAULT_MEM_MIB,
+            timeout_seconds: DEFAULT_TIMEOUT_SECONDS,
+            ttl_seconds: DEFAULT_TTL_SECONDS,
+            network: false,
+            allow_host_compat: false,
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if self.command.trim().is_empty() {
+            return Err(EngineError::Invalid("command must not be empty".into()));
+        }
+        if !(1..=32).contains(&self.vcpu_count) {
+            return Err(EngineError::Invalid(format!(
+                "vcpu_count must be between 1 and 32, got {}",
+                self.vcpu_count
+            )));
+        }
+        if !(256..=65536).contains(&self.mem_mib) {
+            return Err(EngineError::Invalid(format!(
+                "mem_mib must be between 256 and 65536, got {}",
+                self.mem_mib
+            )));
+        }
+        if !(1..=MAX_TIMEOUT_SECONDS).contains(&self.timeout_seconds) {
+            return Err(EngineError::Invalid(format!(
+                "timeout_seconds must be between 1 and {MAX_TIMEOUT_SECONDS}, got {}",
+                self.timeout_seconds
+            )));
+        }
+        if self.ttl_seconds == 0 {
+            return Err(EngineError::Invalid(
+                "ttl_seconds must be at least 1".into(),
+            ));
+        }
+        if self.network {
+            return Err(EngineError::Unavailable(
+                "guest networking (--network) is not available in this build: pyro has no virtio-net/TAP support yet".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Progress callback: a phase name and its details.
+pub type Progress<'a> = &'a mut dyn FnMut(&str, Value);
+
+/// Runs the request; returns the same JSON object the CLI prints with --json.
+pub fn run(req: &RunRequest, progress: Progress) -> Result<Value> {
+    req.validate()?;
+    let entry = environments::lookup(&req.environment)?;
+    let start = Instant::now();
+    if let Some(why) = kvm_status().blocker() {
+        if req.allow_host_compat {
+            return host_compat(req, entry.version, &why, progress);
+        }
+        return Err(EngineError::Unavailable(format!(
+            "cannot boot a guest here: {why}. (--allow-host-compat runs the command on the host instead, without isolation)"
+        )));
+    }
+    let env = environments::installed(&req.environment)?;
+    let vm_id = paths::random_id(6);
+    let dir = paths::runs().join(&vm_id);
+    progress(
+        "create",
+        json!({"environment": req.environment, "vm_id": vm_id}),
+    );
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| EngineError::io(format!("creating {}", dir.display()), e))?;
+    let outcome = (|| {
+        super::disk::copy_sparse(&env.scratch, &dir.join("scratch.ext4"))
+            .map_err(|e| EngineError::io("creating the VM's scratch disk", e))?;
+        let created_ms = start.elapsed().as_millis() as u64;
+        let mut vm = VmProcess::launch(
+            &env,
+            &dir,
+            &VmOptions {
+                vcpus: req.vcpu_count,
+                mem_mib: req.mem_mib,
+                attached: true,
+            },
+        )?;
+        progress("start", json!({"vm_id": vm_id}));
+        let booted = vm.wait_ready(boot_timeout());
+        let boot_ms = start.elapsed().as_millis() as u64 - created_ms;
+        let uptime = match booted {
+            Ok(u) => u,
+            Err(e) => {
+                vm.kill();
+                return Err(e);
+            }
+        };
+        progress("execute", json!({"vm_id": vm_id, "boot_ms": boot_ms}));
+        let exec_start = Instant::now();
+        let ereq = ExecRequest {
+            shell: Some(req.command.clone()),
+            timeout_ms: Some(req.timeout_seconds * 1000),
+            max_output_bytes: pyro_proto::DEFAULT_MAX_OUTPUT_BYTES,
+            ..Default::default()
+        };
+        let result = vm.exec(&ereq, Duration::from_secs(req.timeout_seconds + 15));
+        let exec_ms = exec_start.elapsed().as_millis() as u64;
+        vm.kill();
+        Ok((result?, created_ms, boot_ms, exec_ms, uptime))
+    })();
+    let teardown = Instant::now();
+    let removed = std::fs::remove_dir_all(&dir).is_ok();
+    let (res, created_ms, boot_ms, exec_ms, uptime) = outcome?;
+    let teardown_ms = teardown.elapsed().as_millis() as u64;
+    progress("delete", json!({"vm_id": vm_id}));
+    Ok(result_json(
+        req,
+        entry.version,
+        &vm_id,
+        "guest_vsock",
+        &res,
+        json!({
+            "create_ms": created_ms,
+            "boot_ms": boot_ms,
+            "guest_uptime_at_ready_ms": uptime,
+            "exec_ms": exec_ms,
+            "teardown_ms": teardown_ms,
+            "total_ms": start.elapsed().as_millis() as u64,
+        }),
+        json!({"vm_stopped": true, "state_removed": removed}),
+    ))
+}
+
+fn boot_timeout() -> Duration {
+    let secs = std::env::var("PYRO_BOOT_TIMEOUT_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60);
+    Duration::from_secs(secs)
+}
+
+fn result_json(
+    req: &RunRequest,
+    version: &str,
+    vm_id: &str,
+    mode: &str,
+    r: &ExecResult,
+    timings: Value,
+    cleanup: Value,
+) -> Value {
+    let (exit_code, stderr) = if r.timed_out {
+        let mut s = r.stderr.clone();
+        if !s.is_empty() && !s.ends_with('\n') {
+            s.push('\n');
+        }
+        s.push_str(&format!(
+            "command timed out after {}s\n",
+            req.timeout_seconds
+        ));
+        (TIMEOUT_EXIT_CODE, s)
+    } else {
+        (r.shell_exit_code(), r.stderr.clone())
+    };
+    json!({
+        "vm_id": vm_id,
+        "environment": req.environment,
+        "environment_version": version,
+        "command": req.command,
+        "stdout": r.stdout,
+        "stderr": stderr,
+        "exit_code": exit_code,
+        "signal": r.signal,
+        "timed_out": r.timed_out,
+        "stdout_truncated": r.stdout_truncated,
+        "stderr_truncated": r.stderr_truncated,
+        "stdout_bytes": r.stdout_bytes,
+        "stderr_bytes": r.stderr_bytes,
+        "duration_ms": r.duration_ms,
+        "execution_mode": mode,
+        "vcpu_count": req.vcpu_count,
+        "mem_mib": req.mem_mib,
+        "timings": timings,
+        "cleanup": cleanup,
+    })
+}
+
+/// `--allow-host-compat`: the command runs on this host, unisolated.
+fn host_compat(req: &RunRequest, version: &str, why: &str, progress: Progress) -> Result<Value> {
+    progress(
+        "host_compat",
+        json!({"warning": format!("NOT ISOLATED: {why}; running the command directly on this host")}),
+    );
+    let start = Instant::now();
+    let dir = std::env::temp_dir().join(format!("pyro-host-compat-{}", paths::random_id(4)));
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| EngineError::io("creating a scratch directory", e))?;
+    let ereq = ExecRequest {
+        shell: Some(req.command.clone()),
+        cwd: Some(dir.to_string_lossy().into_owned()),
+        timeout_ms: Some(req.timeout_seconds * 1000),
+        max_output_bytes: pyro_proto::DEFAULT_MAX_OUTPUT_BYTES,
+        ..Default::default()
+    };
+    let r = pyro_guest::exec::run(&ereq)
+        .map_err(|e| EngineError::io("running the command on the host", e));
+    let _ = std::fs::remove_dir_all(&dir);
+    let r = r?;
+    Ok(result_json(
+        req,
+        version,
+        "host-compat",
+        "host_compat",
+        &r,
+        json!({"exec_ms": r.duration_ms, "total_ms": start.elapsed().as_millis() as u64}),
+        json!({"state_removed": true}),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_names_the_bad_field() {
+        let mut r = RunRequest::new("debian:12", "true");
+        r.vcpu_count = 0;
+        assert!(r.validate().unwrap_err().to_string().contains("vcpu_count"));
+        let mut r = RunRequest::new("debian:12", "  ");
+        assert!(r.validate().unwrap_err().to_string().contains("command"));
+        r.command = "true".into();
+        r.mem_mib = 64;
+        assert!(r.validate().unwrap_err().to_string().contains("mem_mib"));
+    }
+
+    #[test]
+    fn timed_out_results_use_exit_124() {
+        let req = RunRequest::new("debian:12", "sleep 9");
+        let r = ExecResult {
+            timed_out: true,
+            signal: Some(9),
+            ..Default::default()
+        };
+        let v = result_json(&req, "1.0.0", "x", "guest_vsock", &r, json!({}), json!({}));
+        assert_eq!(v["exit_code"], 124);
+        assert!(v["stderr"]
+            .as_str()
+            .unwrap()
+            .contains("timed out after 30s"));
+    }
+}

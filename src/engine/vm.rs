@@ -1,0 +1,227 @@
+//! Starting, reaching and stopping one VMM process.
+//!
+//! The VMM is this same binary re-executed as `pyro vmm --config FILE`,
+//! in its own session, with its sockets and logs in the VM's state
+//! directory. Ephemeral VMs also get `PR_SET_PDEATHSIG`, so they cannot
+//! outlive the `pyro` process that started them.
+
+use super::agent;
+use super::environments::Installed;
+use super::{EngineError, Result};
+use crate::vmm::config::{DiskConfig, VmConfig, VsockConfig};
+use pyro_proto::{ExecRequest, ExecResult, Request, Response};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+const CMDLINE: &str = "console=ttyS0 reboot=k panic=1 pci=off nomodules quiet \
+    i8042.noaux i8042.nomux i8042.dumbkbd random.trust_cpu=on \
+    root=/dev/vda ro rootfstype=ext4 init=/sbin/pyro-init";
+/// Unix socket paths must fit in sockaddr_un.
+const MAX_SOCKET_PATH: usize = 100;
+
+pub struct VmOptions {
+    pub vcpus: u8,
+    pub mem_mib: u32,
+    /// Tie the VMM's life to this process (one-shot runs).
+    pub attached: bool,
+}
+
+pub struct VmProcess {
+    pub dir: PathBuf,
+    pub pid: i32,
+    child: Option<Child>,
+    pub vsock: PathBuf,
+    pub control: PathBuf,
+    pub serial_log: PathBuf,
+    pub vmm_log: PathBuf,
+}
+
+/// VMs to kill and directories to remove if this process is interrupted.
+static EPHEMERAL: Mutex<Vec<(i32, PathBuf)>> = Mutex::new(Vec::new());
+
+/// Kills every ephemeral VM this process started and removes its state.
+/// Called from the signal thread on Ctrl-C / SIGTERM.
+pub fn kill_ephemeral() {
+    let list = std::mem::take(&mut *EPHEMERAL.lock().unwrap());
+    for (pid, dir) in list {
+        // SAFETY: kill and waitpid take no pointers we own.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+fn vmm_binary() -> Result<PathBuf> {
+    std::env::current_exe().map_err(|e| EngineError::io("locating the pyro binary", e))
+}
+
+impl VmProcess {
+    /// Writes the VMM config into `dir` and starts the VMM. `dir` must
+    /// already hold the VM's writable disk as `scratch.ext4`.
+    pub fn launch(env: &Installed, dir: &Path, opts: &VmOptions) -> Result<VmProcess> {
+        let vsock = dir.join("vsock.sock");
+        let control = dir.join("control.sock");
+        if control.as_os_str().len() > MAX_SOCKET_PATH {
+            return Err(EngineError::Invalid(format!(
+                "state directory {} is too long for Unix sockets; set PYRO_HOME to a shorter path",
+                dir.display()
+            )));
+        }
+        let cfg = VmConfig {
+            kernel: env.kernel.clone(),
+            cmdline: CMDLINE.to_string(),
+            vcpus: opts.vcpus,
+            mem_mib: opts.mem_mib,
+            disks: vec![
+                DiskConfig {
+                    path: env.rootfs.clone(),
+                    read_only: true,
+                },
+                DiskConfig {
+                    path: dir.join("scratch.ext4"),
+                    read_only: false,
+                },
+            ],
+            vsock: Some(VsockConfig {
+                guest_cid: 3,
+                uds_path: vsock.clone(),
+            }),
+            rng: true,
+            serial_log: dir.join("serial.log"),
+            control_socket: Some(control.clone()),
+        };
+        cfg.validate().map_err(EngineError::Invalid)?;
+        let cfg_path = dir.join("vm.json");
+        let body = serde_json::to_vec_pretty(&cfg).expect("config serializes");
+        super::paths::write_atomic(&cfg_path, &body)
+            .map_err(|e| EngineError::io("writing VM config", e))?;
+        let vmm_log = dir.join("vmm.log");
+        let log =
+            std::fs::File::create(&vmm_log).map_err(|e| EngineError::io("creating VMM log", e))?;
+        let log2 = log
+            .try_clone()
+            .map_err(|e| EngineError::io("creating VMM log", e))?;
+        let attached = opts.attached;
+        let mut cmd = Command::new(vmm_binary()?);
+        cmd.arg("vmm")
+            .arg("--config")
+            .arg(&cfg_path)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2);
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::setsid();
+                if attached {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                }
+                Ok(())
+            });
+        }
+        let child = cmd
+            .spawn()
+            .map_err(|e| EngineError::io("starting the VMM", e))?;
+        let pid = child.id() as i32;
+        if attached {
+            EPHEMERAL.lock().unwrap().push((pid, dir.to_path_buf()));
+        }
+        Ok(VmProcess {
+            dir: dir.to_path_buf(),
+            pid,
+            child: Some(child),
+            vsock,
+            control,
+            serial_log: dir.join("serial.log"),
+            vmm_log,
+        })
+    }
+
+    pub fn is_alive(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            // SAFETY: signal 0 only checks for existence.
+            None => unsafe { libc::kill(self.pid, 0) == 0 },
+        }
+    }
+
+    /// Waits until the guest agent answers a ping; returns the guest's
+    /// uptime at that moment.
+    pub fn wait_ready(&mut self, timeout: Duration) -> Result<u64> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if !self.is_alive() {
+                return Err(EngineError::Guest(format!(
+                    "the VM stopped while booting.\n{}",
+                    self.diagnostics()
+                )));
+            }
+            if self.vsock.exists() {
+                if let Ok(Response::Pong { uptime_ms, .. }) =
+                    agent::call(&self.vsock, &Request::Ping, Duration::from_secs(2))
+                {
+                    return Ok(uptime_ms);
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(EngineError::Guest(format!(
+                    "the guest agent did not answer within {} s.\n{}",
+                    timeout.as_secs(),
+                    self.diagnostics()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(3));
+        }
+    }
+
+    pub fn exec(&mut self, req: &ExecRequest, host_timeout: Duration) -> Result<ExecResult> {
+        match agent::call(&self.vsock, &Request::Exec(req.clone()), host_timeout) {
+            Ok(Response::Exec(r)) => Ok(r),
+            Ok(Response::Error { message }) => {
+                Err(EngineError::Guest(format!("guest agent error: {message}")))
+            }
+            Ok(other) => Err(EngineError::Guest(format!(
+                "unexpected agent answer: {other:?}"
+            ))),
+            Err(e) => {
+                let alive = self.is_alive();
+                Err(EngineError::Guest(format!(
+                    "lost the guest agent during exec ({e}){}.\n{}",
+                    if alive { "" } else { "; the VM is gone" },
+                    self.diagnostics()
+                )))
+            }
+        }
+    }
+
+    /// Last lines of the VMM log and guest console, for error messages.
+    pub fn diagnostics(&self) -> String {
+        let tail = |p: &Path, n: usize| -> String {
+            let s = std::fs::read_to_string(p).unwrap_or_default();
+            let lines: Vec<&str> = s.lines().collect();
+            lines[lines.len().saturating_sub(n)..].join("\n")
+        };
+        format!(
+            "VMM log ({}):\n{}\nguest console ({}):\n{}",
+            self.vmm_log.display(),
+            tail(&self.vmm_log, 10),
+            self.serial_log.display(),
+            tail(&self.serial_log, 15)
+        )
+    }
+
+    /// Stops the VM at once (the disk is not flushed) and reaps it.
+    pub fn kill(&mut self) {
+        // SAFETY: kill takes no pointers.
+        unsafe { libc::kill(self.pid, libc::SIGKILL) };
+        if let Some(mut c) = self.child.take() {
+            let _ = c.wait();
+        }
+        EPHEMERAL.lock().unwrap().retain(|(p, _)| *p != self.pid);
+    }
+}

@@ -1,0 +1,227 @@
+//! virtio-blk: one file-backed disk, read-only or writable.
+
+use super::{log_device_error, read_config_bytes, Activation, VirtioDevice, TYPE_BLOCK};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use virtio_queue::{Queue, QueueT};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+const SECTOR: u64 = 512;
+const F_RO: u64 = 1 << 5;
+const F_FLUSH: u64 = 1 << 9;
+const T_IN: u32 = 0;
+const T_OUT: u32 = 1;
+const T_FLUSH: u32 = 4;
+const T_GET_ID: u32 = 8;
+const S_OK: u8 = 0;
+const S_IOERR: u8 = 1;
+const S_UNSUPP: u8 = 2;
+/// Largest single data segment we accept; the kernel's default max segment
+/// size is far below this, so only a hostile driver hits it.
+const MAX_SEGMENT: u32 = 4 << 20;
+const ID_LEN: usize = 20;
+
+pub struct Block {
+    file: File,
+    read_only: bool,
+    capacity_bytes: u64,
+    id: [u8; ID_LEN],
+    config: [u8; 8],
+    queue_sizes: [u16; 1],
+    active: Option<(GuestMemoryMmap, Queue, super::Interrupt)>,
+    buf: Vec<u8>,
+}
+
+impl Block {
+    pub fn new(file: File, read_only: bool, serial: &str) -> std::io::Result<Self> {
+        let len = file.metadata()?.len();
+        // Block devices report 0 in metadata; ask the kernel via seek instead.
+        let len = if len == 0 {
+            std::io::Seek::seek(&mut &file, std::io::SeekFrom::End(0))?
+        } else {
+            len
+        };
+        let capacity_bytes = len - len % SECTOR;
+        let mut id = [0u8; ID_LEN];
+        let n = serial.len().min(ID_LEN);
+        id[..n].copy_from_slice(&serial.as_bytes()[..n]);
+        Ok(Block {
+            file,
+            read_only,
+            capacity_bytes,
+            id,
+            config: (capacity_bytes / SECTOR).to_le_bytes(),
+            queue_sizes: [256],
+            active: None,
+            buf: Vec::new(),
+        })
+    }
+
+    fn process(&mut self) {
+        let Some((mem, queue, irq)) = self.active.as_mut() else {
+            return;
+        };
+        let mut used_any = false;
+        loop {
+            let Some(chain) = queue.pop_descriptor_chain(&*mem) else {
+                break;
+            };
+            let head = chain.head_index();
+            let descs: Vec<_> = chain.collect();
+            let (status, written) = match handle_request(
+                &self.file,
+                self.read_only,
+                self.capacity_bytes,
+                &self.id,
+                mem,
+                &descs,
+                &mut self.buf,
+            ) {
+                Ok(w) => (S_OK, w),
+                Err((status, msg)) => {
+                    if status == S_IOERR {
+                        log_device_error("virtio-blk", &msg);
+                    }
+                    (status, 0)
+                }
+            };
+            // The status byte is the last byte of the last descriptor.
+            let mut len = written;
+            if let Some(last) = descs.last().filter(|d| d.is_write_only() && d.len() >= 1) {
+                let at = last.addr().0 + last.len() as u64 - 1;
+                if mem.write_obj(status, GuestAddress(at)).is_ok() {
+                    len += 1;
+                }
+            }
+            if let Err(e) = queue.add_used(&*mem, head, len) {
+                log_device_error("virtio-blk", &format!("add_used: {e}"));
+            }
+            used_any = true;
+        }
+        if used_any {
+            irq.signal_used();
+        }
+    }
+}
+
+type DescList = [virtio_queue::desc::split::Descriptor];
+
+/// Serves one request; returns the number of data bytes written to the guest.
+fn handle_request(
+    file: &File,
+    read_only: bool,
+    capacity: u64,
+    id: &[u8; ID_LEN],
+    mem: &GuestMemoryMmap,
+    descs: &DescList,
+    buf: &mut Vec<u8>,
+) -> Result<u32, (u8, String)> {
+    let bad = |m: &str| (S_IOERR, format!("malformed request: {m}"));
+    if descs.len() < 2 {
+        return Err(bad("fewer than two descriptors"));
+    }
+    let hdr = &descs[0];
+    if hdr.is_write_only() || hdr.len() < 16 {
+        return Err(bad("header descriptor"));
+    }
+    let mut raw = [0u8; 16];
+    mem.read_slice(&mut raw, hdr.addr())
+        .map_err(|_| bad("header outside guest memory"))?;
+    let req_type = u32::from_le_bytes(raw[0..4].try_into().unwrap());
+    let sector = u64::from_le_bytes(raw[8..16].try_into().unwrap());
+    let status = descs.last().unwrap();
+    if !status.is_write_only() || status.len() < 1 {
+        return Err(bad("status descriptor"));
+    }
+    // Data descriptors sit between header and status; a status descriptor
+    // longer than one byte is not used for data.
+    let data = &descs[1..descs.len() - 1];
+    match req_type {
+        T_IN | T_OUT => {
+            let mut offset = sector
+                .checked_mul(SECTOR)
+                .ok_or_else(|| bad("sector overflow"))?;
+            let mut written = 0u32;
+            for d in data {
+                if d.len() > MAX_SEGMENT {
+                    return Err(bad("segment too large"));
+                }
+                let end = offset
+                    .checked_add(d.len() as u64)
+                    .ok_or_else(|| bad("length overflow"))?;
+                if end > capacity {
+                    return Err((
+                        S_IOERR,
+                        format!("access past end of disk ({end} > {capacity})"),
+                    ));
+                }
+                buf.resize(d.len() as usize, 0);
+                if req_type == T_IN {
+                    if !d.is_write_only() {
+                        return Err(bad("read into a device-readable buffer"));
+                    }
+                    file.read_exact_at(buf, offset)
+                        .map_err(|e| (S_IOERR, format!("read: {e}")))?;
+                    mem.write_slice(buf, d.addr())
+                        .map_err(|_| bad("buffer outside guest memory"))?;
+                    written += d.len();
+                } else {
+                    if read_only {
+                        return Err((S_IOERR, "write to a read-only disk".into()));
+                    }
+                    if d.is_write_only() {
+                        return Err(bad("write from a device-writable buffer"));
+                    }
+                    mem.read_slice(buf, d.addr())
+                        .map_err(|_| bad("buffer outside guest memory"))?;
+                    file.write_all_at(buf, offset)
+                        .map_err(|e| (S_IOERR, format!("write: {e}")))?;
+                }
+                offset = end;
+            }
+            Ok(written)
+        }
+        T_FLUSH => {
+            if !read_only {
+                file.sync_data()
+                    .map_err(|e| (S_IOERR, format!("flush: {e}")))?;
+            }
+            Ok(0)
+        }
+        T_GET_ID => {
+            let d = data.first().ok_or_else(|| bad("GET_ID without buffer"))?;
+            let n = (d.len() as usize).min(ID_LEN);
+            mem.write_slice(&id[..n], d.addr())
+                .map_err(|_| bad("buffer outside guest memory"))?;
+            Ok(n as u32)
+        }
+        _ => Err((S_UNSUPP, String::new())),
+    }
+}
+
+impl VirtioDevice for Block {
+    fn device_type(&self) -> u32 {
+        TYPE_BLOCK
+    }
+    fn queue_max_sizes(&self) -> &[u16] {
+        &self.queue_sizes
+    }
+    fn features(&self) -> u64 {
+        F_FLUSH | if self.read_only { F_RO } else { 0 }
+    }
+    fn read_config(&self, offset: u64, data: &mut [u8]) {
+        read_config_bytes(&self.config, offset, data);
+    }
+    fn activate(&mut self, act: Activation) -> Result<(), String> {
+        let queue = act.queues.into_iter().next().ok_or("no queue")?;
+        self.active = Some((act.mem, queue, act.interrupt));
+        self.process();
+        Ok(())
+    }
+    fn queue_notify(&mut self, _registry: &mio::Registry, _index: usize) {
+        self.process();
+    }
+    fn reset(&mut self) {
+        self.active = None;
+    }
+}

@@ -1,0 +1,250 @@
+//! The virtio-mmio transport (version 2): the register file the driver
+//! programs, queue setup, feature negotiation, and the status machine that
+//! activates the device.
+
+use super::{log_device_error, Activation, Interrupt, VirtioDevice, VIRTIO_F_VERSION_1};
+use crate::vmm::devices::MmioDevice;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use virtio_queue::{Queue, QueueT};
+use vm_memory::GuestMemoryMmap;
+use vmm_sys_util::eventfd::EventFd;
+
+const MAGIC: u32 = 0x7472_6976; // "virt"
+const VENDOR: u32 = 0x5059_524f; // "PYRO"
+const STATUS_ACK: u32 = 1;
+const STATUS_DRIVER: u32 = 2;
+const STATUS_DRIVER_OK: u32 = 4;
+const STATUS_FEATURES_OK: u32 = 8;
+const STATUS_FAILED: u32 = 0x80;
+pub const QUEUE_NOTIFY_OFFSET: u64 = 0x50;
+const CONFIG_OFFSET: u64 = 0x100;
+
+pub struct MmioTransport {
+    device: Box<dyn VirtioDevice>,
+    mem: GuestMemoryMmap,
+    interrupt: Interrupt,
+    /// Per-queue notify eventfds: the fallback path when a notify write
+    /// reaches us as an MMIO exit instead of through the ioeventfd.
+    notify: Vec<Arc<EventFd>>,
+    queues: Vec<Queue>,
+    status: u32,
+    features_sel: u32,
+    driver_features_sel: u32,
+    driver_features: u64,
+    queue_sel: u32,
+    activated: bool,
+    config_generation: u32,
+}
+
+impl MmioTransport {
+    pub fn new(
+        device: Box<dyn VirtioDevice>,
+        mem: GuestMemoryMmap,
+        interrupt: Interrupt,
+        notify: Vec<Arc<EventFd>>,
+    ) -> Self {
+        let queues = device
+            .queue_max_sizes()
+            .iter()
+            .map(|&max| Queue::new(max).expect("queue sizes are powers of two"))
+            .collect();
+        MmioTransport {
+            device,
+            mem,
+            interrupt,
+            notify,
+            queues,
+            status: 0,
+            features_sel: 0,
+            driver_features_sel: 0,
+            driver_features: 0,
+            queue_sel: 0,
+            activated: false,
+            config_generation: 0,
+        }
+    }
+
+    pub fn device_mut(&mut self) -> &mut dyn VirtioDevice {
+        self.device.as_mut()
+    }
+
+    pub fn is_activated(&self) -> bool {
+        self.activated
+    }
+
+    fn queue(&mut self) -> Option<&mut Queue> {
+        self.queues.get_mut(self.queue_sel as usize)
+    }
+
+    fn set_status(&mut self, value: u32) {
+        if value == 0 {
+            self.reset();
+            return;
+        }
+        let newly = value & !self.status;
+        self.status = value;
+        if newly & STATUS_FEATURES_OK != 0 && self.driver_features & VIRTIO_F_VERSION_1 == 0 {
+            // Legacy drivers are not supported; refuse the feature set.
+            self.status &= !STATUS_FEATURES_OK;
+        }
+        if newly & STATUS_DRIVER_OK != 0 && !self.activated {
+            self.activate();
+        }
+    }
+
+    fn activate(&mut self) {
+        let needed = STATUS_ACK | STATUS_DRIVER | STATUS_FEATURES_OK | STATUS_DRIVER_OK;
+        if self.status & needed != needed {
+            log_device_error(
+                "virtio-mmio",
+                "DRIVER_OK before feature negotiation finished",
+            );
+            self.status |= STATUS_FAILED;
+            return;
+        }
+        for (i, q) in self.queues.iter().enumerate() {
+            if !q.is_valid(&self.mem) {
+                log_device_error(
+                    "virtio-mmio",
+                    &format!("queue {i} is not valid (addresses outside guest memory or bad size)"),
+                );
+                self.status |= STATUS_FAILED;
+                return;
+            }
+        }
+        let queues = std::mem::take(&mut self.queues);
+        let act = Activation {
+            mem: self.mem.clone(),
+            queues,
+            interrupt: self.interrupt.clone(),
+        };
+        match self.device.activate(act) {
+            Ok(()) => self.activated = true,
+            Err(e) => {
+                log_device_error("virtio-mmio", &format!("activation failed: {e}"));
+                self.status |= STATUS_FAILED;
+            }
+        }
+    }
+
+    fn reset(&mut self) {
+        self.device.reset();
+        self.queues = self
+            .device
+            .queue_max_sizes()
+            .iter()
+            .map(|&max| Queue::new(max).expect("queue sizes are powers of two"))
+            .collect();
+        self.status = 0;
+        self.activated = false;
+        self.driver_features = 0;
+        self.interrupt.status.store(0, Ordering::SeqCst);
+    }
+}
+
+impl MmioDevice for MmioTransport {
+    fn read(&mut self, offset: u64, data: &mut [u8]) {
+        if offset >= CONFIG_OFFSET {
+            self.device.read_config(offset - CONFIG_OFFSET, data);
+            return;
+        }
+        if data.len() != 4 {
+            data.fill(0);
+            return;
+        }
+        let features = self.device.features() | VIRTIO_F_VERSION_1;
+        let v = match offset {
+            0x00 => MAGIC,
+            0x04 => 2,
+            0x08 => self.device.device_type(),
+            0x0c => VENDOR,
+            0x10 => match self.features_sel {
+                0 => features as u32,
+                1 => (features >> 32) as u32,
+                _ => 0,
+            },
+            0x34 => self.queue().map(|q| q.max_size() as u32).unwrap_or(0),
+            0x44 => self.queue().map(|q| q.ready() as u32).unwrap_or(0),
+            0x60 => self.interrupt.status.load(Ordering::SeqCst),
+            0x70 => self.status,
+            0xfc => self.config_generation,
+            _ => 0,
+        };
+        data.copy_from_slice(&v.to_le_bytes());
+    }
+
+    fn write(&mut self, offset: u64, data: &[u8]) {
+        if offset >= CONFIG_OFFSET {
+            // No device here has writable config.
+            return;
+        }
+        if data.len() != 4 {
+            return;
+        }
+        let v = u32::from_le_bytes([data[0], data[1], data[2], data[3]]);
+        // Queue layout may only change before the device is live.
+        let setup = !self.activated && self.status & STATUS_DRIVER_OK == 0;
+        match offset {
+            0x14 => self.features_sel = v,
+            0x20 => {
+                let shift = match self.driver_features_sel {
+                    0 => 0,
+                    1 => 32,
+                    _ => return,
+                };
+                let offered = self.device.features() | VIRTIO_F_VERSION_1;
+                let mask = 0xffff_ffffu64 << shift;
+                self.driver_features =
+                    (self.driver_features & !mask) | (((v as u64) << shift) & offered);
+            }
+            0x24 => self.driver_features_sel = v,
+            0x30 => self.queue_sel = v,
+            0x38 if setup => {
+                if let Some(q) = self.queue() {
+                    q.set_size(v as u16);
+                }
+            }
+            0x44 if setup => {
+                if let Some(q) = self.queue() {
+                    q.set_ready(v == 1);
+                }
+            }
+            0x50 => match self.notify.get(v as usize) {
+                Some(evt) => {
+                    let _ = evt.write(1);
+                }
+                None => log_device_error("virtio-mmio", &format!("notify for unknown queue {v}")),
+            },
+            0x64 => {
+                self.interrupt.status.fetch_and(!v, Ordering::SeqCst);
+            }
+            0x70 => self.set_status(v),
+            0x80 if setup => self
+                .queue()
+                .into_iter()
+                .for_each(|q| q.set_desc_table_address(Some(v), None)),
+            0x84 if setup => self
+                .queue()
+                .into_iter()
+                .for_each(|q| q.set_desc_table_address(None, Some(v))),
+            0x90 if setup => self
+                .queue()
+                .into_iter()
+                .for_each(|q| q.set_avail_ring_address(Some(v), None)),
+            0x94 if setup => self
+                .queue()
+                .into_iter()
+                .for_each(|q| q.set_avail_ring_address(None, Some(v))),
+            0xa0 if setup => self
+                .queue()
+                .into_iter()
+                .for_each(|q| q.set_used_ring_address(Some(v), None)),
+            0xa4 if setup => self
+                .queue()
+                .into_iter()
+                .for_each(|q| q.set_used_ring_address(None, Some(v))),
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! Virtio devices over the MMIO transport.
+
+pub mod block;
+pub mod mmio;
+pub mod rng;
+pub mod vsock;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use virtio_queue::Queue;
+use vm_memory::GuestMemoryMmap;
+use vmm_sys_util::eventfd::EventFd;
+
+pub const VIRTIO_F_VERSION_1: u64 = 1 << 32;
+pub const TYPE_NET: u32 = 1;
+pub const TYPE_BLOCK: u32 = 2;
+pub const TYPE_RNG: u32 = 4;
+pub const TYPE_VSOCK: u32 = 19;
+
+/// Interrupt status bit: a used ring changed.
+pub const INT_VRING: u32 = 1;
+
+/// A device's interrupt: the status bits the driver reads back, and the
+/// irqfd that raises the line.
+#[derive(Clone)]
+pub struct Interrupt {
+    pub status: Arc<AtomicU32>,
+    pub evt: Arc<EventFd>,
+}
+
+impl Interrupt {
+    pub fn signal_used(&self) {
+        self.status.fetch_or(INT_VRING, Ordering::SeqCst);
+        if let Err(e) = self.evt.write(1) {
+            log_device_error("interrupt", &format!("cannot raise interrupt: {e}"));
+        }
+    }
+}
+
+/// What a device gets when the driver sets DRIVER_OK.
+pub struct Activation {
+    pub mem: GuestMemoryMmap,
+    pub queues: Vec<Queue>,
+    pub interrupt: Interrupt,
+}
+
+/// One virtio device model behind the transport.
+pub trait VirtioDevice: Send {
+    fn device_type(&self) -> u32;
+    fn queue_max_sizes(&self) -> &[u16];
+    fn features(&self) -> u64;
+    fn read_config(&self, offset: u64, data: &mut [u8]);
+    fn activate(&mut self, act: Activation) -> Result<(), String>;
+    /// The driver notified queue `index`.
+    fn queue_notify(&mut self, registry: &mio::Registry, index: usize);
+    /// The driver reset the device: drop the queues and any device state.
+    fn reset(&mut self);
+    /// Extra event sources (host sockets) the device wants polled; tokens
+    /// are device-local and come back through `handle_event`.
+    fn register_sources(
+        &mut self,
+        _registry: &mio::Registry,
+        _token_base: usize,
+    ) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn handle_event(
+        &mut self,
+        _registry: &mio::Registry,
+        _token: usize,
+        _event: &mio::event::Event,
+    ) {
+    }
+}
+
+/// Guest-caused device errors go to the VMM log, never a panic: a guest
+/// that misbehaves only hurts itself.
+pub fn log_device_error(device: &str, msg: &str) {
+    eprintln!("pyro-vmm: {device}: {msg}");
+}
+
+/// Reads a little-endian config field window, clamped to the field.
+pub fn read_config_bytes(config: &[u8], offset: u64, data: &mut [u8]) {
+    data.fill(0);
+    let off = offset as usize;
+    if off < config.len() {
+        let n = data.len().min(config.len() - off);
+        data[..n].copy_from_slice(&config[off..off + n]);
+    }
+}
+
+/// Copies `parts` into the device-writable descriptors of a chain, in
+/// order; returns the bytes written. Fails if guest memory is out of range
+/// or the buffers are too small.
+pub fn scatter(
+    mem: &GuestMemoryMmap,
+    descs: &[virtio_queue::desc::split::Descriptor],
+    parts: &[&[u8]],
+) -> Result<u32, &'static str> {
+    use vm_memory::{Bytes, GuestAddress};
+    let mut writable = descs.iter().filter(|d| d.is_write_only());
+    let mut cur = writable.next();
+    let mut used_in_cur = 0u32;
+    let mut total = 0u32;
+    for part in parts {
+        let mut rest = *part;
+        while !rest.is_empty() {
+            let d = cur.ok_or("guest buffer too small")?;
+            let room = d.len() - used_in_cur;
+            if room == 0 {
+                cur = writable.next();
+                used_in_cur = 0;
+                continue;
+            }
+            let n = (room as usize).min(rest.len());
+            mem.write_slice(&rest[..n], GuestAddress(d.addr().0 + used_in_cur as u64))
+                .map_err(|_| "buffer outside guest memory")?;
+            used_in_cur += n as u32;
+            total += n as u32;
+            rest = &rest[n..];
+        }
+    }
+    Ok(total)
+}
+
+/// Total capacity of a chain's device-writable descriptors.
+pub fn writable_len(descs: &[virtio_queue::desc::split::Descriptor]) -> u64 {
+    descs
+        .iter()
+        .filter(|d| d.is_write_only())
+        .map(|d| d.len() as u64)
+        .sum()
+}
+
+/// Reads up to `max` bytes from a chain's device-readable descriptors.
+pub fn gather(
+    mem: &GuestMemoryMmap,
+    descs: &[virtio_queue::desc::split::Descriptor],
+    max: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), &'static str> {
+    use vm_memory::Bytes;
+    out.clear();
+    for d in descs.iter().filter(|d| !d.is_write_only()) {
+        let n = (d.len() as usize).min(max - out.len());
+        if n == 0 {
+            break;
+        }
+        let start = out.len();
+        out.resize(start + n, 0);
+        mem.read_slice(&mut out[start..], d.addr())
+            .map_err(|_| "buffer outside guest memory")?;
+    }
+    Ok(())
+}

@@ -1,0 +1,194 @@
+//! The device thread: one mio loop over queue notifications, device
+//! sockets, the reset line, signals and the control socket.
+
+use super::vcpu::ExitNote;
+use super::{DeviceSlot, VmmError};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::net::UnixListener;
+use std::path::PathBuf;
+use std::sync::Arc;
+use vmm_sys_util::eventfd::EventFd;
+
+const SIGNALS: Token = Token(0);
+const RESET: Token = Token(1);
+const VCPU_EXIT: Token = Token(2);
+const CONTROL: Token = Token(3);
+/// Device `i` owns tokens `[(i + 1) << 20, (i + 2) << 20)`: queue `q` is
+/// `base + q`, the device's own sources sit above.
+const DEVICE_SHIFT: usize = 20;
+
+pub struct Loop {
+    pub signals: OwnedFd,
+    pub reset_evt: EventFd,
+    pub exit_evt: Arc<EventFd>,
+    pub note: ExitNote,
+    pub slots: Vec<DeviceSlot>,
+    pub control_socket: Option<PathBuf>,
+}
+
+/// Blocks the stop signals in this thread (and every thread it spawns
+/// afterwards) and returns a signalfd that reports them instead.
+pub fn block_signals() -> std::io::Result<OwnedFd> {
+    // SAFETY: sigset manipulation on a local, then syscalls with valid pointers.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+            libc::sigaddset(&mut set, s);
+        }
+        if libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let fd = libc::signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(OwnedFd::from_raw_fd(fd))
+    }
+}
+
+pub fn run(mut lp: Loop) -> Result<String, VmmError> {
+    let io = |what: &'static str| move |e: std::io::Error| VmmError(format!("{what}: {e}"));
+    let mut poll = Poll::new().map_err(io("epoll"))?;
+    let reg = poll.registry().try_clone().map_err(io("epoll"))?;
+    reg.register(
+        &mut SourceFd(&lp.signals.as_raw_fd()),
+        SIGNALS,
+        Interest::READABLE,
+    )
+    .map_err(io("register"))?;
+    reg.register(
+        &mut SourceFd(&lp.reset_evt.as_raw_fd()),
+        RESET,
+        Interest::READABLE,
+    )
+    .map_err(io("register"))?;
+    reg.register(
+        &mut SourceFd(&lp.exit_evt.as_raw_fd()),
+        VCPU_EXIT,
+        Interest::READABLE,
+    )
+    .map_err(io("register"))?;
+    let control = match &lp.control_socket {
+        Some(p) => {
+            let _ = std::fs::remove_file(p);
+            let l = UnixListener::bind(p)
+                .map_err(|e| VmmError(format!("control socket {}: {e}", p.display())))?;
+            l.set_nonblocking(true).map_err(io("control socket"))?;
+            reg.register(&mut SourceFd(&l.as_raw_fd()), CONTROL, Interest::READABLE)
+                .map_err(io("register"))?;
+            Some(l)
+        }
+        None => None,
+    };
+    for (i, slot) in lp.slots.iter().enumerate() {
+        let base = (i + 1) << DEVICE_SHIFT;
+        for (q, evt) in slot.notify.iter().enumerate() {
+            reg.register(
+                &mut SourceFd(&evt.as_raw_fd()),
+                Token(base + q),
+                Interest::READABLE,
+            )
+            .map_err(io("register"))?;
+        }
+        slot.transport
+            .lock()
+            .unwrap()
+            .device_mut()
+            .register_sources(&reg, base)
+            .map_err(io("device sources"))?;
+    }
+
+    let mut events = Events::with_capacity(64);
+    loop {
+        if let Err(e) = poll.poll(&mut events, None) {
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(VmmError(format!("epoll_wait: {e}")));
+        }
+        for ev in events.iter() {
+            match ev.token() {
+                SIGNALS => {
+                    // SAFETY: reading one siginfo record into a correctly sized buffer.
+                    let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+                    let n = unsafe {
+                        libc::read(
+                            lp.signals.as_raw_fd(),
+                            &mut info as *mut _ as *mut libc::c_void,
+                            std::mem::size_of_val(&info),
+                        )
+                    };
+                    let sig = if n > 0 { info.ssi_signo as i32 } else { 0 };
+                    return Ok(format!("stopped by signal {sig}"));
+                }
+                RESET => return Ok("guest requested reset (poweroff)".into()),
+                VCPU_EXIT => {
+                    let why = lp
+                        .note
+                        .lock()
+                        .unwrap()
+                        .take()
+                        .unwrap_or_else(|| "vcpu exited".into());
+                    return Ok(why);
+                }
+                CONTROL => {
+                    if let Some(l) = &control {
+                        if serve_control(l) {
+                            return Ok("stopped by control socket".into());
+                        }
+                    }
+                }
+                Token(t) => {
+                    let idx = (t >> DEVICE_SHIFT) - 1;
+                    let local = t & ((1 << DEVICE_SHIFT) - 1);
+                    let Some(slot) = lp.slots.get_mut(idx) else {
+                        continue;
+                    };
+                    let mut tr = slot.transport.lock().unwrap();
+                    if let Some(evt) = slot.notify.get(local) {
+                        let _ = evt.read();
+                        if tr.is_activated() {
+                            tr.device_mut().queue_notify(&reg, local);
+                        }
+                    } else {
+                        tr.device_mut().handle_event(&reg, local, ev);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Answers control connections; returns true when asked to stop.
+fn serve_control(l: &UnixListener) -> bool {
+    while let Ok((stream, _)) = l.accept() {
+        let _ = stream.set_nonblocking(false);
+        let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(1)));
+        let mut line = String::new();
+        let mut reader = BufReader::new(&stream);
+        if reader.read_line(&mut line).is_err() {
+            continue;
+        }
+        let mut w = &stream;
+        match line.trim() {
+            "ping" => {
+                let _ = writeln!(w, "ok {}", std::process::id());
+            }
+            "shutdown" => {
+                let _ = writeln!(w, "ok");
+                return true;
+            }
+            other => {
+                let _ = writeln!(
+                    w,
+                    "error unknown command {other:?} (expected ping or shutdown)"
+                );
+            }
+        }
+    }
+    false
+}

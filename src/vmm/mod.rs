@@ -1,0 +1,214 @@
+//! pyro's virtual machine monitor: one process per VM, composed from the
+//! rust-vmm crates. `run` builds the VM from a [`VmConfig`], starts the
+//! vCPU threads and serves devices from one event loop until the guest
+//! resets, a signal arrives, or the control socket asks it to stop.
+
+pub mod boot;
+pub mod config;
+pub mod cpu;
+pub mod devices;
+mod event_loop;
+pub mod layout;
+pub mod mptable;
+mod vcpu;
+
+use config::VmConfig;
+use devices::virtio::{
+    block::Block, mmio::MmioTransport, rng::Rng, vsock::Vsock, Interrupt, VirtioDevice,
+};
+use devices::{legacy::PortIo, IrqLine, MmioBus};
+use kvm_bindings::{
+    kvm_pit_config, kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY,
+};
+use kvm_ioctls::{IoEventAddress, Kvm, VmFd};
+use layout::*;
+use std::fs::OpenOptions;
+use std::sync::atomic::AtomicU32;
+use std::sync::{Arc, Mutex};
+use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
+use vmm_sys_util::eventfd::EventFd;
+
+#[derive(Debug)]
+pub struct VmmError(pub String);
+
+impl std::fmt::Display for VmmError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn err<E: std::fmt::Display>(what: &str) -> impl Fn(E) -> VmmError + '_ {
+    move |e| VmmError(format!("{what}: {e}"))
+}
+
+/// A virtio device slot: the transport the vCPUs see and the eventfds the
+/// event loop polls.
+pub struct DeviceSlot {
+    pub transport: Arc<Mutex<MmioTransport>>,
+    pub notify: Vec<Arc<EventFd>>,
+}
+
+/// Builds and runs the VM; returns why it ended.
+pub fn run(cfg: &VmConfig) -> Result<String, VmmError> {
+    cfg.validate().map_err(VmmError)?;
+    let signals = event_loop::block_signals().map_err(err("blocking signals"))?;
+    let kvm = Kvm::new().map_err(err("cannot open /dev/kvm"))?;
+    let vm = kvm.create_vm().map_err(err("KVM_CREATE_VM"))?;
+    let mem_bytes = cfg.mem_mib as u64 * 1024 * 1024;
+    let ranges: Vec<(GuestAddress, usize)> = ram_regions(mem_bytes)
+        .into_iter()
+        .map(|(s, l)| (GuestAddress(s), l as usize))
+        .collect();
+    let mem =
+        GuestMemoryMmap::<()>::from_ranges(&ranges).map_err(err("allocating guest memory"))?;
+    for (slot, region) in mem.iter().enumerate() {
+        let r = kvm_userspace_memory_region {
+            slot: slot as u32,
+            guest_phys_addr: region.start_addr().0,
+            memory_size: region.len(),
+            userspace_addr: region.as_ptr() as u64,
+            flags: 0,
+        };
+        // SAFETY: the region is a live mapping owned by `mem`, which outlives the VM.
+        unsafe { vm.set_user_memory_region(r) }.map_err(err("KVM_SET_USER_MEMORY_REGION"))?;
+    }
+    vm.set_tss_address(KVM_TSS_ADDR)
+        .map_err(err("KVM_SET_TSS_ADDR"))?;
+    vm.create_irq_chip().map_err(err("KVM_CREATE_IRQCHIP"))?;
+    let pit = kvm_pit_config {
+        flags: KVM_PIT_SPEAKER_DUMMY,
+        ..Default::default()
+    };
+    vm.create_pit2(pit).map_err(err("KVM_CREATE_PIT2"))?;
+
+    let serial_log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&cfg.serial_log)
+        .map_err(|e| {
+            VmmError(format!(
+                "cannot open serial log {}: {e}",
+                cfg.serial_log.display()
+            ))
+        })?;
+    let serial_evt = new_evt()?;
+    vm.register_irqfd(&serial_evt, SERIAL_IRQ)
+        .map_err(err("irqfd for serial"))?;
+    let reset_evt = new_evt()?;
+    let pio = Arc::new(PortIo::new(
+        IrqLine(serial_evt),
+        serial_log,
+        IrqLine(reset_evt.try_clone().map_err(err("eventfd clone"))?),
+    ));
+
+    let mut virtio: Vec<Box<dyn VirtioDevice>> = Vec::new();
+    for (i, d) in cfg.disks.iter().enumerate() {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(!d.read_only)
+            .open(&d.path)
+            .map_err(|e| VmmError(format!("cannot open disk {}: {e}", d.path.display())))?;
+        let dev = Block::new(file, d.read_only, &format!("pyro-disk{i}")).map_err(err("disk"))?;
+        virtio.push(Box::new(dev));
+    }
+    let mut vsock_path = None;
+    if let Some(v) = &cfg.vsock {
+        let dev = Vsock::new(v.guest_cid, v.uds_path.clone()).map_err(|e| {
+            VmmError(format!(
+                "cannot listen on vsock socket {}: {e}",
+                v.uds_path.display()
+            ))
+        })?;
+        vsock_path = Some(dev.uds_path().to_path_buf());
+        virtio.push(Box::new(dev));
+    }
+    if cfg.rng {
+        virtio.push(Box::new(Rng::default()));
+    }
+
+    let mut cmdline = cfg.cmdline.clone();
+    let mut bus = MmioBus::default();
+    let mut slots = Vec::new();
+    for (i, dev) in virtio.into_iter().enumerate() {
+        let base = VIRTIO_MMIO_BASE + i as u64 * VIRTIO_MMIO_SIZE;
+        let irq = VIRTIO_IRQ_BASE + i as u32;
+        if irq >= IOAPIC_PINS {
+            return Err(VmmError(
+                "too many devices for the interrupt controller".into(),
+            ));
+        }
+        let slot = attach(&vm, &mem, dev, base, irq)?;
+        bus.insert(base, VIRTIO_MMIO_SIZE, slot.transport.clone());
+        cmdline.push_str(&format!(" virtio_mmio.device=4K@{base:#x}:{irq}"));
+        slots.push(slot);
+    }
+
+    let entry =
+        boot::load(&mem, &cfg.kernel, &cmdline, mem_bytes).map_err(|e| VmmError(e.to_string()))?;
+    mptable::write(&mem, cfg.vcpus).map_err(err("writing MP table"))?;
+
+    let base_cpuid = kvm
+        .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+        .map_err(err("KVM_GET_SUPPORTED_CPUID"))?;
+    let exit_evt = Arc::new(new_evt()?);
+    let note: vcpu::ExitNote = Arc::new(Mutex::new(None));
+    for id in 0..cfg.vcpus {
+        let fd = vm.create_vcpu(id as u64).map_err(err("KVM_CREATE_VCPU"))?;
+        cpu::configure(&fd, &base_cpuid, id, cfg.vcpus, entry)
+            .map_err(|e| VmmError(e.to_string()))?;
+        let (pio, bus, exit_evt, note) = (pio.clone(), bus.clone(), exit_evt.clone(), note.clone());
+        std::thread::Builder::new()
+            .name(format!("vcpu{id}"))
+            .spawn(move || vcpu::run(fd, id, pio, bus, exit_evt, note))
+            .map_err(err("spawning vcpu thread"))?;
+    }
+
+    let outcome = event_loop::run(event_loop::Loop {
+        signals,
+        reset_evt,
+        exit_evt,
+        note,
+        slots,
+        control_socket: cfg.control_socket.clone(),
+    });
+    pio.flush();
+    if let Some(p) = vsock_path {
+        let _ = std::fs::remove_file(p);
+    }
+    if let Some(p) = &cfg.control_socket {
+        let _ = std::fs::remove_file(p);
+    }
+    outcome
+}
+
+fn new_evt() -> Result<EventFd, VmmError> {
+    EventFd::new(libc::EFD_NONBLOCK).map_err(err("eventfd"))
+}
+
+fn attach(
+    vm: &VmFd,
+    mem: &GuestMemoryMmap,
+    dev: Box<dyn VirtioDevice>,
+    base: u64,
+    irq: u32,
+) -> Result<DeviceSlot, VmmError> {
+    let irq_evt = new_evt()?;
+    vm.register_irqfd(&irq_evt, irq).map_err(err("KVM_IRQFD"))?;
+    let mut notify = Vec::new();
+    for q in 0..dev.queue_max_sizes().len() {
+        let evt = new_evt()?;
+        let addr = IoEventAddress::Mmio(base + devices::virtio::mmio::QUEUE_NOTIFY_OFFSET);
+        vm.register_ioevent(&evt, &addr, q as u32)
+            .map_err(err("KVM_IOEVENTFD"))?;
+        notify.push(Arc::new(evt));
+    }
+    let interrupt = Interrupt {
+        status: Arc::new(AtomicU32::new(0)),
+        evt: Arc::new(irq_evt),
+    };
+    let transport = MmioTransport::new(dev, mem.clone(), interrupt, notify.clone());
+    Ok(DeviceSlot {
+        transport: Arc::new(Mutex::new(transport)),
+        notify,
+    })
+}
