@@ -17,7 +17,8 @@ const SCRATCH_MNT: &str = "/mnt";
 pub fn setup() -> io::Result<()> {
     mount("proc", "/proc", "proc", 0, "")?;
     mount("sysfs", "/sys", "sysfs", 0, "")?;
-    mount("devtmpfs", "/dev", "devtmpfs", 0, "")?;
+    // The kernel may have mounted devtmpfs already (DEVTMPFS_MOUNT).
+    mount_unless_busy("devtmpfs", "/dev", "devtmpfs", 0, "")?;
     if Path::new(SCRATCH_DEV).exists() {
         overlay_root()?;
     } else {
@@ -53,6 +54,19 @@ pub fn setup() -> io::Result<()> {
     sethostname("pyro")?;
     loopback_up()?;
     Ok(())
+}
+
+fn mount_unless_busy(
+    src: &str,
+    target: &str,
+    fstype: &str,
+    flags: libc::c_ulong,
+    data: &str,
+) -> io::Result<()> {
+    match mount(src, target, fstype, flags, data) {
+        Err(e) if e.kind() == io::ErrorKind::ResourceBusy => Ok(()),
+        other => other,
+    }
 }
 
 /// Builds `overlay(lower=/, upper=scratch)` and pivots into it.

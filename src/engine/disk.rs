@@ -15,7 +15,7 @@ pub fn copy_sparse(src: &Path, dst: &Path) -> io::Result<u64> {
         .create_new(true)
         .open(dst)?;
     to.set_len(len)?;
-    let (fin, fout) = (from.as_raw_fd(), to.as_raw_fd());
+    let fin = from.as_raw_fd();
     let mut copied = 0u64;
     let mut pos: i64 = 0;
     while (pos as u64) < len {
@@ -33,24 +33,57 @@ pub fn copy_sparse(src: &Path, dst: &Path) -> io::Result<u64> {
         if hole < 0 {
             return Err(io::Error::last_os_error());
         }
-        let (mut off_in, mut off_out) = (data, data);
-        let mut left = (hole - data) as usize;
-        while left > 0 {
-            // SAFETY: valid descriptors and offsets owned by this function.
-            let n = unsafe { libc::copy_file_range(fin, &mut off_in, fout, &mut off_out, left, 0) };
-            if n < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            if n == 0 {
-                break;
-            }
-            left -= n as usize;
-            copied += n as u64;
-        }
+        copied += copy_range(&from, &to, data as u64, (hole - data) as u64)?;
         pos = hole;
     }
     to.sync_all()?;
     Ok(copied)
+}
+
+/// Copies one extent: copy_file_range where the kernel allows it (same
+/// filesystem), plain reads and writes otherwise (EXDEV across mounts).
+fn copy_range(from: &File, to: &File, start: u64, len: u64) -> io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let (mut off_in, mut off_out) = (start as i64, start as i64);
+    let mut left = len as usize;
+    while left > 0 {
+        // SAFETY: valid descriptors and offsets owned by this function.
+        let n = unsafe {
+            libc::copy_file_range(
+                from.as_raw_fd(),
+                &mut off_in,
+                to.as_raw_fd(),
+                &mut off_out,
+                left,
+                0,
+            )
+        };
+        if n > 0 {
+            left -= n as usize;
+            continue;
+        }
+        if n == 0 {
+            break;
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EXDEV)
+            | Some(libc::ENOSYS)
+            | Some(libc::EINVAL)
+            | Some(libc::EOPNOTSUPP) => break,
+            _ => return Err(e),
+        }
+    }
+    let mut buf = vec![0u8; 1 << 20];
+    let mut off = off_in as u64;
+    while left > 0 {
+        let n = (left).min(buf.len());
+        from.read_exact_at(&mut buf[..n], off)?;
+        to.write_all_at(&buf[..n], off)?;
+        off += n as u64;
+        left -= n;
+    }
+    Ok(len)
 }
 
 /// Bytes actually allocated on disk for a file.
