@@ -46,14 +46,26 @@ pub fn main(mut parser: lexopt::Parser) -> i32 {
             Long("ttl-seconds") => {
                 parse_num(&mut parser, "ttl-seconds").map(|v| req.ttl_seconds = v)
             }
-            Long("network") => Ok(req.network = true),
-            Long("allow-host-compat") => Ok(req.allow_host_compat = true),
-            Long("json") => Ok(json = true),
+            Long("network") => {
+                req.network = true;
+                Ok(())
+            }
+            Long("allow-host-compat") => {
+                req.allow_host_compat = true;
+                Ok(())
+            }
+            Long("json") => {
+                json = true;
+                Ok(())
+            }
             Long("help") | Short('h') => {
                 print!("{USAGE}");
                 return 0;
             }
-            Value(v) if env.is_none() => Ok(env = Some(v.to_string_lossy().into_owned())),
+            Value(v) if env.is_none() => {
+                env = Some(v.to_string_lossy().into_owned());
+                Ok(())
+            }
             Value(v) => {
                 // Everything after `--` arrives as values; the first stray
                 // value before it is an error.

@@ -76,8 +76,6 @@ pub fn install_dir(name: &str) -> PathBuf {
 /// Files of one installed environment.
 #[derive(Debug, Clone)]
 pub struct Installed {
-    pub name: String,
-    pub dir: PathBuf,
     pub kernel: PathBuf,
     pub rootfs: PathBuf,
     pub scratch: PathBuf,
@@ -91,8 +89,7 @@ fn is_complete(dir: &Path) -> bool {
 }
 
 pub fn installed(name: &str) -> Result<Installed> {
-    let entry = lookup(name)?;
-    let dir = install_dir(entry.name);
+    let dir = install_dir(lookup(name)?.name);
     if !is_complete(&dir) {
         return Err(EngineError::NotFound(format!(
             "environment {name} is not installed (looked in {}); run `pyro env pull {name}`, or `make envs` in a pyro checkout",
@@ -104,11 +101,9 @@ pub fn installed(name: &str) -> Result<Installed> {
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or(Value::Null);
     Ok(Installed {
-        name: entry.name.to_string(),
         kernel: dir.join("vmlinux"),
         rootfs: dir.join("rootfs.ext4"),
         scratch: dir.join("scratch.ext4"),
-        dir,
         manifest,
     })
 }

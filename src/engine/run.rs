@@ -105,8 +105,10 @@ pub fn run(req: &RunRequest, progress: Progress) -> Result<Value> {
     std::fs::create_dir_all(&dir)
         .map_err(|e| EngineError::io(format!("creating {}", dir.display()), e))?;
     let outcome = (|| {
-        super::disk::copy_sparse(&env.scratch, &dir.join("scratch.ext4"))
+        let scratch = dir.join("scratch.ext4");
+        super::disk::copy_sparse(&env.scratch, &scratch)
             .map_err(|e| EngineError::io("creating the VM's scratch disk", e))?;
+        let disk_bytes = super::disk::allocated_bytes(&scratch).unwrap_or(0);
         let created_ms = start.elapsed().as_millis() as u64;
         let mut vm = VmProcess::launch(
             &env,
@@ -138,11 +140,11 @@ pub fn run(req: &RunRequest, progress: Progress) -> Result<Value> {
         let result = vm.exec(&ereq, Duration::from_secs(req.timeout_seconds + 15));
         let exec_ms = exec_start.elapsed().as_millis() as u64;
         vm.kill();
-        Ok((result?, created_ms, boot_ms, exec_ms, uptime))
+        Ok((result?, created_ms, boot_ms, exec_ms, uptime, disk_bytes))
     })();
     let teardown = Instant::now();
     let removed = std::fs::remove_dir_all(&dir).is_ok();
-    let (res, created_ms, boot_ms, exec_ms, uptime) = outcome?;
+    let (res, created_ms, boot_ms, exec_ms, uptime, disk_bytes) = outcome?;
     let teardown_ms = teardown.elapsed().as_millis() as u64;
     progress("delete", json!({"vm_id": vm_id}));
     Ok(result_json(
@@ -159,7 +161,7 @@ pub fn run(req: &RunRequest, progress: Progress) -> Result<Value> {
             "teardown_ms": teardown_ms,
             "total_ms": start.elapsed().as_millis() as u64,
         }),
-        json!({"vm_stopped": true, "state_removed": removed}),
+        json!({"vm_stopped": true, "state_removed": removed, "scratch_disk_allocated_bytes": disk_bytes}),
     ))
 }
 

@@ -30,11 +30,9 @@ pub struct VmOptions {
 }
 
 pub struct VmProcess {
-    pub dir: PathBuf,
     pub pid: i32,
     child: Option<Child>,
     pub vsock: PathBuf,
-    pub control: PathBuf,
     pub serial_log: PathBuf,
     pub vmm_log: PathBuf,
 }
@@ -93,7 +91,7 @@ impl VmProcess {
             }),
             rng: true,
             serial_log: dir.join("serial.log"),
-            control_socket: Some(control.clone()),
+            control_socket: Some(control),
         };
         cfg.validate().map_err(EngineError::Invalid)?;
         let cfg_path = dir.join("vm.json");
@@ -132,11 +130,9 @@ impl VmProcess {
             EPHEMERAL.lock().unwrap().push((pid, dir.to_path_buf()));
         }
         Ok(VmProcess {
-            dir: dir.to_path_buf(),
             pid,
             child: Some(child),
             vsock,
-            control,
             serial_log: dir.join("serial.log"),
             vmm_log,
         })

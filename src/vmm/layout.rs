@@ -25,6 +25,7 @@ pub const VIRTIO_MMIO_SIZE: u64 = 0x1000;
 /// Legacy ISA interrupts 0-4 are taken (timer, keyboard, cascade, COM2, COM1).
 pub const VIRTIO_IRQ_BASE: u32 = 5;
 pub const IOAPIC_PINS: u32 = 24;
+const _: () = assert!(VIRTIO_MMIO_BASE >= MMIO_HOLE_START && VIRTIO_MMIO_BASE < MMIO_HOLE_END);
 
 pub const SERIAL_PORT: u16 = 0x3f8;
 pub const SERIAL_IRQ: u32 = 4;
@@ -56,6 +57,5 @@ mod tests {
         let big = ram_regions(4 << 30);
         assert_eq!(big[0], (0, MMIO_HOLE_START));
         assert_eq!(big[1], (MMIO_HOLE_END, (4 << 30) - MMIO_HOLE_START));
-        assert!(VIRTIO_MMIO_BASE >= MMIO_HOLE_START && VIRTIO_MMIO_BASE < MMIO_HOLE_END);
     }
 }

@@ -23,9 +23,11 @@ pub trait MmioDevice: Send {
 }
 
 /// Maps guest-physical MMIO ranges to devices.
+pub type SharedMmioDevice = Arc<Mutex<dyn MmioDevice>>;
+
 #[derive(Default, Clone)]
 pub struct MmioBus {
-    ranges: Vec<(u64, u64, Arc<Mutex<dyn MmioDevice>>)>,
+    ranges: Vec<(u64, u64, SharedMmioDevice)>,
 }
 
 impl MmioBus {

@@ -62,10 +62,7 @@ impl Block {
             return;
         };
         let mut used_any = false;
-        loop {
-            let Some(chain) = queue.pop_descriptor_chain(&*mem) else {
-                break;
-            };
+        while let Some(chain) = queue.pop_descriptor_chain(&*mem) {
             let head = chain.head_index();
             let descs: Vec<_> = chain.collect();
             let (status, written) = match handle_request(

@@ -17,7 +17,6 @@ pub enum State {
 
 pub struct Conn {
     pub stream: UnixStream,
-    pub token: usize,
     pub local_port: u32,
     pub peer_port: u32,
     pub state: State,
@@ -43,16 +42,9 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub fn new(
-        stream: UnixStream,
-        token: usize,
-        local_port: u32,
-        peer_port: u32,
-        early: Vec<u8>,
-    ) -> Self {
+    pub fn new(stream: UnixStream, local_port: u32, peer_port: u32, early: Vec<u8>) -> Self {
         Conn {
             stream,
-            token,
             local_port,
             peer_port,
             state: State::Connecting,

@@ -179,7 +179,7 @@ impl Vsock {
         };
         let local = self.next_port;
         self.next_port = self.next_port.wrapping_add(1).max(1 << 30);
-        let conn = Conn::new(stream, tok, local, port, line[nl + 1..].to_vec());
+        let conn = Conn::new(stream, local, port, line[nl + 1..].to_vec());
         self.control
             .push_back(header(self.cid, &conn, OP_REQUEST, 0, 0));
         self.by_ports.insert((local, port), tok);
@@ -335,7 +335,7 @@ impl Vsock {
                 let active = self.active.as_mut().unwrap();
                 let conn = self.conns.get_mut(&tok).unwrap();
                 let credit = conn.peer_credit() as usize;
-                if credit == 0 || conn.host_eof || !(conn.host_readable || !conn.early.is_empty()) {
+                if credit == 0 || conn.host_eof || (!conn.host_readable && conn.early.is_empty()) {
                     break;
                 }
                 let Some(chain) = active.queues[RX].pop_descriptor_chain(&active.mem) else {
