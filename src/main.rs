@@ -3,6 +3,8 @@
 
 mod cli;
 mod engine;
+mod hostcfg;
+mod mcp;
 mod vmm;
 
 fn main() {

@@ -4,6 +4,8 @@
 mod demo;
 mod doctor;
 mod env;
+mod host;
+mod mcp;
 mod run;
 pub mod signals;
 
@@ -20,6 +22,9 @@ Commands:
   env list|inspect|pull|prune   manage guest environments
   doctor                        check that this host can run guests
   demo                          narrated create/start/exec/delete lifecycle
+  mcp serve [--profile P]       serve MCP tools on stdio for chat hosts
+  host connect|print-config|doctor|repair
+                                register pyro with Claude Code, Codex, OpenCode
   help [command]                show help for a command
 
 Options:
@@ -49,6 +54,8 @@ pub fn main() -> i32 {
         "env" => env::main(parser),
         "doctor" => doctor::main(parser),
         "demo" => demo::main(parser),
+        "mcp" => mcp::main(parser),
+        "host" => host::main(parser),
         "vmm" => crate::vmm_main(parser),
         "help" => {
             let topic = parser.next().ok().flatten().and_then(|a| match a {
@@ -60,6 +67,8 @@ pub fn main() -> i32 {
                 Some("env") => print!("{}", env::USAGE),
                 Some("doctor") => print!("{}", doctor::USAGE),
                 Some("demo") => print!("{}", demo::USAGE),
+                Some("mcp") => print!("{}", mcp::USAGE),
+                Some("host") => print!("{}", host::USAGE),
                 _ => print!("{USAGE}"),
             }
             0

@@ -3,7 +3,7 @@
 use super::environments;
 use super::host::kvm_status;
 use super::paths;
-use super::vm::{VmOptions, VmProcess};
+use super::vm::{CancelToken, VmOptions, VmProcess};
 use super::{EngineError, Result};
 use pyro_proto::{ExecRequest, ExecResult};
 use serde_json::{json, Value};
@@ -84,6 +84,19 @@ pub type Progress<'a> = &'a mut dyn FnMut(&str, Value);
 
 /// Runs the request; returns the same JSON object the CLI prints with --json.
 pub fn run(req: &RunRequest, progress: Progress) -> Result<Value> {
+    run_cancellable(req, &CancelToken::new(), progress)
+}
+
+/// Message of the error a cancelled run returns.
+pub const CANCELLED: &str = "the run was cancelled; its VM was stopped and its state removed";
+
+/// `run`, stoppable from another thread through `cancel`: the VM is killed
+/// and the run returns an error saying so.
+pub fn run_cancellable(
+    req: &RunRequest,
+    cancel: &CancelToken,
+    progress: Progress,
+) -> Result<Value> {
     req.validate()?;
     let entry = environments::lookup(&req.environment)?;
     let start = Instant::now();
@@ -110,6 +123,9 @@ pub fn run(req: &RunRequest, progress: Progress) -> Result<Value> {
             .map_err(|e| EngineError::io("creating the VM's scratch disk", e))?;
         let disk_bytes = super::disk::allocated_bytes(&scratch).unwrap_or(0);
         let created_ms = start.elapsed().as_millis() as u64;
+        if cancel.is_cancelled() {
+            return Err(EngineError::Guest(CANCELLED.into()));
+        }
         let mut vm = VmProcess::launch(
             &env,
             &dir,
@@ -119,12 +135,14 @@ pub fn run(req: &RunRequest, progress: Progress) -> Result<Value> {
                 attached: true,
             },
         )?;
+        cancel.watch(&vm);
         progress("start", json!({"vm_id": vm_id}));
         let booted = vm.wait_ready(boot_timeout());
         let boot_ms = start.elapsed().as_millis() as u64 - created_ms;
         let uptime = match booted {
             Ok(u) => u,
             Err(e) => {
+                cancel.release();
                 vm.kill();
                 return Err(e);
             }
@@ -139,11 +157,16 @@ pub fn run(req: &RunRequest, progress: Progress) -> Result<Value> {
         };
         let result = vm.exec(&ereq, Duration::from_secs(req.timeout_seconds + 15));
         let exec_ms = exec_start.elapsed().as_millis() as u64;
+        cancel.release();
         vm.kill();
         Ok((result?, created_ms, boot_ms, exec_ms, uptime, disk_bytes))
     })();
     let teardown = Instant::now();
     let removed = std::fs::remove_dir_all(&dir).is_ok();
+    if cancel.is_cancelled() {
+        // Whatever failed (boot wait, exec) failed because the VM was killed.
+        return Err(EngineError::Guest(CANCELLED.into()));
+    }
     let (res, created_ms, boot_ms, exec_ms, uptime, disk_bytes) = outcome?;
     let teardown_ms = teardown.elapsed().as_millis() as u64;
     progress("delete", json!({"vm_id": vm_id}));

@@ -13,7 +13,8 @@ use pyro_proto::{ExecRequest, ExecResult, Request, Response};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const CMDLINE: &str = "console=ttyS0 reboot=k panic=1 pci=off nomodules quiet \
@@ -54,6 +55,57 @@ pub fn kill_ephemeral() {
     }
 }
 
+/// Lets another thread stop one in-flight run (an MCP `notifications/cancelled`).
+///
+/// The run records its VMM's pid here while the VM lives; `cancel` kills
+/// that process, which makes whatever the run is blocked on (boot wait,
+/// agent exec) fail at once. The pid is only recorded while the child is
+/// unreaped, and both `cancel` and `release` hold the lock, so a cancel can
+/// never hit a recycled pid.
+#[derive(Clone, Default)]
+pub struct CancelToken(Arc<CancelState>);
+
+#[derive(Default)]
+struct CancelState {
+    cancelled: AtomicBool,
+    vmm_pid: Mutex<Option<i32>>,
+}
+
+impl CancelToken {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Marks the run cancelled and kills its VMM if one is running.
+    pub fn cancel(&self) {
+        let pid = self.0.vmm_pid.lock().unwrap();
+        self.0.cancelled.store(true, Ordering::SeqCst);
+        if let Some(pid) = *pid {
+            // SAFETY: kill takes no pointers; the pid is an unreaped child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.cancelled.load(Ordering::SeqCst)
+    }
+
+    /// Records the VMM of the run; kills it at once if already cancelled.
+    pub fn watch(&self, vm: &VmProcess) {
+        let mut pid = self.0.vmm_pid.lock().unwrap();
+        *pid = Some(vm.pid);
+        if self.is_cancelled() {
+            // SAFETY: as in `cancel`.
+            unsafe { libc::kill(vm.pid, libc::SIGKILL) };
+        }
+    }
+
+    /// Forgets the VMM; must be called before the child is reaped.
+    pub fn release(&self) {
+        *self.0.vmm_pid.lock().unwrap() = None;
+    }
+}
+
 fn vmm_binary() -> Result<PathBuf> {
     std::env::current_exe().map_err(|e| EngineError::io("locating the pyro binary", e))
 }
@@ -72,7 +124,11 @@ impl VmProcess {
         }
         let cfg = VmConfig {
             kernel: env.kernel.clone(),
-            cmdline: CMDLINE.to_string(),
+            cmdline: match std::env::var("PYRO_GUEST_CMDLINE_EXTRA") {
+                // A debugging knob: e.g. `loglevel=7 printk.time=1`.
+                Ok(extra) if !extra.trim().is_empty() => format!("{CMDLINE} {}", extra.trim()),
+                _ => CMDLINE.to_string(),
+            },
             vcpus: opts.vcpus,
             mem_mib: opts.mem_mib,
             disks: vec![

@@ -1,0 +1,20 @@
+//! The MCP server: hand-rolled JSON-RPC 2.0 over stdio, newline-delimited.
+//! Only protocol goes to stdout; diagnostics go to stderr.
+//!
+//! - `jsonrpc`: framing and envelopes
+//! - `server`: the session (lifecycle, dispatch, cancellation, logging)
+//! - `tools`: profiles and the engine-backed tools
+//! - `schema`: argument tables that yield both JSON Schema and validation
+//! - `project`: the project source the session works on
+
+pub mod jsonrpc;
+pub mod project;
+pub mod schema;
+pub mod server;
+pub mod tools;
+
+/// Serves MCP on this process's stdin and stdout until stdin closes.
+pub fn serve_stdio(cfg: server::Config) -> std::io::Result<()> {
+    let stdin = std::io::stdin();
+    server::serve(cfg, stdin.lock(), Box::new(std::io::stdout()))
+}

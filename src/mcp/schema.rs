@@ -1,0 +1,245 @@
+//! Tool argument specifications: one table per tool from which both the
+//! advertised JSON Schema (`inputSchema`) and the server-side validation
+//! are derived, so the two cannot disagree.
+
+use serde_json::{json, Map, Value};
+
+#[derive(Debug, Clone)]
+pub enum Kind {
+    String {
+        min_len: usize,
+        /// When set, the value must be one of these.
+        one_of: Option<Vec<String>>,
+    },
+    Integer {
+        min: i64,
+        max: i64,
+    },
+    Boolean,
+}
+
+/// One named argument of a tool.
+#[derive(Debug, Clone)]
+pub struct Arg {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub kind: Kind,
+    /// None means the argument is required.
+    pub default: Option<Value>,
+}
+
+impl Arg {
+    fn schema(&self) -> Value {
+        let mut s = Map::new();
+        match &self.kind {
+            Kind::String { min_len, one_of } => {
+                s.insert("type".into(), json!("string"));
+                if *min_len > 0 {
+                    s.insert("minLength".into(), json!(min_len));
+                }
+                if let Some(values) = one_of {
+                    s.insert("enum".into(), json!(values));
+                }
+            }
+            Kind::Integer { min, max } => {
+                s.insert("type".into(), json!("integer"));
+                s.insert("minimum".into(), json!(min));
+                s.insert("maximum".into(), json!(max));
+            }
+            Kind::Boolean => {
+                s.insert("type".into(), json!("boolean"));
+            }
+        }
+        s.insert("description".into(), json!(self.description));
+        if let Some(d) = &self.default {
+            s.insert("default".into(), d.clone());
+        }
+        Value::Object(s)
+    }
+
+    /// Checks one value; the error names the argument and says what fits.
+    fn check(&self, v: &Value) -> Result<(), String> {
+        let name = self.name;
+        match &self.kind {
+            Kind::String { min_len, one_of } => {
+                let Some(s) = v.as_str() else {
+                    return Err(format!("{name} must be a string, got {}", describe(v)));
+                };
+                if s.chars().count() < *min_len {
+                    return Err(format!("{name} must not be empty"));
+                }
+                if let Some(values) = one_of {
+                    if !values.iter().any(|x| x == s) {
+                        return Err(format!(
+                            "{name} must be one of {}, got {s:?}",
+                            values.join(", ")
+                        ));
+                    }
+                }
+            }
+            Kind::Integer { min, max } => {
+                let n = v.as_i64().or_else(|| {
+                    // 4.0 is an integer in JSON Schema; 4.5 is not.
+                    v.as_f64()
+                        .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+                        .map(|f| f as i64)
+                });
+                match n {
+                    Some(n) if (*min..=*max).contains(&n) => {}
+                    _ => {
+                        return Err(format!(
+                            "{name} must be an integer from {min} to {max}, got {}",
+                            describe(v)
+                        ))
+                    }
+                }
+            }
+            Kind::Boolean => {
+                if !v.is_boolean() {
+                    return Err(format!("{name} must be true or false, got {}", describe(v)));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn describe(v: &Value) -> String {
+    let kind = match v {
+        Value::Null => return "null".into(),
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => return "an array".into(),
+        Value::Object(_) => return "an object".into(),
+    };
+    let mut text = v.to_string();
+    if text.len() > 40 {
+        text.truncate(40);
+        text.push('…');
+    }
+    format!("{kind} {text}")
+}
+
+/// The `inputSchema` of a tool taking `args`.
+pub fn object_schema(args: &[Arg]) -> Value {
+    let props: Map<String, Value> = args
+        .iter()
+        .map(|a| (a.name.to_string(), a.schema()))
+        .collect();
+    let required: Vec<&str> = args
+        .iter()
+        .filter(|a| a.default.is_none())
+        .map(|a| a.name)
+        .collect();
+    json!({
+        "type": "object",
+        "properties": props,
+        "required": required,
+        "additionalProperties": false,
+    })
+}
+
+/// Validates `given` against `args` and returns it with defaults filled
+/// in. All problems are reported at once, so a model can fix them in one go.
+pub fn validate(args: &[Arg], given: &Map<String, Value>) -> Result<Map<String, Value>, String> {
+    let mut problems = Vec::new();
+    for key in given.keys() {
+        if !args.iter().any(|a| a.name == key) {
+            let names: Vec<&str> = args.iter().map(|a| a.name).collect();
+            problems.push(format!(
+                "unknown argument {key:?} (accepted: {})",
+                names.join(", ")
+            ));
+        }
+    }
+    let mut out = Map::new();
+    for a in args {
+        match (given.get(a.name), &a.default) {
+            (Some(v), _) => match a.check(v) {
+                Ok(()) => {
+                    out.insert(a.name.into(), v.clone());
+                }
+                Err(e) => problems.push(e),
+            },
+            (None, Some(d)) => {
+                out.insert(a.name.into(), d.clone());
+            }
+            (None, None) => problems.push(format!("missing required argument {:?}", a.name)),
+        }
+    }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> Vec<Arg> {
+        vec![
+            Arg {
+                name: "env",
+                description: "which",
+                kind: Kind::String {
+                    min_len: 1,
+                    one_of: Some(vec!["a".into(), "b".into()]),
+                },
+                default: None,
+            },
+            Arg {
+                name: "n",
+                description: "count",
+                kind: Kind::Integer { min: 1, max: 8 },
+                default: Some(json!(1)),
+            },
+            Arg {
+                name: "flag",
+                description: "switch",
+                kind: Kind::Boolean,
+                default: Some(json!(false)),
+            },
+        ]
+    }
+
+    #[test]
+    fn schema_is_closed_and_lists_required() {
+        let s = object_schema(&args());
+        assert_eq!(s["additionalProperties"], false);
+        assert_eq!(s["required"], json!(["env"]));
+        assert_eq!(s["properties"]["n"]["maximum"], 8);
+        assert_eq!(s["properties"]["env"]["enum"], json!(["a", "b"]));
+        assert_eq!(s["properties"]["flag"]["default"], false);
+    }
+
+    #[test]
+    fn fills_defaults_and_accepts_integral_floats() {
+        let given = json!({"env": "a", "n": 4.0});
+        let got = validate(&args(), given.as_object().unwrap()).unwrap();
+        assert_eq!(
+            Value::Object(got),
+            json!({"env": "a", "n": 4.0, "flag": false})
+        );
+    }
+
+    #[test]
+    fn reports_every_problem() {
+        let given = json!({"n": "two", "flag": 1, "extra": true});
+        let e = validate(&args(), given.as_object().unwrap()).unwrap_err();
+        for part in [
+            "unknown argument \"extra\"",
+            "missing required argument \"env\"",
+            "n must be an integer from 1 to 8, got string \"two\"",
+            "flag must be true or false",
+        ] {
+            assert!(e.contains(part), "{e}");
+        }
+        let e = validate(&args(), json!({"env": "c"}).as_object().unwrap()).unwrap_err();
+        assert!(e.contains("env must be one of a, b"), "{e}");
+        let e = validate(&args(), json!({"env": "a", "n": 9}).as_object().unwrap()).unwrap_err();
+        assert!(e.contains("from 1 to 8, got number 9"), "{e}");
+    }
+}
