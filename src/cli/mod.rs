@@ -97,6 +97,10 @@ pub fn usage_error(msg: &str, usage: &str) -> i32 {
 
 /// Prints an engine error as the CLI does everywhere.
 pub fn fail(e: &EngineError, json: bool) -> i32 {
+    if let Some(sig) = signals::interrupted() {
+        // The error is the teardown the interrupt caused, not news.
+        return 128 + sig;
+    }
     if json {
         println!(
             "{}",
