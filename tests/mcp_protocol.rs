@@ -1,0 +1,414 @@
+//! `pyro mcp serve` as a child process, driven over its real stdio: the
+//! protocol edge cases a client can hit, and (ignored unless run where VMs
+//! boot, e.g. `tests/vmhost/run -- <this test binary> --ignored`)
+//! cancellation and EOF while a VM is running.
+
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::Duration;
+
+const PYRO: &str = env!("CARGO_BIN_EXE_pyro");
+/// Only a bound on waiting for a message so a broken server fails the test
+/// instead of hanging it; nothing asserts on durations.
+const PATIENCE: Duration = Duration::from_secs(300);
+
+struct Server {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    out: Receiver<Value>,
+}
+
+impl Server {
+    fn start(args: &[&str]) -> Server {
+        let mut child = Command::new(PYRO)
+            .arg("mcp")
+            .arg("serve")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start pyro mcp serve");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let line = line.expect("stdout is UTF-8");
+                let v: Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("stdout carried a non-JSON line {line:?}: {e}"));
+                if tx.send(v).is_err() {
+                    break;
+                }
+            }
+        });
+        Server {
+            stdin: child.stdin.take(),
+            child,
+            out: rx,
+        }
+    }
+
+    fn started() -> Server {
+        let mut s = Server::start(&["--profile", "vm-run"]);
+        s.send(
+            &json!({"jsonrpc": "2.0", "id": "init", "method": "initialize",
+            "params": {"protocolVersion": "2025-11-25", "capabilities": {},
+                       "clientInfo": {"name": "mcp_protocol.rs", "version": "0"}}}),
+        );
+        assert_eq!(s.reply("init")["result"]["protocolVersion"], "2025-11-25");
+        s.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+        s
+    }
+
+    fn send_raw(&mut self, bytes: &[u8]) {
+        let w = self.stdin.as_mut().expect("stdin open");
+        w.write_all(bytes).unwrap();
+        w.flush().unwrap();
+    }
+
+    fn send(&mut self, v: &Value) {
+        self.send_raw(format!("{v}\n").as_bytes());
+    }
+
+    fn next(&self) -> Value {
+        self.out
+            .recv_timeout(PATIENCE)
+            .expect("the server answered")
+    }
+
+    /// Waits for the response with `id`, returning it; notifications and
+    /// other replies seen on the way are dropped.
+    fn reply(&self, id: impl Into<Value>) -> Value {
+        let id = id.into();
+        loop {
+            let m = self.next();
+            if m.get("id") == Some(&id) && m.get("method").is_none() {
+                return m;
+            }
+        }
+    }
+
+    fn ping(&mut self, id: &str) {
+        self.send(&json!({"jsonrpc": "2.0", "id": id, "method": "ping"}));
+        assert_eq!(self.reply(id)["result"], json!({}));
+    }
+
+    /// Closes stdin and waits for the exit status; every remaining stdout
+    /// line must still be JSON (the reader thread checks).
+    fn close(mut self) -> (i32, Vec<Value>) {
+        drop(self.stdin.take());
+        let status = self.child.wait().unwrap();
+        let rest: Vec<Value> = self.out.iter().collect();
+        (status.code().unwrap_or(-1), rest)
+    }
+}
+
+#[test]
+fn malformed_json_gets_a_parse_error_and_the_server_keeps_serving() {
+    let mut s = Server::started();
+    s.send_raw(b"{\"jsonrpc\": \"2.0\", \"id\": 1, \"method\": \n");
+    let e = s.next();
+    assert_eq!(e["error"]["code"], -32700);
+    assert_eq!(e["id"], Value::Null);
+    s.send_raw(b"\xff\xfe not even utf-8\n");
+    assert_eq!(s.next()["error"]["code"], -32700);
+    s.ping("after-garbage");
+    assert_eq!(s.close().0, 0);
+}
+
+#[test]
+fn invalid_requests_and_unknown_methods_use_their_codes() {
+    let mut s = Server::started();
+    s.send(&json!({"jsonrpc": "2.0", "id": 1, "method": "no/such/method"}));
+    assert_eq!(s.reply(1)["error"]["code"], -32601);
+    s.send(&json!({"jsonrpc": "1.0", "id": 2, "method": "ping"}));
+    assert_eq!(s.reply(2)["error"]["code"], -32600);
+    s.send(&json!({"id": 3, "method": "ping"}));
+    assert_eq!(s.reply(3)["error"]["code"], -32600);
+    s.send(&json!({"jsonrpc": "2.0", "id": 4}));
+    assert_eq!(s.reply(4)["error"]["code"], -32600);
+    s.send(&json!(42));
+    assert_eq!(s.next()["error"]["code"], -32600);
+    // Unknown notifications are ignored, as JSON-RPC requires.
+    s.send(&json!({"jsonrpc": "2.0", "method": "notifications/whatever"}));
+    s.ping("still-here");
+    assert_eq!(s.close().0, 0);
+}
+
+#[test]
+fn wrong_param_types_are_invalid_params_or_tool_errors() {
+    let mut s = Server::started();
+    // The envelope of tools/call is the protocol's business: -32602.
+    s.send(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": 5}}));
+    assert_eq!(s.reply(1)["error"]["code"], -32602);
+    s.send(&json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {"name": "vm_run", "arguments": "echo hi"}}));
+    assert_eq!(s.reply(2)["error"]["code"], -32602);
+    s.send(
+        &json!({"jsonrpc": "2.0", "id": 3, "method": "logging/setLevel", "params": {"level": 3}}),
+    );
+    assert_eq!(s.reply(3)["error"]["code"], -32602);
+    s.send(&json!({"jsonrpc": "2.0", "id": 4, "method": "tools/list", "params": [1, 2]}));
+    assert_eq!(s.reply(4)["error"]["code"], -32602);
+    // Arguments are the model's business: a tool error it can act on.
+    s.send(&json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+        "params": {"name": "vm_run", "arguments": {"environment": "debian:12",
+            "command": "true", "vcpu_count": "two", "timeout_seconds": 0}}}));
+    let r = s.reply(5)["result"].clone();
+    assert_eq!(r["isError"], true);
+    let text = r["content"][0]["text"].as_str().unwrap();
+    assert!(
+        text.contains("vcpu_count must be an integer from 1 to 32"),
+        "{text}"
+    );
+    assert!(
+        text.contains("timeout_seconds must be an integer from 1 to"),
+        "{text}"
+    );
+    assert_eq!(s.close().0, 0);
+}
+
+#[test]
+fn oversized_request_is_refused_and_serving_continues() {
+    let mut s = Server::started();
+    let mut big = br#"{"jsonrpc":"2.0","id":9,"method":"ping","params":{"pad":""#.to_vec();
+    big.extend(std::iter::repeat_n(b'a', 9 * 1024 * 1024));
+    big.extend(b"\"}}\n");
+    s.send_raw(&big);
+    let e = s.next();
+    assert_eq!(e["error"]["code"], -32600);
+    assert!(e["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("exceeds the limit"));
+    s.ping("after-big");
+    assert_eq!(s.close().0, 0);
+}
+
+#[test]
+fn eof_in_the_middle_of_a_message_ends_the_session_cleanly() {
+    let mut s = Server::started();
+    s.send_raw(br#"{"jsonrpc":"2.0","id":7,"method":"tools/li"#);
+    let (code, rest) = s.close();
+    assert_eq!(code, 0);
+    assert_eq!(rest.len(), 1, "{rest:?}");
+    assert_eq!(rest[0]["error"]["code"], -32700);
+}
+
+#[test]
+fn unknown_profile_and_bad_project_flags_exit_2() {
+    for args in [
+        &["--profile", "everything"][..],
+        &["--project-path", "relative/dir"],
+        &["--project-path", "/nonexistent/pyro-project"],
+        &["--repo-ref", "main"],
+        &["--repo-url", "not a url"],
+        &[
+            "--repo-url",
+            "https://example.org/r.git",
+            "--project-path",
+            "/",
+        ],
+        &["--bogus"],
+    ] {
+        let out = Command::new(PYRO)
+            .args(["mcp", "serve"])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            out.stdout.is_empty(),
+            "{args:?}: nothing but protocol on stdout"
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.starts_with("error: "), "{args:?}: {err}");
+    }
+    let out = Command::new(PYRO)
+        .args(["mcp", "serve", "--profile", "everything"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("vm-run, workspace-core, workspace-full"),
+        "{err}"
+    );
+}
+
+#[test]
+fn project_source_is_reported_in_initialize() {
+    let dir = std::env::temp_dir().join(format!("pyro-mcp-proj-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join(".git")).unwrap();
+    std::fs::write(dir.join(".git/HEAD"), "ref: refs/heads/trunk\n").unwrap();
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": "2024-11-05", "capabilities": {},
+                   "clientInfo": {"name": "t", "version": "0"}}});
+    let cases: Vec<(Vec<String>, Value)> = vec![
+        (
+            vec!["--project-path".into(), dir.to_string_lossy().into()],
+            json!({"kind": "git_checkout", "origin": "--project-path"}),
+        ),
+        (
+            vec![
+                "--repo-url".into(),
+                "https://example.org/app.git".into(),
+                "--repo-ref".into(),
+                "v2".into(),
+            ],
+            json!({"kind": "repo_url", "url": "https://example.org/app.git", "ref": "v2"}),
+        ),
+    ];
+    for (args, want) in cases {
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut s = Server::start(&argv);
+        s.send(&init);
+        let r = s.reply(1)["result"].clone();
+        assert_eq!(r["protocolVersion"], "2024-11-05");
+        for (k, v) in want.as_object().unwrap() {
+            assert_eq!(&r["_meta"]["pyro/project"][k], v, "{k} for {args:?}");
+        }
+        let text = r["instructions"].as_str().unwrap();
+        assert!(text.contains("Project source:"), "{text}");
+        s.close();
+    }
+    // Auto-detection from the working directory.
+    let mut child = Command::new(PYRO)
+        .args(["mcp", "serve"])
+        .current_dir(&dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{init}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let project = &r["result"]["_meta"]["pyro/project"];
+    assert_eq!(project["origin"], "auto-detected");
+    assert_eq!(project["head"]["branch"], "trunk");
+    assert_eq!(r["result"]["_meta"]["pyro/profile"], "workspace-core");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+// ---- VM-backed: run where guests boot (the test host on this machine) ----
+
+fn runs_dir() -> PathBuf {
+    let home = std::env::var_os("PYRO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".local/share/pyro"));
+    home.join("runs")
+}
+
+/// Pids of VMM processes whose config lives in the run directory of `vm_id`.
+fn vmm_pids(vm_id: &str) -> Vec<i32> {
+    let needle = format!("/runs/{vm_id}/vm.json");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(&needle))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// Starts `sleep 600` in a VM with progress on and waits until the command
+/// runs; returns the VM id.
+fn start_long_run(s: &mut Server, id: &str) -> String {
+    s.send(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+        "params": {"name": "vm_run", "_meta": {"progressToken": id},
+            "arguments": {"environment": "debian:12", "command": "sleep 600",
+                          "timeout_seconds": 900}}}));
+    let mut vm_id = None;
+    loop {
+        let m = s.next();
+        assert!(m.get("id") != Some(&json!(id)), "the call ended early: {m}");
+        if m["method"] != "notifications/progress" {
+            continue;
+        }
+        assert_eq!(m["params"]["progressToken"], id);
+        let msg = m["params"]["message"].as_str().unwrap().to_string();
+        if let Some(rest) = msg.strip_prefix("creating VM ") {
+            vm_id = rest.split_whitespace().next().map(String::from);
+        }
+        if msg.contains("running the command") {
+            break;
+        }
+    }
+    let vm_id = vm_id.expect("progress named the VM");
+    assert!(runs_dir().join(&vm_id).join("vm.json").exists());
+    assert_eq!(vmm_pids(&vm_id).len(), 1, "one VMM runs for {vm_id}");
+    vm_id
+}
+
+#[test]
+#[ignore = "boots VMs: run inside tests/vmhost/run"]
+fn vm_cancel_tears_down_the_vm_and_ping_stays_answered() {
+    let mut s = Server::started();
+    s.send(
+        &json!({"jsonrpc": "2.0", "id": "lvl", "method": "logging/setLevel",
+        "params": {"level": "info"}}),
+    );
+    s.reply("lvl");
+    let vm_id = start_long_run(&mut s, "long");
+    // A long vm_run must not block the cheap requests.
+    s.ping("during-run");
+    s.send(
+        &json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+        "params": {"requestId": "long", "reason": "test"}}),
+    );
+    loop {
+        let m = s.next();
+        assert!(
+            m.get("id") != Some(&json!("long")),
+            "a cancelled call gets no response: {m}"
+        );
+        if m["method"] == "notifications/message" && m["params"]["data"]["event"] == "cancelled" {
+            assert_eq!(m["params"]["data"]["requestId"], "long");
+            break;
+        }
+    }
+    assert!(vmm_pids(&vm_id).is_empty(), "the VMM of {vm_id} is gone");
+    assert!(
+        !runs_dir().join(&vm_id).exists(),
+        "the state of {vm_id} is removed"
+    );
+    // The session goes on: a short run still works.
+    s.send(
+        &json!({"jsonrpc": "2.0", "id": "short", "method": "tools/call",
+        "params": {"name": "vm_run", "arguments": {"environment": "debian:12",
+            "command": "echo after-cancel"}}}),
+    );
+    let r = s.reply("short")["result"].clone();
+    assert_eq!(r["isError"], false, "{r}");
+    assert_eq!(r["structuredContent"]["stdout"], "after-cancel\n");
+    assert_eq!(s.close().0, 0);
+}
+
+#[test]
+#[ignore = "boots VMs: run inside tests/vmhost/run"]
+fn vm_eof_mid_call_exits_and_tears_down_the_vm() {
+    let mut s = Server::started();
+    let vm_id = start_long_run(&mut s, "doomed");
+    let (code, rest) = s.close();
+    assert_eq!(code, 0);
+    assert!(
+        rest.iter().all(|m| m.get("id") != Some(&json!("doomed"))),
+        "no response after the client left: {rest:?}"
+    );
+    assert!(vmm_pids(&vm_id).is_empty(), "the VMM of {vm_id} is gone");
+    assert!(
+        !runs_dir().join(&vm_id).exists(),
+        "the state of {vm_id} is removed"
+    );
+}
