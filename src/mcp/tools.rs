@@ -320,7 +320,12 @@ fn vm_run_output_schema() -> Value {
         ("stdout", string.clone()),
         ("stderr", string.clone()),
         ("exit_code", int.clone()),
-        ("signal", json!({"type": ["integer", "null"]})),
+        // anyOf rather than a type array: single-type dialects (Gemini's
+        // function declarations) accept it.
+        (
+            "signal",
+            json!({"anyOf": [{"type": "integer"}, {"type": "null"}]}),
+        ),
         ("timed_out", boolean.clone()),
         ("stdout_truncated", boolean.clone()),
         ("stderr_truncated", boolean.clone()),
