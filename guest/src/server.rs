@@ -1,6 +1,7 @@
 //! The agent's listener: one request per connection, a thread each.
 
 use crate::exec;
+use pyro_guest::ops;
 use pyro_proto::{read_frame, write_frame, Request, Response, PROTOCOL_VERSION};
 use std::fs::File;
 use std::io;
@@ -78,6 +79,12 @@ fn handle<S: io::Read + io::Write>(mut conn: S) {
             return;
         }
     };
+    if let Some(done) = ops::serve(&req, &mut conn) {
+        if let Err(e) = done {
+            eprintln!("pyro-init: file request failed mid-stream: {e}");
+        }
+        return;
+    }
     let resp = match req {
         Request::Ping => Response::Pong {
             protocol_version: PROTOCOL_VERSION,
@@ -85,7 +92,12 @@ fn handle<S: io::Read + io::Write>(mut conn: S) {
             uptime_ms: uptime_ms(),
         },
         Request::Exec(e) => match exec::run(&e) {
-            Ok(r) => Response::Exec(r),
+            Ok(r) => {
+                if e.sync_after {
+                    ops::sync_dir(e.cwd.as_deref().unwrap_or("/workspace"));
+                }
+                Response::Exec(r)
+            }
             Err(e) => Response::Error {
                 message: e.to_string(),
             },
@@ -95,6 +107,9 @@ fn handle<S: io::Read + io::Write>(mut conn: S) {
             drop(conn);
             crate::init::power_off();
         }
+        other => Response::Error {
+            message: format!("request {other:?} is not handled here"),
+        },
     };
     let _ = write_frame(&mut conn, &resp);
 }

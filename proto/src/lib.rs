@@ -17,7 +17,7 @@ pub const AGENT_PORT: u32 = 52;
 pub const MAX_FRAME_BYTES: usize = 64 * 1024 * 1024;
 
 /// Bumped whenever a message changes shape.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Default cap on captured stdout and stderr (each) of one exec.
 pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 1024 * 1024;
@@ -30,6 +30,95 @@ pub enum Request {
     Exec(ExecRequest),
     /// Flush filesystems and power the VM off (the VMM exits on reboot).
     Shutdown,
+    /// Metadata of one workspace path, and of its children when it is a
+    /// directory (all descendants with `recursive`).
+    ListFiles {
+        path: String,
+        #[serde(default)]
+        recursive: bool,
+    },
+    /// Up to `max_bytes` of one regular file (symlinks are not followed).
+    ReadFile {
+        path: String,
+        max_bytes: u64,
+    },
+    /// Writes and deletes applied all-or-nothing (see [`ApplyRequest`]).
+    Apply(ApplyRequest),
+    /// Every entry under a workspace path with a content hash per file;
+    /// the host diffs it against the baseline's.
+    Manifest {
+        path: String,
+    },
+    /// The host streams a tar archive (chunked, see [`ChunkWriter`]) right
+    /// after this frame; the agent extracts it under `dest` and answers
+    /// [`Response::Extracted`].
+    PushArchive {
+        dest: String,
+    },
+    /// The agent answers [`Response::ArchiveStart`], streams a tar of `path`
+    /// as chunks, then sends a final [`Response::ArchiveDone`] (or `Error`).
+    PullArchive {
+        path: String,
+    },
+}
+
+/// All paths in file requests are relative to the workspace root
+/// (`/workspace` in the guest), `/`-separated, without `.` or `..`
+/// components; the empty string is the root itself. The agent re-checks
+/// this and resolves every path beneath the root, so a symlink cannot lead
+/// a request outside it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct ApplyRequest {
+    /// Regular files to create or replace; parents are created.
+    #[serde(default)]
+    pub writes: Vec<FileWrite>,
+    /// Regular files or symlinks to remove.
+    #[serde(default)]
+    pub deletes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FileWrite {
+    pub path: String,
+    /// The content, base64 (see [`base64_encode`]).
+    pub data_b64: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ArtifactType {
+    File,
+    Directory,
+    Symlink,
+    /// Devices, fifos, sockets: listed, never read or archived.
+    Other,
+}
+
+impl ArtifactType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ArtifactType::File => "file",
+            ArtifactType::Directory => "directory",
+            ArtifactType::Symlink => "symlink",
+            ArtifactType::Other => "other",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FileEntry {
+    /// Relative to the workspace root.
+    pub path: String,
+    pub artifact_type: ArtifactType,
+    pub size_bytes: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link_target: Option<String>,
+    /// Permission bits.
+    #[serde(default)]
+    pub mode: u32,
+    /// Hex SHA-256 of a regular file's content (manifests only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -50,6 +139,10 @@ pub struct ExecRequest {
     /// Cap on each of stdout and stderr; the rest is counted, not kept.
     #[serde(default = "default_max_output")]
     pub max_output_bytes: usize,
+    /// Flush the filesystem holding the working directory once the command
+    /// ends, so what it wrote survives the VM being killed afterwards.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sync_after: bool,
 }
 
 fn default_max_output() -> usize {
@@ -98,6 +191,224 @@ pub enum Response {
     Error {
         message: String,
     },
+    Files {
+        /// The listed path itself.
+        entry: FileEntry,
+        /// Children (descendants when recursive), sorted by path; empty
+        /// unless the path is a directory.
+        entries: Vec<FileEntry>,
+    },
+    FileData {
+        size_bytes: u64,
+        data_b64: String,
+        /// The file is longer than what was returned.
+        truncated: bool,
+    },
+    Applied {
+        written: u64,
+        deleted: u64,
+        bytes_written: u64,
+    },
+    Manifest {
+        entries: Vec<FileEntry>,
+    },
+    Extracted {
+        entry_count: u64,
+        bytes_written: u64,
+    },
+    ArchiveStart {
+        artifact_type: ArtifactType,
+    },
+    ArchiveDone {
+        entry_count: u64,
+        bytes_written: u64,
+    },
+}
+
+/// Size of the binary chunks that follow an archive request or answer.
+pub const CHUNK_BYTES: usize = 256 * 1024;
+
+/// Writes a byte stream as chunks: a 4-byte big-endian length and that
+/// many bytes, ended by a zero-length chunk ([`ChunkWriter::finish`]).
+/// Chunks let one connection carry a stream and then more frames.
+pub struct ChunkWriter<W: Write> {
+    inner: W,
+    buf: Vec<u8>,
+}
+
+impl<W: Write> ChunkWriter<W> {
+    pub fn new(inner: W) -> Self {
+        ChunkWriter {
+            inner,
+            buf: Vec::with_capacity(CHUNK_BYTES + 4),
+        }
+    }
+
+    fn emit(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let len = (self.buf.len() as u32).to_be_bytes();
+        self.inner.write_all(&len)?;
+        self.inner.write_all(&self.buf)?;
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// Flushes what is buffered, writes the end marker and returns the
+    /// underlying writer.
+    pub fn finish(mut self) -> io::Result<W> {
+        self.emit()?;
+        self.inner.write_all(&0u32.to_be_bytes())?;
+        self.inner.flush()?;
+        Ok(self.inner)
+    }
+}
+
+impl<W: Write> Write for ChunkWriter<W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let room = CHUNK_BYTES - self.buf.len();
+        let n = data.len().min(room);
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == CHUNK_BYTES {
+            self.emit()?;
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.emit()?;
+        self.inner.flush()
+    }
+}
+
+/// Reads the byte stream [`ChunkWriter`] wrote; EOF at the end marker.
+pub struct ChunkReader<R: Read> {
+    inner: R,
+    left: usize,
+    done: bool,
+}
+
+impl<R: Read> ChunkReader<R> {
+    pub fn new(inner: R) -> Self {
+        ChunkReader {
+            inner,
+            left: 0,
+            done: false,
+        }
+    }
+
+    /// Reads and discards the rest of the stream, up to its end marker.
+    pub fn drain(&mut self) -> io::Result<()> {
+        let mut buf = vec![0u8; 64 * 1024];
+        while self.read(&mut buf)? > 0 {}
+        Ok(())
+    }
+
+    pub fn into_inner(self) -> R {
+        self.inner
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+}
+
+impl<R: Read> Read for ChunkReader<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.done || out.is_empty() {
+            return Ok(0);
+        }
+        if self.left == 0 {
+            let mut len = [0u8; 4];
+            self.inner.read_exact(&mut len)?;
+            let len = u32::from_be_bytes(len) as usize;
+            if len == 0 {
+                self.done = true;
+                return Ok(0);
+            }
+            if len > MAX_FRAME_BYTES {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("peer sent a {len}-byte chunk, over the {MAX_FRAME_BYTES}-byte limit"),
+                ));
+            }
+            self.left = len;
+        }
+        let want = out.len().min(self.left);
+        let n = self.inner.read(&mut out[..want])?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        self.left -= n;
+        Ok(n)
+    }
+}
+
+const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// Standard base64 with padding (RFC 4648), for file bytes inside JSON.
+pub fn base64_encode(data: &[u8]) -> String {
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+        out.push(B64[(n >> 18) as usize & 63] as char);
+        out.push(B64[(n >> 12) as usize & 63] as char);
+        out.push(if chunk.len() > 1 {
+            B64[(n >> 6) as usize & 63] as char
+        } else {
+            '='
+        });
+        out.push(if chunk.len() > 2 {
+            B64[n as usize & 63] as char
+        } else {
+            '='
+        });
+    }
+    out
+}
+
+/// Decodes [`base64_encode`]'s output; `None` on anything else.
+pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let bytes = text.as_bytes();
+    if !bytes.len().is_multiple_of(4) {
+        return None;
+    }
+    let val = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
+    for (i, q) in bytes.chunks(4).enumerate() {
+        let last = i == bytes.len() / 4 - 1;
+        let pad = q.iter().rev().take_while(|c| **c == b'=').count();
+        if pad > 2 || (pad > 0 && !last) {
+            return None;
+        }
+        let mut n = 0u32;
+        for (j, c) in q.iter().enumerate() {
+            let v = if j >= 4 - pad { 0 } else { val(*c)? };
+            n = n << 6 | v;
+        }
+        out.push((n >> 16) as u8);
+        if pad < 2 {
+            out.push((n >> 8) as u8);
+        }
+        if pad < 1 {
+            out.push(n as u8);
+        }
+    }
+    Some(out)
 }
 
 /// Writes one frame.
@@ -192,6 +503,57 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn base64_round_trips_every_length() {
+        let data: Vec<u8> = (0..=255u8).collect();
+        for n in 0..40 {
+            let enc = base64_encode(&data[..n]);
+            assert_eq!(base64_decode(&enc).unwrap(), &data[..n], "{n}");
+        }
+        assert_eq!(base64_encode(b"foobar"), "Zm9vYmFy");
+        assert_eq!(base64_encode(b"fo"), "Zm8=");
+        assert!(base64_decode("Zm8").is_none());
+        assert!(base64_decode("Z=8=").is_none());
+        assert!(base64_decode("Zm8=Zm8=").is_none());
+        assert!(base64_decode("Zm!=").is_none());
+    }
+
+    #[test]
+    fn chunks_carry_a_stream_then_more_frames() {
+        let payload: Vec<u8> = (0..(CHUNK_BYTES * 2 + 17)).map(|i| i as u8).collect();
+        let mut w = ChunkWriter::new(Vec::new());
+        w.write_all(&payload).unwrap();
+        let mut buf = w.finish().unwrap();
+        write_frame(&mut buf, &Response::Ok).unwrap();
+        let mut cursor = buf.as_slice();
+        let mut r = ChunkReader::new(&mut cursor);
+        let mut got = Vec::new();
+        r.read_to_end(&mut got).unwrap();
+        assert!(r.is_done());
+        assert_eq!(got, payload);
+        let next: Response = read_frame(&mut cursor).unwrap().unwrap();
+        assert_eq!(next, Response::Ok);
+    }
+
+    #[test]
+    fn file_requests_have_stable_json() {
+        let req: Request = serde_json::from_str(r#"{"op":"list_files","path":"src"}"#).unwrap();
+        assert_eq!(
+            req,
+            Request::ListFiles {
+                path: "src".into(),
+                recursive: false
+            }
+        );
+        let r = Response::ArchiveStart {
+            artifact_type: ArtifactType::Directory,
+        };
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"kind":"archive_start","artifact_type":"directory"}"#
+        );
     }
 
     #[test]

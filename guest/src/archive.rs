@@ -1,0 +1,459 @@
+//! Tar archives into and out of the workspace.
+//!
+//! Extraction refuses members that could land outside the destination:
+//! absolute names, `..`, hard links, device nodes, and symlinks whose
+//! target leaves the workspace. Each file is written to a temporary name and
+//! renamed into place, so a failure (a full disk) never leaves a half
+//! written file where an intact one was.
+
+use crate::beneath::{self, check_rel, join, split_parent, Root};
+use pyro_proto::ArtifactType;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+/// What extraction wrote: (entries, bytes of file content).
+pub fn extract<R: Read>(root: &Root, dest: &str, input: R) -> io::Result<(u64, u64)> {
+    let dest = check_rel(dest)?;
+    let mut created = Vec::new();
+    root.ensure_dir(&dest, &mut created)?;
+    let mut archive = tar::Archive::new(input);
+    let mut entries = 0u64;
+    let mut bytes = 0u64;
+    for entry in archive.entries()? {
+        let mut entry = entry.map_err(|e| bad_archive(format!("unreadable archive: {e}")))?;
+        let raw = entry.path_bytes().into_owned();
+        let name = String::from_utf8(raw.clone()).map_err(|_| {
+            bad_archive(format!(
+                "member name {:?} is not UTF-8",
+                String::from_utf8_lossy(&raw)
+            ))
+        })?;
+        let member = member_path(&name)?;
+        let kind = entry.header().entry_type();
+        if member.is_empty() {
+            // "./": the destination itself.
+            if kind.is_dir() {
+                continue;
+            }
+            return Err(bad_archive(format!("member {name:?} has an empty path")));
+        }
+        let rel = join(&dest, &member);
+        entries += 1;
+        let mode = entry.header().mode().unwrap_or(0o644) & 0o7777;
+        if kind.is_dir() {
+            let mut c = Vec::new();
+            root.ensure_dir(&rel, &mut c)?;
+        } else if kind.is_file() || kind == tar::EntryType::Continuous {
+            bytes += write_file(root, &rel, &mut entry, mode)?;
+        } else if kind.is_symlink() {
+            let target = entry
+                .link_name()
+                .ok()
+                .flatten()
+                .map(|t| t.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if !beneath::symlink_stays_inside(&rel, &target) {
+                return Err(bad_archive(format!(
+                    "symlink {name:?} -> {target:?} would point outside /workspace"
+                )));
+            }
+            make_symlink(root, &rel, &target)?;
+        } else if kind.is_hard_link() {
+            return Err(bad_archive(format!(
+                "member {name:?} is a hard link; hard links are not allowed in workspace archives"
+            )));
+        } else if kind.is_pax_global_extensions() || kind.is_pax_local_extensions() {
+            entries -= 1;
+        } else {
+            return Err(bad_archive(format!(
+                "member {name:?} is a {}; only files, directories and symlinks are allowed",
+                describe_type(kind)
+            )));
+        }
+    }
+    crate::files::sync_root(root);
+    Ok((entries, bytes))
+}
+
+fn describe_type(t: tar::EntryType) -> &'static str {
+    match t {
+        tar::EntryType::Char => "character device",
+        tar::EntryType::Block => "block device",
+        tar::EntryType::Fifo => "fifo",
+        _ => "special member",
+    }
+}
+
+fn bad_archive(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, msg)
+}
+
+/// A member name as a clean relative path ("" for the archive root).
+pub fn member_path(name: &str) -> io::Result<String> {
+    if name.starts_with('/') {
+        return Err(bad_archive(format!(
+            "member {name:?} has an absolute path; archive members must be relative"
+        )));
+    }
+    if name.split('/').any(|c| c == "..") {
+        return Err(bad_archive(format!(
+            "member {name:?} contains '..'; archive members must stay inside the destination"
+        )));
+    }
+    check_rel(name)
+}
+
+fn write_file<R: Read>(root: &Root, rel: &str, data: &mut R, mode: u32) -> io::Result<u64> {
+    let (parent, name) = split_parent(rel);
+    let mut created = Vec::new();
+    let dir = root.ensure_dir(parent, &mut created)?;
+    if let Ok(st) = beneath::lstat_at(dir.as_raw_fd(), name) {
+        if beneath::kind_of(&st) == ArtifactType::Directory {
+            return Err(bad_archive(format!(
+                "{} is a directory; the archive has a file there",
+                root.show(rel)
+            )));
+        }
+    }
+    let tmp = beneath::cname(
+        &format!(".pyro-tmp-x-{}-{name}", std::process::id())
+            .chars()
+            .take(200)
+            .collect::<String>(),
+    )?;
+    // SAFETY: valid descriptor and C string; result checked.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            tmp.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            0o600,
+        )
+    };
+    if fd < 0 {
+        return Err(root.explain(rel, io::Error::last_os_error()));
+    }
+    // SAFETY: fresh descriptor.
+    let mut f = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    let unlink_tmp = || {
+        // SAFETY: valid descriptor and C string.
+        unsafe { libc::unlinkat(dir.as_raw_fd(), tmp.as_ptr(), 0) };
+    };
+    let result = (|| -> io::Result<u64> {
+        let n = io::copy(data, &mut f)?;
+        // SAFETY: fchmod on our descriptor.
+        if unsafe { libc::fchmod(f.as_raw_fd(), mode) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        f.flush()?;
+        let c = beneath::cname(name)?;
+        // SAFETY: valid descriptors and C strings.
+        if unsafe { libc::renameat(dir.as_raw_fd(), tmp.as_ptr(), dir.as_raw_fd(), c.as_ptr()) } < 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n)
+    })();
+    result.map_err(|e| {
+        unlink_tmp();
+        root.explain(rel, e)
+    })
+}
+
+fn make_symlink(root: &Root, rel: &str, target: &str) -> io::Result<()> {
+    let (parent, name) = split_parent(rel);
+    let mut created = Vec::new();
+    let dir = root.ensure_dir(parent, &mut created)?;
+    let c = beneath::cname(name)?;
+    if let Ok(st) = beneath::lstat_at(dir.as_raw_fd(), name) {
+        match beneath::kind_of(&st) {
+            ArtifactType::Directory => {
+                return Err(bad_archive(format!(
+                    "{} is a directory; the archive has a symlink there",
+                    root.show(rel)
+                )))
+            }
+            // SAFETY: valid descriptor and C string.
+            _ => unsafe {
+                libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), 0);
+            },
+        }
+    }
+    let t = beneath::cname(target)?;
+    // SAFETY: valid descriptor and C strings.
+    if unsafe { libc::symlinkat(t.as_ptr(), dir.as_raw_fd(), c.as_ptr()) } < 0 {
+        return Err(root.explain(rel, io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// The type of `path` and a tar writer for it: a file or symlink becomes a
+/// one-member archive named after it; a directory's members are its
+/// contents, relative to it.
+pub fn kind(root: &Root, path: &str) -> io::Result<ArtifactType> {
+    let rel = check_rel(path)?;
+    if rel.is_empty() {
+        return Ok(ArtifactType::Directory);
+    }
+    let (parent, name) = split_parent(&rel);
+    let pfd = root.open_beneath(parent, libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
+    let st = beneath::lstat_at(pfd.as_raw_fd(), name).map_err(|e| root.explain(&rel, e))?;
+    match beneath::kind_of(&st) {
+        ArtifactType::Other => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{} is {}; only files, directories and symlinks can be exported",
+                root.show(&rel),
+                beneath::describe_kind(&st)
+            ),
+        )),
+        k => Ok(k),
+    }
+}
+
+/// Writes a tar of `path` to `out`; returns (entries, file bytes).
+pub fn create<W: Write>(root: &Root, path: &str, out: W) -> io::Result<(u64, u64)> {
+    let rel = check_rel(path)?;
+    let mut b = tar::Builder::new(out);
+    b.follow_symlinks(false);
+    let mut entries = 0u64;
+    let mut bytes = 0u64;
+    let (parent, name) = split_parent(&rel);
+    let top = kind(root, &rel)?;
+    if top == ArtifactType::Directory {
+        let dfd = root.open_beneath(
+            &rel,
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+            0,
+        )?;
+        add_dir_contents(root, &mut b, &dfd, &rel, "", &mut entries, &mut bytes)?;
+    } else {
+        let pfd = root.open_beneath(parent, libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
+        add_one(
+            root,
+            &mut b,
+            pfd.as_raw_fd(),
+            name,
+            &rel,
+            name,
+            &mut entries,
+            &mut bytes,
+        )?;
+    }
+    b.into_inner()?.flush()?;
+    Ok((entries, bytes))
+}
+
+fn add_dir_contents<W: Write>(
+    root: &Root,
+    b: &mut tar::Builder<W>,
+    dfd: &OwnedFd,
+    rel: &str,
+    arc: &str,
+    entries: &mut u64,
+    bytes: &mut u64,
+) -> io::Result<()> {
+    for name in beneath::read_dir_names(dfd.as_raw_fd())? {
+        let child_rel = join(rel, &name);
+        let child_arc = join(arc, &name);
+        let is_dir = add_one(
+            root,
+            b,
+            dfd.as_raw_fd(),
+            &name,
+            &child_rel,
+            &child_arc,
+            entries,
+            bytes,
+        )?;
+        if is_dir {
+            let c = beneath::cname(&name)?;
+            // SAFETY: valid descriptor and C string; result checked.
+            let fd = unsafe {
+                libc::openat(
+                    dfd.as_raw_fd(),
+                    c.as_ptr(),
+                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                )
+            };
+            if fd < 0 {
+                return Err(root.explain(&child_rel, io::Error::last_os_error()));
+            }
+            // SAFETY: fresh descriptor.
+            let sub = unsafe { OwnedFd::from_raw_fd(fd) };
+            add_dir_contents(root, b, &sub, &child_rel, &child_arc, entries, bytes)?;
+        }
+    }
+    Ok(())
+}
+
+/// Adds one entry; returns whether it was a directory.
+#[allow(clippy::too_many_arguments)]
+fn add_one<W: Write>(
+    root: &Root,
+    b: &mut tar::Builder<W>,
+    dirfd: i32,
+    name: &str,
+    rel: &str,
+    arc: &str,
+    entries: &mut u64,
+    bytes: &mut u64,
+) -> io::Result<bool> {
+    let st = beneath::lstat_at(dirfd, name).map_err(|e| root.explain(rel, e))?;
+    let mut h = tar::Header::new_gnu();
+    h.set_mode(st.st_mode & 0o7777);
+    h.set_mtime(st.st_mtime.max(0) as u64);
+    *entries += 1;
+    match beneath::kind_of(&st) {
+        ArtifactType::Directory => {
+            h.set_entry_type(tar::EntryType::Directory);
+            h.set_size(0);
+            b.append_data(&mut h, format!("{arc}/"), io::empty())?;
+            Ok(true)
+        }
+        ArtifactType::Symlink => {
+            let target = beneath::readlink_at(dirfd, name).map_err(|e| root.explain(rel, e))?;
+            h.set_entry_type(tar::EntryType::Symlink);
+            h.set_size(0);
+            b.append_link(&mut h, arc, &target)?;
+            Ok(false)
+        }
+        ArtifactType::File => {
+            let c = beneath::cname(name)?;
+            // SAFETY: valid descriptor and C string; result checked.
+            let fd = unsafe {
+                libc::openat(
+                    dirfd,
+                    c.as_ptr(),
+                    libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK,
+                )
+            };
+            if fd < 0 {
+                return Err(root.explain(rel, io::Error::last_os_error()));
+            }
+            // SAFETY: fresh descriptor.
+            let f = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+            let size = beneath::fstat(f.as_raw_fd())?.st_size as u64;
+            h.set_entry_type(tar::EntryType::Regular);
+            h.set_size(size);
+            // A file that shrinks while read is padded, one that grows is cut.
+            let body = f.take(size).chain(io::repeat(0)).take(size);
+            b.append_data(&mut h, arc, body)?;
+            *bytes += size;
+            Ok(false)
+        }
+        ArtifactType::Other => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{} is {}; only files, directories and symlinks can be archived",
+                root.show(rel),
+                beneath::describe_kind(&st)
+            ),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::files::tests::TempRoot;
+
+    fn tar_of(members: &[(&str, tar::EntryType, &[u8], &str)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, kind, data, link) in members {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(*kind);
+            h.set_mode(0o644);
+            h.set_size(data.len() as u64);
+            // Bypass the builder's own path checks: write names raw.
+            let raw = h.as_old_mut();
+            raw.name[..name.len()].copy_from_slice(name.as_bytes());
+            if !link.is_empty() {
+                raw.linkname[..link.len()].copy_from_slice(link.as_bytes());
+            }
+            h.set_cksum();
+            b.append(&h, *data).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn round_trips_a_tree() {
+        let src = TempRoot::new("arc-src");
+        std::fs::create_dir_all(src.ws().join("d/e")).unwrap();
+        std::fs::write(src.ws().join("d/f.txt"), "content").unwrap();
+        std::os::unix::fs::symlink("f.txt", src.ws().join("d/l")).unwrap();
+        let long = "n".repeat(150);
+        std::fs::write(src.ws().join(&long), "long name").unwrap();
+        let mut buf = Vec::new();
+        let (n, bytes) = create(&src.root(), "", &mut buf).unwrap();
+        assert_eq!((n, bytes), (5, 16));
+        let dst = TempRoot::new("arc-dst");
+        let (n2, bytes2) = extract(&dst.root(), "sub", buf.as_slice()).unwrap();
+        assert_eq!((n2, bytes2), (5, 16));
+        let d = dst.ws().join("sub");
+        assert_eq!(
+            std::fs::read_to_string(d.join("d/f.txt")).unwrap(),
+            "content"
+        );
+        assert_eq!(
+            std::fs::read_link(d.join("d/l")).unwrap().to_str(),
+            Some("f.txt")
+        );
+        assert!(d.join("d/e").is_dir());
+        assert_eq!(std::fs::read_to_string(d.join(&long)).unwrap(), "long name");
+        // A single file archives as one member named after it.
+        let mut one = Vec::new();
+        assert_eq!(create(&src.root(), "d/f.txt", &mut one).unwrap(), (1, 7));
+        assert_eq!(kind(&src.root(), "d/l").unwrap(), ArtifactType::Symlink);
+    }
+
+    #[test]
+    fn hostile_members_are_refused() {
+        let t = TempRoot::new("arc-bad");
+        std::fs::write(t.0.join("outside"), "safe").unwrap();
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (
+                tar_of(&[("../outside", tar::EntryType::Regular, b"x", "")]),
+                "contains '..'",
+            ),
+            (
+                tar_of(&[("/etc/evil", tar::EntryType::Regular, b"x", "")]),
+                "absolute path",
+            ),
+            (
+                tar_of(&[("l", tar::EntryType::Symlink, b"", "/etc")]),
+                "point outside",
+            ),
+            (
+                tar_of(&[("a/l", tar::EntryType::Symlink, b"", "../../outside")]),
+                "point outside",
+            ),
+            (
+                tar_of(&[("h", tar::EntryType::Link, b"", "x")]),
+                "hard link",
+            ),
+            (
+                tar_of(&[("dev", tar::EntryType::Char, b"", "")]),
+                "character device",
+            ),
+        ];
+        for (archive, want) in cases {
+            let e = extract(&t.root(), "", archive.as_slice())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(want), "want {want:?}: {e}");
+        }
+        // A symlink already in the workspace cannot carry later members out.
+        std::os::unix::fs::symlink("..", t.ws().join("esc")).unwrap();
+        let a = tar_of(&[("esc/outside", tar::EntryType::Regular, b"pwned", "")]);
+        let e = extract(&t.root(), "", a.as_slice())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("resolves outside"), "{e}");
+        assert_eq!(
+            std::fs::read_to_string(t.0.join("outside")).unwrap(),
+            "safe"
+        );
+    }
+}

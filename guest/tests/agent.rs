@@ -1,0 +1,193 @@
+//! The agent binary served over a Unix socket (`PYRO_AGENT_UNIX`) against
+//! a temporary workspace root: file requests and archive streams end to
+//! end, as the host speaks them, without a VM.
+
+use pyro_proto::{
+    base64_decode, base64_encode, read_frame, write_frame, ApplyRequest, ArtifactType, ChunkReader,
+    ChunkWriter, FileWrite, Request, Response,
+};
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+struct Agent {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Agent {
+    fn start(tag: &str) -> Agent {
+        let dir = std::env::temp_dir().join(format!("pyro-agent-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("ws")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_pyro-guest"))
+            .env("PYRO_AGENT_UNIX", dir.join("agent.sock"))
+            .env("PYRO_WORKSPACE_ROOT", dir.join("ws"))
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while UnixStream::connect(dir.join("agent.sock")).is_err() {
+            assert!(Instant::now() < deadline, "agent did not listen");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Agent { child, dir }
+    }
+
+    fn conn(&self) -> UnixStream {
+        UnixStream::connect(self.dir.join("agent.sock")).unwrap()
+    }
+
+    fn call(&self, req: &Request) -> Response {
+        let mut c = self.conn();
+        write_frame(&mut c, req).unwrap();
+        read_frame(&mut c).unwrap().unwrap()
+    }
+
+    fn ws(&self) -> PathBuf {
+        self.dir.join("ws")
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn tar_with(members: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, data) in members {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        let raw = h.as_old_mut();
+        raw.name[..name.len()].copy_from_slice(name.as_bytes());
+        h.set_cksum();
+        b.append(&h, *data).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+fn push(agent: &Agent, dest: &str, archive: &[u8]) -> Response {
+    let mut c = agent.conn();
+    write_frame(&mut c, &Request::PushArchive { dest: dest.into() }).unwrap();
+    let mut w = ChunkWriter::new(&mut c);
+    w.write_all(archive).unwrap();
+    w.finish().unwrap();
+    read_frame(&mut c).unwrap().unwrap()
+}
+
+#[test]
+fn files_and_archives_over_the_socket() {
+    let agent = Agent::start("files");
+    std::fs::create_dir_all(agent.dir.join("outside")).unwrap();
+    std::os::unix::fs::symlink("../outside", agent.ws().join("out")).unwrap();
+
+    // Push a tree, then read, list and pull it back.
+    let archive = tar_with(&[("src/a.txt", b"alpha\n"), ("bin.dat", &[0, 159, 146, 150])]);
+    match push(&agent, "proj", &archive) {
+        Response::Extracted {
+            entry_count,
+            bytes_written,
+        } => assert_eq!((entry_count, bytes_written), (2, 10)),
+        other => panic!("{other:?}"),
+    }
+    match agent.call(&Request::ReadFile {
+        path: "proj/bin.dat".into(),
+        max_bytes: 3,
+    }) {
+        Response::FileData {
+            size_bytes,
+            data_b64,
+            truncated,
+        } => {
+            assert_eq!(size_bytes, 4);
+            assert!(truncated);
+            assert_eq!(base64_decode(&data_b64).unwrap(), [0, 159, 146]);
+        }
+        other => panic!("{other:?}"),
+    }
+    match agent.call(&Request::ListFiles {
+        path: "proj".into(),
+        recursive: true,
+    }) {
+        Response::Files { entry, entries } => {
+            assert_eq!(entry.artifact_type, ArtifactType::Directory);
+            let names: Vec<&str> = entries.iter().map(|e| e.path.as_str()).collect();
+            assert_eq!(names, ["proj/bin.dat", "proj/src", "proj/src/a.txt"]);
+        }
+        other => panic!("{other:?}"),
+    }
+    let mut c = agent.conn();
+    write_frame(
+        &mut c,
+        &Request::PullArchive {
+            path: "proj".into(),
+        },
+    )
+    .unwrap();
+    let start: Response = read_frame(&mut c).unwrap().unwrap();
+    assert_eq!(
+        start,
+        Response::ArchiveStart {
+            artifact_type: ArtifactType::Directory
+        }
+    );
+    let mut tar_bytes = Vec::new();
+    ChunkReader::new(&mut c)
+        .read_to_end(&mut tar_bytes)
+        .unwrap();
+    let done: Response = read_frame(&mut c).unwrap().unwrap();
+    assert_eq!(
+        done,
+        Response::ArchiveDone {
+            entry_count: 3,
+            bytes_written: 10
+        }
+    );
+    let mut names: Vec<String> = tar::Archive::new(tar_bytes.as_slice())
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["bin.dat", "src/", "src/a.txt"]);
+
+    // Writes through an escaping symlink, and '..' members, are refused and
+    // leave nothing behind; the connection still answers properly.
+    let r = agent.call(&Request::Apply(ApplyRequest {
+        writes: vec![FileWrite {
+            path: "out/evil".into(),
+            data_b64: base64_encode(b"x"),
+        }],
+        deletes: vec![],
+    }));
+    assert!(
+        matches!(&r, Response::Error { message } if message.contains("resolves outside /workspace")),
+        "{r:?}"
+    );
+    let evil = tar_with(&[("ok.txt", b"fine"), ("../../escape.txt", b"evil")]);
+    let r = push(&agent, "", &evil);
+    assert!(
+        matches!(&r, Response::Error { message } if message.contains("contains '..'")),
+        "{r:?}"
+    );
+    assert!(std::fs::read_dir(agent.dir.join("outside"))
+        .unwrap()
+        .next()
+        .is_none());
+    assert!(!agent.dir.join("escape.txt").exists());
+    let r = agent.call(&Request::ReadFile {
+        path: "../agent.sock".into(),
+        max_bytes: 10,
+    });
+    assert!(
+        matches!(&r, Response::Error { message } if message.contains("'..'")),
+        "{r:?}"
+    );
+}
