@@ -248,3 +248,87 @@ impl MmioDevice for MmioTransport {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vmm::devices::virtio::rng::Rng;
+    use std::sync::atomic::AtomicU32;
+    use vm_memory::GuestAddress;
+
+    fn transport() -> MmioTransport {
+        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
+        let irq = Interrupt {
+            status: Arc::new(AtomicU32::new(0)),
+            evt: Arc::new(EventFd::new(0).unwrap()),
+        };
+        let notify = vec![Arc::new(EventFd::new(0).unwrap())];
+        MmioTransport::new(Box::new(Rng::default()), mem, irq, notify)
+    }
+
+    fn read(t: &mut MmioTransport, off: u64) -> u32 {
+        let mut b = [0u8; 4];
+        t.read(off, &mut b);
+        u32::from_le_bytes(b)
+    }
+
+    fn write(t: &mut MmioTransport, off: u64, v: u32) {
+        t.write(off, &v.to_le_bytes());
+    }
+
+    #[test]
+    fn identifies_as_modern_virtio() {
+        let mut t = transport();
+        assert_eq!(read(&mut t, 0x00), MAGIC);
+        assert_eq!(read(&mut t, 0x04), 2);
+        assert_eq!(read(&mut t, 0x08), super::super::TYPE_RNG);
+        write(&mut t, 0x14, 1);
+        assert_eq!(read(&mut t, 0x10) & 1, 1, "VERSION_1 offered");
+        // Odd-sized accesses and unknown registers are harmless.
+        let mut b = [0xffu8; 2];
+        t.read(0x00, &mut b);
+        assert_eq!(b, [0, 0]);
+        write(&mut t, 0xe0, 1234);
+    }
+
+    #[test]
+    fn queue_outside_guest_memory_fails_activation() {
+        let mut t = transport();
+        write(&mut t, 0x70, STATUS_ACK | STATUS_DRIVER);
+        write(&mut t, 0x24, 1);
+        write(&mut t, 0x20, 1); // VERSION_1
+        write(
+            &mut t,
+            0x70,
+            STATUS_ACK | STATUS_DRIVER | STATUS_FEATURES_OK,
+        );
+        write(&mut t, 0x30, 0);
+        write(&mut t, 0x38, 16);
+        write(&mut t, 0x80, 0xffff_0000); // descriptor table far outside RAM
+        write(&mut t, 0x90, 0x2000);
+        write(&mut t, 0xa0, 0x3000);
+        write(&mut t, 0x44, 1);
+        write(
+            &mut t,
+            0x70,
+            STATUS_ACK | STATUS_DRIVER | STATUS_FEATURES_OK | STATUS_DRIVER_OK,
+        );
+        assert!(!t.is_activated());
+        assert_ne!(read(&mut t, 0x70) & STATUS_FAILED, 0);
+        // A reset brings the device back to a clean state.
+        write(&mut t, 0x70, 0);
+        assert_eq!(read(&mut t, 0x70), 0);
+    }
+
+    #[test]
+    fn legacy_drivers_are_refused() {
+        let mut t = transport();
+        write(&mut t, 0x70, STATUS_ACK | STATUS_DRIVER);
+        write(
+            &mut t,
+            0x70,
+            STATUS_ACK | STATUS_DRIVER | STATUS_FEATURES_OK,
+        );
+        assert_eq!(read(&mut t, 0x70) & STATUS_FEATURES_OK, 0);
+    }
+}
