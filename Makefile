@@ -92,3 +92,11 @@ smoke-use-cases: build kernel
 
 clean:
 	cargo clean
+
+# The MCP server against real clients: the official Python SDK, the MCP
+# Inspector CLI and the claude/codex CLIs (pinned, cached under
+# $(PYRO_BUILD_CACHE)); VM sessions run in the test host. tests/mcp/README.md.
+.PHONY: test-mcp
+test-mcp: build kernel
+	@$(MAKE) -s envs ENVS=debian:12
+	tests/mcp/run
