@@ -251,3 +251,104 @@ extern "C" {
     #[link_name = "kill"]
     fn libc_kill(pid: i32, sig: i32) -> i32;
 }
+
+/// Starts `pyro vmm` directly on an installed environment; returns the
+/// child and its state directory.
+fn start_vmm(tag: &str) -> (std::process::Child, PathBuf) {
+    let env = pyro_home().join("environments/debian-12-base");
+    let dir = std::env::temp_dir().join(format!("pyro-vmm-test-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let st = Command::new("cp")
+        .arg("--sparse=always")
+        .arg(env.join("scratch.ext4"))
+        .arg(dir.join("scratch.ext4"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let cfg = serde_json::json!({
+        "kernel": env.join("vmlinux"),
+        "cmdline": "console=ttyS0 reboot=k panic=1 pci=off nomodules quiet root=/dev/vda ro rootfstype=ext4 init=/sbin/pyro-init",
+        "vcpus": 1,
+        "mem_mib": 256,
+        "disks": [{"path": env.join("rootfs.ext4"), "read_only": true}, {"path": dir.join("scratch.ext4"), "read_only": false}],
+        "vsock": {"guest_cid": 3, "uds_path": dir.join("v.sock")},
+        "serial_log": dir.join("serial.log"),
+        "control_socket": dir.join("ctl.sock"),
+    });
+    std::fs::write(dir.join("vm.json"), cfg.to_string()).unwrap();
+    let child = pyro()
+        .arg("vmm")
+        .arg("--config")
+        .arg(dir.join("vm.json"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !dir.join("ctl.sock").exists() {
+        assert!(Instant::now() < deadline, "control socket never appeared");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (child, dir)
+}
+
+fn control(dir: &std::path::Path, cmd: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(dir.join("ctl.sock")).unwrap();
+    s.write_all(format!("{cmd}\n").as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+#[ignore = "boots VMs: run with `make test`"]
+fn vmm_stops_on_request_and_on_sigterm_leaving_nothing() {
+    let (child, dir) = start_vmm("ctl");
+    let pong = control(&dir, "ping");
+    assert_eq!(pong.trim(), format!("ok {}", child.id()));
+    assert!(control(&dir, "bogus").starts_with("error unknown command"));
+    assert_eq!(control(&dir, "shutdown").trim(), "ok");
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stopped by control socket"));
+    assert!(
+        !dir.join("ctl.sock").exists() && !dir.join("v.sock").exists(),
+        "sockets left behind"
+    );
+
+    let (child, dir2) = start_vmm("term");
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: signalling our own child.
+    unsafe { libc_kill(child.id() as i32, 15) };
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stopped by signal 15"));
+    assert!(
+        !dir2.join("ctl.sock").exists() && !dir2.join("v.sock").exists(),
+        "sockets left behind"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+    let _ = std::fs::remove_dir_all(dir2);
+    assert_no_leftovers();
+}
+
+#[test]
+#[ignore = "boots VMs: run with `make test`"]
+fn demo_narrates_the_lifecycle() {
+    let out = pyro().arg("demo").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for step in ["create:", "start:", "exec:", "delete:", "git version "] {
+        assert!(text.contains(step), "missing {step:?} in {text}");
+    }
+    assert_no_leftovers();
+}
