@@ -5,6 +5,7 @@
 //!     init and powering off (`PYRO_POWEROFF=1` makes pyro-init do that);
 //!   - `pyro run ENV -- true` end to end, and its start -> agent ready;
 //!   - VMM overhead RSS (all resident memory except guest RAM) for both.
+//!
 //! Prints one JSON object; tests/bench/run turns it into docs/benchmarks.md.
 
 use serde_json::{json, Value};
