@@ -8,6 +8,9 @@
 //!
 //! Prints one JSON object; tests/bench/run turns it into docs/benchmarks.md.
 
+#[path = "../tests/support/sparse.rs"]
+mod sparse;
+
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -65,14 +68,7 @@ fn median(v: &mut [f64]) -> f64 {
 
 fn fresh_scratch(a: &Args, name: &str) -> PathBuf {
     let p = a.work.join(name);
-    let _ = std::fs::remove_file(&p);
-    let st = Command::new("cp")
-        .args(["--sparse=always"])
-        .arg(a.env_dir.join("scratch.ext4"))
-        .arg(&p)
-        .status()
-        .expect("cp");
-    assert!(st.success());
+    sparse::copy_sparse(&a.env_dir.join("scratch.ext4"), &p).expect("copying the scratch template");
     p
 }
 

@@ -3,6 +3,9 @@
 //! `#[ignore]`d for plain `cargo test`; `make test` runs them with
 //! `--ignored` inside the test host (or directly on hardware KVM).
 
+#[path = "support/sparse.rs"]
+mod sparse;
+
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
@@ -259,13 +262,7 @@ fn start_vmm(tag: &str) -> (std::process::Child, PathBuf) {
     let dir = std::env::temp_dir().join(format!("pyro-vmm-test-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let st = Command::new("cp")
-        .arg("--sparse=always")
-        .arg(env.join("scratch.ext4"))
-        .arg(dir.join("scratch.ext4"))
-        .status()
-        .unwrap();
-    assert!(st.success());
+    sparse::copy_sparse(&env.join("scratch.ext4"), &dir.join("scratch.ext4")).unwrap();
     let cfg = serde_json::json!({
         "kernel": env.join("vmlinux"),
         "cmdline": "console=ttyS0 reboot=k panic=1 pci=off nomodules quiet root=/dev/vda ro rootfstype=ext4 init=/sbin/pyro-init",
