@@ -21,9 +21,9 @@ Options:
   --repo-ref REF        branch, tag or commit of --repo-url to use
   -h, --help            show this help
 
-This build serves vm_run in every profile; the workspace tools of
-workspace-core and workspace-full are listed once the workspace engine
-implements them.
+workspace-core serves vm_run and the 16 workspace_* tools; workspace_create
+without seed_path seeds from the project above. workspace-full lists only the
+tools this build implements.
 
 Examples:
   pyro mcp serve

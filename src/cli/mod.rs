@@ -8,6 +8,7 @@ mod host;
 mod mcp;
 mod run;
 pub mod signals;
+mod workspace;
 
 use crate::engine::EngineError;
 use lexopt::prelude::*;
@@ -20,6 +21,7 @@ Usage: pyro <command> [options]
 Commands:
   run ENV [options] -- CMD...   boot ENV, run CMD in it, tear it down
   env list|inspect|pull|prune   manage guest environments
+  workspace create|exec|...     persistent workspaces (`pyro help workspace`)
   doctor                        check that this host can run guests
   demo                          narrated create/start/exec/delete lifecycle
   mcp serve [--profile P]       serve MCP tools on stdio for chat hosts
@@ -56,6 +58,7 @@ pub fn main() -> i32 {
         "demo" => demo::main(parser),
         "mcp" => mcp::main(parser),
         "host" => host::main(parser),
+        "workspace" => workspace::main(parser),
         "vmm" => crate::vmm_main(parser),
         "help" => {
             let topic = parser.next().ok().flatten().and_then(|a| match a {
@@ -69,6 +72,7 @@ pub fn main() -> i32 {
                 Some("demo") => print!("{}", demo::USAGE),
                 Some("mcp") => print!("{}", mcp::USAGE),
                 Some("host") => print!("{}", host::USAGE),
+                Some("workspace") => print!("{}", workspace::USAGE),
                 _ => print!("{USAGE}"),
             }
             0

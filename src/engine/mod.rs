@@ -11,5 +11,6 @@ pub mod host;
 pub mod paths;
 pub mod run;
 pub mod vm;
+pub mod workspace;
 
 pub use error::{EngineError, Result};

@@ -6,12 +6,14 @@
 //! - `tools`: profiles and the engine-backed tools
 //! - `schema`: argument tables that yield both JSON Schema and validation
 //! - `project`: the project source the session works on
+//! - `workspace_tools`: the `workspace_*` tools over the workspace engine
 
 pub mod jsonrpc;
 pub mod project;
 pub mod schema;
 pub mod server;
 pub mod tools;
+pub mod workspace_tools;
 
 /// Serves MCP on this process's stdin and stdout until stdin closes.
 pub fn serve_stdio(cfg: server::Config) -> std::io::Result<()> {

@@ -16,6 +16,10 @@ pub enum Kind {
         max: i64,
     },
     Boolean,
+    /// An object whose values are all strings (labels).
+    StringMap,
+    /// An array of strings.
+    StringList,
 }
 
 /// One named argument of a tool.
@@ -24,7 +28,8 @@ pub struct Arg {
     pub name: &'static str,
     pub description: &'static str,
     pub kind: Kind,
-    /// None means the argument is required.
+    /// None means the argument is required; `Some(Value::Null)` means it
+    /// is optional without a default (and may be given as null).
     pub default: Option<Value>,
 }
 
@@ -49,9 +54,17 @@ impl Arg {
             Kind::Boolean => {
                 s.insert("type".into(), json!("boolean"));
             }
+            Kind::StringMap => {
+                s.insert("type".into(), json!("object"));
+                s.insert("additionalProperties".into(), json!({"type": "string"}));
+            }
+            Kind::StringList => {
+                s.insert("type".into(), json!("array"));
+                s.insert("items".into(), json!({"type": "string"}));
+            }
         }
         s.insert("description".into(), json!(self.description));
-        if let Some(d) = &self.default {
+        if let Some(d) = self.default.as_ref().filter(|d| !d.is_null()) {
             s.insert("default".into(), d.clone());
         }
         Value::Object(s)
@@ -60,6 +73,9 @@ impl Arg {
     /// Checks one value; the error names the argument and says what fits.
     fn check(&self, v: &Value) -> Result<(), String> {
         let name = self.name;
+        if v.is_null() && self.default == Some(Value::Null) {
+            return Ok(());
+        }
         match &self.kind {
             Kind::String { min_len, one_of } => {
                 let Some(s) = v.as_str() else {
@@ -97,6 +113,26 @@ impl Arg {
             Kind::Boolean => {
                 if !v.is_boolean() {
                     return Err(format!("{name} must be true or false, got {}", describe(v)));
+                }
+            }
+            Kind::StringMap => {
+                let ok = v
+                    .as_object()
+                    .is_some_and(|o| o.values().all(Value::is_string));
+                if !ok {
+                    return Err(format!(
+                        "{name} must be an object of string values, got {}",
+                        describe(v)
+                    ));
+                }
+            }
+            Kind::StringList => {
+                let ok = v.as_array().is_some_and(|a| a.iter().all(Value::is_string));
+                if !ok {
+                    return Err(format!(
+                        "{name} must be an array of strings, got {}",
+                        describe(v)
+                    ));
                 }
             }
         }
@@ -222,6 +258,49 @@ mod tests {
         assert_eq!(
             Value::Object(got),
             json!({"env": "a", "n": 4.0, "flag": false})
+        );
+    }
+
+    #[test]
+    fn optional_maps_and_lists() {
+        let args = vec![
+            Arg {
+                name: "labels",
+                description: "labels",
+                kind: Kind::StringMap,
+                default: Some(Value::Null),
+            },
+            Arg {
+                name: "keys",
+                description: "keys",
+                kind: Kind::StringList,
+                default: Some(Value::Null),
+            },
+        ];
+        let s = object_schema(&args);
+        assert_eq!(s["required"], json!([]));
+        assert!(s["properties"]["labels"].get("default").is_none());
+        assert_eq!(s["properties"]["keys"]["items"]["type"], "string");
+        let got = validate(
+            &args,
+            json!({"labels": {"a": "b"}, "keys": null})
+                .as_object()
+                .unwrap(),
+        );
+        assert_eq!(
+            Value::Object(got.unwrap()),
+            json!({"labels": {"a": "b"}, "keys": null})
+        );
+        let e = validate(
+            &args,
+            json!({"labels": {"a": 1}, "keys": [2]})
+                .as_object()
+                .unwrap(),
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("object of string values") && e.contains("array of strings"),
+            "{e}"
         );
     }
 

@@ -110,6 +110,14 @@ fn instructions(cfg: &Config) -> String {
         cfg.toolset.profile.name(),
         cfg.project.describe()
     );
+    if cfg.toolset.has("workspace_create") {
+        s.push_str(
+            " For multi-step work use a persistent workspace: workspace_create (seeded from seed_path \
+             or this project), then workspace_exec, workspace_file_read/write, workspace_patch_apply, \
+             workspace_diff against the seeded baseline, workspace_export to bring results to the host, \
+             workspace_reset to start over, workspace_delete when done.",
+        );
+    }
     let pending = cfg.toolset.pending();
     if !pending.is_empty() {
         s.push_str(&format!(
@@ -406,6 +414,7 @@ impl Session {
             eprintln!("pyro mcp: {} started (request {id})", call.name);
             let ctx = CallContext {
                 cancel: &call.cancel,
+                project: &self.project,
                 progress: &progress,
                 log: &log,
             };

@@ -120,6 +120,8 @@ pub enum Outcome {
 /// Services a running tool call gets from the server.
 pub struct CallContext<'a> {
     pub cancel: &'a CancelToken,
+    /// The project `workspace_create` seeds from when given no seed_path.
+    pub project: &'a super::project::ProjectSource,
     /// Sends a progress notification (only when the caller asked for them).
     pub progress: &'a (dyn Fn(&str) + Sync),
     /// Sends a log notification at a level name ("debug", "info", ...).
@@ -128,10 +130,13 @@ pub struct CallContext<'a> {
 
 pub struct Tool {
     pub name: &'static str,
-    title: &'static str,
-    description: &'static str,
-    args: Vec<Arg>,
-    output_schema: Value,
+    pub(crate) title: &'static str,
+    pub(crate) description: &'static str,
+    pub(crate) args: Vec<Arg>,
+    pub(crate) output_schema: Value,
+    /// Hints for clients: the tool changes nothing / may destroy data.
+    pub(crate) read_only: bool,
+    pub(crate) destructive: bool,
 }
 
 impl Tool {
@@ -144,8 +149,8 @@ impl Tool {
             "outputSchema": self.output_schema,
             "annotations": {
                 "title": self.title,
-                "readOnlyHint": false,
-                "destructiveHint": false,
+                "readOnlyHint": self.read_only,
+                "destructiveHint": self.destructive,
                 "idempotentHint": false,
                 "openWorldHint": false,
             },
@@ -162,7 +167,9 @@ pub struct Toolset {
 
 /// The tools the engine can serve today.
 fn implemented() -> Vec<Tool> {
-    vec![vm_run_tool()]
+    let mut tools = vec![vm_run_tool()];
+    tools.extend(super::workspace_tools::tools());
+    tools
 }
 
 impl Toolset {
@@ -215,6 +222,7 @@ impl Toolset {
         };
         match name {
             "vm_run" => vm_run(&args, ctx),
+            n if n.starts_with("workspace_") => super::workspace_tools::call(n, &args, ctx),
             _ => Outcome::Failed(format!("tool {name} has no implementation")),
         }
     }
@@ -305,6 +313,8 @@ fn vm_run_tool() -> Tool {
             },
         ],
         output_schema: vm_run_output_schema(),
+        read_only: false,
+        destructive: false,
     }
 }
 
@@ -476,9 +486,17 @@ mod tests {
             let p = Profile::parse(name).unwrap();
             assert_eq!(p.name(), name);
             let t = Toolset::new(p);
-            assert_eq!(t.names(), vec!["vm_run"]);
+            assert!(t.names().contains(&"vm_run"));
             assert!(t.profile.contract_tools().contains(&"vm_run"));
         }
+        assert_eq!(Toolset::new(Profile::VmRun).names(), vec!["vm_run"]);
+        // Bare `pyro mcp serve` serves exactly the workspace-core contract.
+        let mut core = Toolset::new(Profile::WorkspaceCore).names();
+        let mut want = WORKSPACE_CORE.to_vec();
+        core.sort();
+        want.sort();
+        assert_eq!(core, want);
+        assert!(Toolset::new(Profile::WorkspaceCore).pending().is_empty());
         assert!(Profile::parse("workspace").is_none());
         let full = Toolset::new(Profile::WorkspaceFull);
         assert!(full.pending().contains(&"shell_open"));
@@ -540,8 +558,10 @@ mod tests {
     fn bad_arguments_fail_with_every_problem_named() {
         let t = Toolset::new(Profile::WorkspaceCore);
         let cancel = CancelToken::new();
+        let project = super::super::project::ProjectSource::None { cwd: "/".into() };
         let ctx = CallContext {
             cancel: &cancel,
+            project: &project,
             progress: &|_| {},
             log: &|_, _| {},
         };

@@ -47,8 +47,16 @@ def test_handshake_and_tools_list(profile):
             assert "Project source:" in c.instructions
             await c.send_ping()
             tools = (await c.list_tools()).tools
-            assert [t.name for t in tools] == ["vm_run"]
-            (vm_run,) = tools
+            names = [t.name for t in tools]
+            if profile == "vm-run":
+                assert names == ["vm_run"]
+            else:
+                # vm_run plus the 16 workspace-core workspace tools.
+                assert names[0] == "vm_run" and len(names) == 17, names
+                assert all(n.startswith("workspace_") for n in names[1:]), names
+                for t in tools[1:]:
+                    check_schemas(t)
+            vm_run = tools[0]
             check_schemas(vm_run)
             props = vm_run.input_schema["properties"]
             assert set(props) == {

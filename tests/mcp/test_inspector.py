@@ -25,7 +25,9 @@ def test_inspector_lists_tools_with_portable_schemas(profile):
     p = inspector("--profile", profile, "--method", "tools/list", "--strict")
     assert p.returncode == 0, p.stderr
     tools = json.loads(p.stdout)["tools"]
-    assert [t["name"] for t in tools] == ["vm_run"]
+    names = [t["name"] for t in tools]
+    assert names[0] == "vm_run"
+    assert len(names) == (1 if profile == "vm-run" else 17), names
     assert tools[0]["inputSchema"]["required"] == ["environment", "command"]
     assert "Warning" not in p.stderr and "Error" not in p.stderr, p.stderr
 

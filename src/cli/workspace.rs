@@ -1,0 +1,720 @@
+//! `pyro workspace ...`: persistent workspaces from the terminal. Each
+//! subcommand calls the same engine function as the MCP tool of the same
+//! name; `--json` prints exactly the object the tool returns.
+
+use super::{fail, print_json, usage_error};
+use crate::engine::workspace::lifecycle::{self, CreateRequest, DEFAULT_ENVIRONMENT};
+use crate::engine::workspace::seed::SeedSource;
+use crate::engine::workspace::{export, files, DEFAULT_READ_MAX_BYTES};
+use crate::engine::{EngineError, Result};
+use lexopt::prelude::*;
+use serde_json::Value as Json;
+use std::collections::BTreeMap;
+
+pub const USAGE: &str = "\
+Usage: pyro workspace <command> [options]
+
+Persistent microVM workspaces: /workspace survives between commands, across
+pyro processes, and until the workspace is deleted or its TTL runs out.
+
+Commands:
+  create [ENV]              create and boot a workspace (ENV default debian:12)
+      [--seed-path DIR|ARCHIVE] [--name NAME] [--label KEY=VALUE]...
+      [--vcpu-count N] [--mem-mib M] [--ttl-seconds S] [--json | --id-only]
+  list                      workspaces, most recently active first
+  status ID                 state, resources, seed, last command
+  update ID [--name NAME | --clear-name] [--label K=V]... [--clear-label K]...
+  exec ID [--timeout-seconds S] -- CMD [ARGS...]
+                            run CMD in /workspace; exits with its exit code
+  sync push ID SOURCE [--dest PATH]   (also: sync-push)
+                            copy a host directory or .tar/.tar.gz into /workspace
+  file list ID [PATH] [--recursive]
+  file read ID PATH [--max-bytes N] [--content-only]
+  file write ID PATH (--text TEXT | --text-file FILE)
+  patch apply ID (--patch TEXT | --patch-file FILE)
+                            apply a unified diff, all files or none
+  diff ID                   /workspace against the baseline (the seeded tree)
+  export ID PATH --output HOST_PATH [--overwrite]
+                            copy a file or directory out to the host
+  logs ID                   commands run since the last reset
+  summary ID                one review of the session since the last reset
+  reset ID                  fresh VM and disk, /workspace back to the baseline
+  delete ID                 stop the VM and remove everything
+
+Every command takes --json for the same JSON object the MCP tool returns.
+Paths inside the workspace are relative to /workspace (or absolute under it).
+
+Examples:
+  id=$(pyro workspace create debian:12 --seed-path ./repo --id-only)
+  pyro workspace exec $id -- make test
+  pyro workspace patch apply $id --patch-file fix.diff
+  pyro workspace diff $id
+  pyro workspace export $id src/fixed.c --output ./fixed.c
+  pyro workspace delete $id
+";
+
+/// Parsed options of one subcommand.
+#[derive(Default)]
+struct Args {
+    positional: Vec<String>,
+    opts: BTreeMap<&'static str, Vec<String>>,
+    flags: Vec<&'static str>,
+}
+
+impl Args {
+    fn opt(&self, name: &str) -> Option<&str> {
+        self.opts
+            .get(name)
+            .and_then(|v| v.last())
+            .map(String::as_str)
+    }
+    fn all(&self, name: &str) -> Vec<String> {
+        self.opts.get(name).cloned().unwrap_or_default()
+    }
+    fn flag(&self, name: &str) -> bool {
+        self.flags.contains(&name)
+    }
+    fn num<T: std::str::FromStr>(&self, name: &str, default: T) -> std::result::Result<T, String> {
+        match self.opt(name) {
+            None => Ok(default),
+            Some(s) => s
+                .parse()
+                .map_err(|_| format!("--{name} needs a number, got {s:?}")),
+        }
+    }
+}
+
+/// Parses with `valued` options (taking a value) and `flags`.
+fn parse(
+    parser: &mut lexopt::Parser,
+    valued: &[&'static str],
+    flags: &[&'static str],
+) -> std::result::Result<Option<Args>, String> {
+    let mut a = Args::default();
+    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+        match arg {
+            Long("help") | Short('h') => {
+                print!("{USAGE}");
+                return Ok(None);
+            }
+            Long(name) => {
+                let name = name.to_string();
+                if let Some(v) = valued.iter().find(|v| **v == name) {
+                    let val = parser
+                        .value()
+                        .map_err(|e| e.to_string())?
+                        .into_string()
+                        .map_err(|_| format!("--{name} must be valid UTF-8"))?;
+                    a.opts.entry(v).or_default().push(val);
+                } else if let Some(f) = flags.iter().find(|f| **f == name) {
+                    a.flags.push(f);
+                } else {
+                    return Err(format!("unknown option --{name}"));
+                }
+            }
+            Short(c) => return Err(format!("unknown option -{c}")),
+            Value(v) => {
+                let v = v
+                    .into_string()
+                    .map_err(|_| "arguments must be valid UTF-8".to_string())?;
+                a.positional.push(v);
+            }
+        }
+    }
+    Ok(Some(a))
+}
+
+pub fn main(mut parser: lexopt::Parser) -> i32 {
+    let sub = match parser.next() {
+        Ok(Some(Value(v))) => v.to_string_lossy().into_owned(),
+        Ok(Some(Long("help"))) | Ok(Some(Short('h'))) | Ok(None) => {
+            print!("{USAGE}");
+            return 0;
+        }
+        Ok(Some(other)) => {
+            return usage_error(&format!("unexpected {}", super::describe(&other)), USAGE)
+        }
+        Err(e) => return usage_error(&e.to_string(), USAGE),
+    };
+    // Two-word commands: `sync push`, `file list|read|write`, `patch apply`.
+    let sub = match sub.as_str() {
+        "sync" | "file" | "patch" => match parser.next() {
+            Ok(Some(Value(v))) => format!("{sub} {}", v.to_string_lossy()),
+            _ => {
+                return usage_error(
+                    &format!(
+                        "`workspace {sub}` needs a subcommand ({})",
+                        match sub.as_str() {
+                            "sync" => "push",
+                            "file" => "list, read or write",
+                            _ => "apply",
+                        }
+                    ),
+                    USAGE,
+                )
+            }
+        },
+        "sync-push" => "sync push".to_string(),
+        _ => sub,
+    };
+    let (valued, flags): (&[&'static str], &[&'static str]) = match sub.as_str() {
+        "create" => (
+            &[
+                "vcpu-count",
+                "mem-mib",
+                "ttl-seconds",
+                "seed-path",
+                "name",
+                "label",
+                "network-policy",
+            ],
+            &["json", "id-only", "allow-host-compat"],
+        ),
+        "update" => (&["name", "label", "clear-label"], &["json", "clear-name"]),
+        "exec" => (&["timeout-seconds"], &["json"]),
+        "sync push" => (&["dest"], &["json"]),
+        "file list" => (&[], &["json", "recursive"]),
+        "file read" => (&["max-bytes"], &["json", "content-only"]),
+        "file write" => (&["text", "text-file"], &["json"]),
+        "patch apply" => (&["patch", "patch-file"], &["json"]),
+        "export" => (&["output"], &["json", "overwrite"]),
+        "reset" => (&["snapshot"], &["json"]),
+        "list" | "status" | "logs" | "summary" | "diff" | "delete" => (&[], &["json"]),
+        other => return usage_error(&format!("unknown workspace command {other:?}"), USAGE),
+    };
+    let args = match parse(&mut parser, valued, flags) {
+        Ok(Some(a)) => a,
+        Ok(None) => return 0,
+        Err(e) => return usage_error(&format!("workspace {sub}: {e}"), USAGE),
+    };
+    let json = args.flag("json");
+    match run(&sub, args) {
+        Ok(Outcome::Print(v, code)) => {
+            if json {
+                print_json(&v);
+            } else {
+                human(&sub, &v);
+            }
+            code
+        }
+        Ok(Outcome::Done(code)) => code,
+        Err(Failure::Usage(m)) => usage_error(&format!("workspace {sub}: {m}"), USAGE),
+        Err(Failure::Engine(e)) => fail(&e, json),
+    }
+}
+
+enum Outcome {
+    Print(Json, i32),
+    /// Already printed.
+    Done(i32),
+}
+
+enum Failure {
+    Usage(String),
+    Engine(EngineError),
+}
+
+impl From<EngineError> for Failure {
+    fn from(e: EngineError) -> Self {
+        Failure::Engine(e)
+    }
+}
+
+fn need(args: &Args, n: usize, names: &str) -> std::result::Result<(), Failure> {
+    if args.positional.len() < n {
+        return Err(Failure::Usage(format!("missing {names}")));
+    }
+    Ok(())
+}
+
+fn labels(items: &[String]) -> std::result::Result<BTreeMap<String, String>, Failure> {
+    let mut out = BTreeMap::new();
+    for l in items {
+        let Some((k, v)) = l.split_once('=') else {
+            return Err(Failure::Usage(format!(
+                "--label needs KEY=VALUE, got {l:?}"
+            )));
+        };
+        out.insert(k.to_string(), v.to_string());
+    }
+    Ok(out)
+}
+
+fn read_text_file(path: &str, what: &str) -> Result<String> {
+    let bytes =
+        std::fs::read(path).map_err(|e| EngineError::io(format!("reading {what} {path}"), e))?;
+    String::from_utf8(bytes)
+        .map_err(|_| EngineError::Invalid(format!("{what} {path} is not UTF-8 text")))
+}
+
+fn run(sub: &str, a: Args) -> std::result::Result<Outcome, Failure> {
+    let id = || a.positional.first().cloned().unwrap_or_default();
+    let usage = |m: String| Failure::Usage(m);
+    let v = match sub {
+        "create" => {
+            if a.positional.len() > 1 {
+                return Err(usage(format!("unexpected argument {:?}", a.positional[1])));
+            }
+            if let Some(p) = a.opt("network-policy").filter(|p| *p != "off") {
+                return Err(Failure::Engine(EngineError::Unavailable(format!(
+                    "--network-policy {p} is not available: guest networking is not in this build (workspaces are offline)"
+                ))));
+            }
+            let mut req = CreateRequest::new(
+                a.positional
+                    .first()
+                    .map(String::as_str)
+                    .unwrap_or(DEFAULT_ENVIRONMENT),
+            );
+            req.vcpu_count = a.num("vcpu-count", req.vcpu_count).map_err(usage)?;
+            req.mem_mib = a.num("mem-mib", req.mem_mib).map_err(usage)?;
+            req.ttl_seconds = a.num("ttl-seconds", req.ttl_seconds).map_err(usage)?;
+            req.allow_host_compat = a.flag("allow-host-compat");
+            req.name = a.opt("name").map(String::from);
+            req.labels = labels(&a.all("label"))?;
+            if let Some(p) = a.opt("seed-path") {
+                req.seed = SeedSource::Path(p.to_string());
+            }
+            let quiet = a.flag("json") || a.flag("id-only");
+            super::signals::install();
+            let v = lifecycle::create(req, &mut |phase| {
+                if !quiet {
+                    eprintln!("[workspace] {phase}");
+                }
+            })?;
+            if a.flag("id-only") {
+                println!("{}", v["workspace_id"].as_str().unwrap_or(""));
+                return Ok(Outcome::Done(0));
+            }
+            v
+        }
+        "list" => lifecycle::list()?,
+        "status" => {
+            need(&a, 1, "workspace ID")?;
+            lifecycle::status(&id())?
+        }
+        "update" => {
+            need(&a, 1, "workspace ID")?;
+            lifecycle::update(
+                &id(),
+                a.opt("name").map(String::from),
+                a.flag("clear-name"),
+                labels(&a.all("label"))?,
+                a.all("clear-label"),
+            )?
+        }
+        "exec" => {
+            need(&a, 2, "workspace ID and the command (after --)")?;
+            let command = super::run::shell_join(&a.positional[1..]);
+            let timeout = a
+                .num("timeout-seconds", files::DEFAULT_TIMEOUT_SECONDS)
+                .map_err(usage)?;
+            super::signals::install();
+            let v = files::exec(&id(), &command, timeout)?;
+            let code = v["exit_code"].as_i64().unwrap_or(1) as i32;
+            return Ok(Outcome::Print(v, code));
+        }
+        "sync push" => {
+            need(&a, 2, "workspace ID and SOURCE")?;
+            files::sync_push(
+                &id(),
+                &a.positional[1],
+                a.opt("dest").unwrap_or("/workspace"),
+            )?
+        }
+        "file list" => {
+            need(&a, 1, "workspace ID")?;
+            let path = a
+                .positional
+                .get(1)
+                .map(String::as_str)
+                .unwrap_or("/workspace");
+            files::list(&id(), path, a.flag("recursive"))?
+        }
+        "file read" => {
+            need(&a, 2, "workspace ID and PATH")?;
+            let max = a.num("max-bytes", DEFAULT_READ_MAX_BYTES).map_err(usage)?;
+            let v = files::read(&id(), &a.positional[1], max)?;
+            if a.flag("content-only") {
+                use std::io::Write;
+                let body = match v["encoding"].as_str() {
+                    Some("base64") => {
+                        pyro_proto::base64_decode(v["content"].as_str().unwrap_or(""))
+                            .unwrap_or_default()
+                    }
+                    _ => v["content"].as_str().unwrap_or("").as_bytes().to_vec(),
+                };
+                let _ = std::io::stdout().write_all(&body);
+                return Ok(Outcome::Done(0));
+            }
+            v
+        }
+        "file write" => {
+            need(&a, 2, "workspace ID and PATH")?;
+            let text = match (a.opt("text"), a.opt("text-file")) {
+                (Some(t), None) => t.to_string(),
+                (None, Some(f)) => read_text_file(f, "--text-file")?,
+                _ => return Err(usage("give exactly one of --text or --text-file".into())),
+            };
+            files::write(&id(), &a.positional[1], &text)?
+        }
+        "patch apply" => {
+            need(&a, 1, "workspace ID")?;
+            let text = match (a.opt("patch"), a.opt("patch-file")) {
+                (Some(t), None) => t.to_string(),
+                (None, Some(f)) => read_text_file(f, "--patch-file")?,
+                _ => return Err(usage("give exactly one of --patch or --patch-file".into())),
+            };
+            files::patch_apply(&id(), &text)?
+        }
+        "diff" => {
+            need(&a, 1, "workspace ID")?;
+            files::diff(&id())?
+        }
+        "export" => {
+            need(&a, 2, "workspace ID and PATH")?;
+            let Some(out) = a.opt("output") else {
+                return Err(usage("missing --output HOST_PATH".into()));
+            };
+            export::export(&id(), &a.positional[1], out, a.flag("overwrite"))?
+        }
+        "logs" => {
+            need(&a, 1, "workspace ID")?;
+            files::logs(&id())?
+        }
+        "summary" => {
+            need(&a, 1, "workspace ID")?;
+            files::summary(&id())?
+        }
+        "reset" => {
+            need(&a, 1, "workspace ID")?;
+            super::signals::install();
+            lifecycle::reset(&id(), a.opt("snapshot").unwrap_or("baseline"))?
+        }
+        "delete" => {
+            need(&a, 1, "workspace ID")?;
+            lifecycle::delete(&id())?
+        }
+        _ => unreachable!("checked in main"),
+    };
+    Ok(Outcome::Print(v, 0))
+}
+
+fn s(v: &Json) -> String {
+    match v {
+        Json::String(s) => s.clone(),
+        Json::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+fn workspace_human(v: &Json, action: &str) {
+    println!("{action}: {}", s(&v["workspace_id"]));
+    if let Some(n) = v["name"].as_str() {
+        println!("Name: {n}");
+    }
+    if let Some(l) = v["labels"].as_object().filter(|l| !l.is_empty()) {
+        let parts: Vec<String> = l.iter().map(|(k, x)| format!("{k}={}", s(x))).collect();
+        println!("Labels: {}", parts.join(", "));
+    }
+    println!(
+        "Environment: {} ({})",
+        s(&v["environment"]),
+        s(&v["environment_version"])
+    );
+    println!("State: {}", s(&v["state"]));
+    if let Some(e) = v["last_error"].as_str() {
+        println!("Note: {e}");
+    }
+    println!("Workspace: {}", s(&v["workspace_path"]));
+    let seed = &v["workspace_seed"];
+    match seed["seed_path"].as_str() {
+        Some(p) => println!(
+            "Seed: {} from {p} ({} entries, {} bytes)",
+            s(&seed["mode"]),
+            s(&seed["entry_count"]),
+            s(&seed["bytes_written"])
+        ),
+        None => println!("Seed: {}", s(&seed["mode"])),
+    }
+    println!(
+        "Resources: {} vCPU / {} MiB",
+        s(&v["vcpu_count"]),
+        s(&v["mem_mib"])
+    );
+    println!(
+        "Disk: {} bytes allocated on the host",
+        s(&v["disk"]["allocated_bytes"])
+    );
+    println!(
+        "Expires at: {} (ttl {} s)",
+        s(&v["expires_at"]),
+        s(&v["ttl_seconds"])
+    );
+    println!(
+        "Commands: {}  Resets: {}",
+        s(&v["command_count"]),
+        s(&v["reset_count"])
+    );
+    if v["last_command"].is_object() {
+        println!(
+            "Last command: {} (exit_code={})",
+            s(&v["last_command"]["command"]),
+            s(&v["last_command"]["exit_code"])
+        );
+    }
+}
+
+fn human(sub: &str, v: &Json) {
+    use std::io::Write;
+    if let Some(r) = v["restarted_vm"].as_str() {
+        eprintln!("[workspace] note: {r}");
+    }
+    match sub {
+        "create" => workspace_human(v, "Workspace"),
+        "status" => workspace_human(v, "Workspace"),
+        "update" => workspace_human(v, "Updated workspace"),
+        "reset" => {
+            workspace_human(v, "Reset workspace");
+            let r = &v["workspace_reset"];
+            println!(
+                "Restored: {} ({} entries, {} bytes)",
+                s(&r["snapshot_name"]),
+                s(&r["entry_count"]),
+                s(&r["bytes_written"])
+            );
+        }
+        "list" => {
+            let items = v["workspaces"].as_array().cloned().unwrap_or_default();
+            if items.is_empty() {
+                println!("No workspaces.");
+            }
+            for w in items {
+                let name = w["name"].as_str().map(|n| format!(" name={n:?}")).unwrap_or_default();
+                let labels = w["labels"]
+                    .as_object()
+                    .filter(|l| !l.is_empty())
+                    .map(|l| {
+                        format!(
+                            " labels={}",
+                            l.iter().map(|(k, x)| format!("{k}={}", s(x))).collect::<Vec<_>>().join(",")
+                        )
+                    })
+                    .unwrap_or_default();
+                println!(
+                    "[workspace] workspace_id={}{name} state={} environment={}{labels} commands={} expires_at={}",
+                    s(&w["workspace_id"]),
+                    s(&w["state"]),
+                    s(&w["environment"]),
+                    s(&w["command_count"]),
+                    s(&w["expires_at"])
+                );
+            }
+        }
+        "exec" => {
+            let _ = std::io::stdout().write_all(v["stdout"].as_str().unwrap_or("").as_bytes());
+            let _ = std::io::stdout().flush();
+            eprint!("{}", v["stderr"].as_str().unwrap_or(""));
+            for stream in ["stdout", "stderr"] {
+                if v[format!("{stream}_truncated")] == true {
+                    eprintln!(
+                        "[workspace-exec] note: {stream} was truncated ({} bytes produced)",
+                        s(&v[format!("{stream}_bytes")])
+                    );
+                }
+            }
+            eprintln!(
+                "[workspace-exec] workspace_id={} sequence={} cwd={} exit_code={} duration_ms={}",
+                s(&v["workspace_id"]),
+                s(&v["sequence"]),
+                s(&v["cwd"]),
+                s(&v["exit_code"]),
+                s(&v["duration_ms"])
+            );
+        }
+        "sync push" => {
+            let w = &v["workspace_sync"];
+            println!(
+                "[workspace-sync] workspace_id={} mode={} source={} destination={} entry_count={} bytes_written={}",
+                s(&v["workspace_id"]),
+                s(&w["mode"]),
+                s(&w["source_path"]),
+                s(&w["destination"]),
+                s(&w["entry_count"]),
+                s(&w["bytes_written"])
+            );
+        }
+        "file list" => {
+            println!("Workspace path: {} (recursive={})", s(&v["path"]), s(&v["recursive"]));
+            let entries = v["entries"].as_array().cloned().unwrap_or_default();
+            if entries.is_empty() {
+                println!("No entries.");
+            }
+            for e in entries {
+                let link = e["link_target"].as_str().map(|t| format!(" -> {t}")).unwrap_or_default();
+                println!("{} [{}] size={}{link}", s(&e["path"]), s(&e["artifact_type"]), s(&e["size_bytes"]));
+            }
+        }
+        "file read" => {
+            let content = v["content"].as_str().unwrap_or("");
+            print!("{content}");
+            if !content.is_empty() && !content.ends_with('\n') {
+                println!();
+            }
+            eprintln!(
+                "[workspace-file-read] workspace_id={} path={} size_bytes={} encoding={} truncated={}",
+                s(&v["workspace_id"]),
+                s(&v["path"]),
+                s(&v["size_bytes"]),
+                s(&v["encoding"]),
+                s(&v["truncated"])
+            );
+        }
+        "file write" => println!(
+            "[workspace-file-write] workspace_id={} path={} bytes_written={}",
+            s(&v["workspace_id"]),
+            s(&v["path"]),
+            s(&v["bytes_written"])
+        ),
+        "patch apply" => {
+            let m = &v["summary"];
+            println!(
+                "[workspace-patch] workspace_id={} total={} added={} modified={} deleted={} renamed={}",
+                s(&v["workspace_id"]),
+                s(&m["total"]),
+                s(&m["added"]),
+                s(&m["modified"]),
+                s(&m["deleted"]),
+                s(&m["renamed"])
+            );
+        }
+        "diff" => {
+            if v["changed"] != true {
+                println!("No changes against the baseline.");
+                return;
+            }
+            let m = &v["summary"];
+            println!(
+                "[workspace-diff] workspace_id={} total={} added={} modified={} deleted={} type_changed={} text_patched={} non_text={}",
+                s(&v["workspace_id"]),
+                s(&m["total"]),
+                s(&m["added"]),
+                s(&m["modified"]),
+                s(&m["deleted"]),
+                s(&m["type_changed"]),
+                s(&m["text_patched"]),
+                s(&m["non_text"])
+            );
+            print!("{}", v["patch"].as_str().unwrap_or(""));
+        }
+        "export" => println!(
+            "[workspace-export] workspace_id={} workspace_path={} output_path={} artifact_type={} entry_count={} bytes_written={}",
+            s(&v["workspace_id"]),
+            s(&v["workspace_path"]),
+            s(&v["output_path"]),
+            s(&v["artifact_type"]),
+            s(&v["entry_count"]),
+            s(&v["bytes_written"])
+        ),
+        "logs" => {
+            let entries = v["entries"].as_array().cloned().unwrap_or_default();
+            if entries.is_empty() {
+                println!("No commands since the last reset.");
+            }
+            for e in entries {
+                println!(
+                    "#{} exit_code={} duration_ms={}",
+                    s(&e["sequence"]),
+                    s(&e["exit_code"]),
+                    s(&e["duration_ms"])
+                );
+                println!("$ {}", s(&e["command"]));
+                for stream in ["stdout", "stderr"] {
+                    let body = e[stream].as_str().unwrap_or("");
+                    if !body.is_empty() {
+                        print!("{body}");
+                        if !body.ends_with('\n') {
+                            println!();
+                        }
+                    }
+                }
+            }
+        }
+        "summary" => {
+            println!("{}", s(&v["headline"]));
+            println!("Workspace: {} state={}", s(&v["workspace_id"]), s(&v["state"]));
+            for c in v["commands"]["entries"].as_array().cloned().unwrap_or_default() {
+                println!(
+                    "  #{} exit_code={} {}ms  $ {}",
+                    s(&c["sequence"]),
+                    s(&c["exit_code"]),
+                    s(&c["duration_ms"]),
+                    s(&c["command"])
+                );
+            }
+            for c in v["changes"]["entries"].as_array().cloned().unwrap_or_default() {
+                println!(
+                    "  {} {}{}",
+                    s(&c["status"]),
+                    s(&c["path"]),
+                    if c["binary"] == true { " (binary)" } else { "" }
+                );
+            }
+            for (key, label) in [
+                ("syncs", "sync push"),
+                ("file_edits", "file write"),
+                ("patch_applies", "patch apply"),
+                ("exports", "export"),
+            ] {
+                let n = v[key].as_array().map(|a| a.len()).unwrap_or(0);
+                if n > 0 {
+                    println!("  {label}: {n}");
+                }
+            }
+        }
+        "delete" => println!("Deleted workspace: {}", s(&v["workspace_id"])),
+        _ => print_json(v),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(
+        args: &[&str],
+        valued: &[&'static str],
+        flags: &[&'static str],
+    ) -> std::result::Result<Args, String> {
+        let mut p = lexopt::Parser::from_args(args.iter().map(|s| s.to_string()));
+        parse(&mut p, valued, flags).map(|a| a.unwrap())
+    }
+
+    #[test]
+    fn options_flags_and_the_command_after_dashes() {
+        let a = parse_str(
+            &[
+                "abc",
+                "--timeout-seconds",
+                "5",
+                "--json",
+                "--",
+                "sh",
+                "-c",
+                "echo hi",
+            ],
+            &["timeout-seconds"],
+            &["json"],
+        )
+        .unwrap();
+        assert_eq!(a.positional, ["abc", "sh", "-c", "echo hi"]);
+        assert_eq!(a.num("timeout-seconds", 30u64).unwrap(), 5);
+        assert!(a.flag("json"));
+        let e = parse_str(&["--bogus"], &[], &["json"]).err().unwrap();
+        assert!(e.contains("--bogus"), "{e}");
+        let a = parse_str(&["--label", "a=1", "--label", "b=2"], &["label"], &[]).unwrap();
+        let l = labels(&a.all("label")).ok().unwrap();
+        assert_eq!(l.len(), 2);
+        assert!(labels(&["nokey".to_string()]).is_err());
+    }
+}

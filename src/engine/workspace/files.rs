@@ -1,0 +1,436 @@
+//! Operations on a live workspace's files and commands: exec, file list,
+//! read and write, patch apply, sync push, diff and summary. Each takes the
+//! workspace lock for its whole duration, so operations on one workspace
+//! never interleave.
+
+use super::lifecycle::{self, open_live, Live};
+use super::review::{self, Event};
+use super::seed;
+use super::{guest_path, normalize_path, patch, EngineError, Result};
+use super::{FILE_MAX_BYTES, PATCH_MAX_BYTES};
+use crate::engine::agent;
+use pyro_proto::{base64_decode, base64_encode, ApplyRequest, ExecRequest, FileWrite};
+use pyro_proto::{Request, Response};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+pub const DEFAULT_TIMEOUT_SECONDS: u64 = 30;
+pub const MAX_TIMEOUT_SECONDS: u64 = 24 * 3600;
+const OP_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn call(live: &Live, req: &Request, timeout: Duration, what: &str) -> Result<Response> {
+    match agent::call(&lifecycle::vsock(live.id()), req, timeout) {
+        Ok(Response::Error { message }) => Err(lifecycle::agent_error(message)),
+        Ok(r) => Ok(r),
+        Err(e) => Err(lifecycle::lost_agent(live.id(), what, e)),
+    }
+}
+
+fn unexpected(what: &str, r: Response) -> EngineError {
+    EngineError::Guest(format!("unexpected agent answer to {what}: {r:?}"))
+}
+
+/// `workspace_exec`: one shell command in `/workspace`.
+pub fn exec(id: &str, command: &str, timeout_seconds: u64) -> Result<Value> {
+    if command.trim().is_empty() {
+        return Err(EngineError::Invalid("command must not be empty".into()));
+    }
+    if !(1..=MAX_TIMEOUT_SECONDS).contains(&timeout_seconds) {
+        return Err(EngineError::Invalid(format!(
+            "timeout_seconds must be between 1 and {MAX_TIMEOUT_SECONDS}, got {timeout_seconds}"
+        )));
+    }
+    let short: String = command.chars().take(60).collect();
+    let mut live = open_live(id, &format!("exec `{short}`"))?;
+    let req = ExecRequest {
+        shell: Some(command.to_string()),
+        cwd: Some(super::GUEST_ROOT.into()),
+        timeout_ms: Some(timeout_seconds * 1000),
+        max_output_bytes: pyro_proto::DEFAULT_MAX_OUTPUT_BYTES,
+        sync_after: true,
+        ..Default::default()
+    };
+    let r = match call(
+        &live,
+        &Request::Exec(req),
+        Duration::from_secs(timeout_seconds + 30),
+        "running the command",
+    )? {
+        Response::Exec(r) => r,
+        other => return Err(unexpected("exec", other)),
+    };
+    let (exit_code, stderr) = if r.timed_out {
+        let mut s = r.stderr.clone();
+        if !s.is_empty() && !s.ends_with('\n') {
+            s.push('\n');
+        }
+        s.push_str(&format!("command timed out after {timeout_seconds}s\n"));
+        (crate::engine::run::TIMEOUT_EXIT_CODE, s)
+    } else {
+        (r.shell_exit_code(), r.stderr.clone())
+    };
+    let entry = json!({
+        "command": command,
+        "cwd": super::GUEST_ROOT,
+        "exit_code": exit_code,
+        "duration_ms": r.duration_ms,
+        "timed_out": r.timed_out,
+        "execution_mode": "guest_vsock",
+        "stdout": r.stdout,
+        "stderr": stderr,
+        "stdout_truncated": r.stdout_truncated,
+        "stderr_truncated": r.stderr_truncated,
+    });
+    let sequence = review::record_command(id, entry)?;
+    review::append(
+        id,
+        &Event::new("exec")
+            .with("sequence", sequence)
+            .with("command", command)
+            .with("exit_code", exit_code)
+            .with("duration_ms", r.duration_ms),
+    );
+    live.touch()?;
+    Ok(live.annotate(json!({
+        "workspace_id": id,
+        "environment": live.record.environment,
+        "environment_version": live.record.environment_version,
+        "command": command,
+        "stdout": r.stdout,
+        "stderr": stderr,
+        "exit_code": exit_code,
+        "signal": r.signal,
+        "timed_out": r.timed_out,
+        "stdout_truncated": r.stdout_truncated,
+        "stderr_truncated": r.stderr_truncated,
+        "stdout_bytes": r.stdout_bytes,
+        "stderr_bytes": r.stderr_bytes,
+        "duration_ms": r.duration_ms,
+        "execution_mode": "guest_vsock",
+        "sequence": sequence,
+        "cwd": super::GUEST_ROOT,
+    })))
+}
+
+fn entry_json(e: &pyro_proto::FileEntry) -> Value {
+    json!({
+        "path": guest_path(&e.path),
+        "artifact_type": e.artifact_type.as_str(),
+        "size_bytes": e.size_bytes,
+        "link_target": e.link_target,
+    })
+}
+
+/// `workspace_file_list`.
+pub fn list(id: &str, path: &str, recursive: bool) -> Result<Value> {
+    let rel = normalize_path(path)?;
+    let live = open_live(id, "file list")?;
+    match call(
+        &live,
+        &Request::ListFiles {
+            path: rel.clone(),
+            recursive,
+        },
+        OP_TIMEOUT,
+        "listing files",
+    )? {
+        Response::Files { entry, entries } => Ok(live.annotate(json!({
+            "workspace_id": id,
+            "path": guest_path(&rel),
+            "artifact_type": entry.artifact_type.as_str(),
+            "recursive": recursive,
+            "count": entries.len(),
+            "entries": if entry.artifact_type == pyro_proto::ArtifactType::Directory {
+                entries.iter().map(entry_json).collect::<Vec<_>>()
+            } else {
+                vec![entry_json(&entry)]
+            },
+            "execution_mode": "guest_vsock",
+        }))),
+        other => Err(unexpected("a listing", other)),
+    }
+}
+
+fn read_raw(live: &Live, rel: &str, max: u64) -> Result<(u64, Vec<u8>, bool)> {
+    match call(
+        live,
+        &Request::ReadFile {
+            path: rel.to_string(),
+            max_bytes: max,
+        },
+        OP_TIMEOUT,
+        "reading a file",
+    )? {
+        Response::FileData {
+            size_bytes,
+            data_b64,
+            truncated,
+        } => {
+            let data = base64_decode(&data_b64)
+                .ok_or_else(|| EngineError::Guest("the agent sent invalid base64".into()))?;
+            Ok((size_bytes, data, truncated))
+        }
+        other => Err(unexpected("a read", other)),
+    }
+}
+
+/// `workspace_file_read`: up to `max_bytes`; text as UTF-8, anything else
+/// as base64 (`encoding` says which), never altered.
+pub fn read(id: &str, path: &str, max_bytes: u64) -> Result<Value> {
+    if !(1..=FILE_MAX_BYTES).contains(&max_bytes) {
+        return Err(EngineError::Invalid(format!(
+            "max_bytes must be between 1 and {FILE_MAX_BYTES}, got {max_bytes}"
+        )));
+    }
+    let rel = normalize_path(path)?;
+    let live = open_live(id, "file read")?;
+    let (size, data, truncated) = read_raw(&live, &rel, max_bytes)?;
+    // A cut through a multi-byte character is not binary content.
+    let (content, encoding, returned) = match std::str::from_utf8(&data) {
+        Ok(s) if !s.contains('\0') => (s.to_string(), "utf-8", data.len()),
+        Err(e) if truncated && e.error_len().is_none() && !data[..e.valid_up_to()].contains(&0) => {
+            let ok = e.valid_up_to();
+            (
+                String::from_utf8_lossy(&data[..ok]).into_owned(),
+                "utf-8",
+                ok,
+            )
+        }
+        _ => (base64_encode(&data), "base64", data.len()),
+    };
+    Ok(live.annotate(json!({
+        "workspace_id": id,
+        "path": guest_path(&rel),
+        "size_bytes": size,
+        "max_bytes": max_bytes,
+        "content": content,
+        "encoding": encoding,
+        "binary": encoding == "base64",
+        "returned_bytes": returned,
+        "truncated": truncated || (returned as u64) < size,
+        "execution_mode": "guest_vsock",
+    })))
+}
+
+fn apply(live: &Live, writes: Vec<(String, Vec<u8>)>, deletes: Vec<String>) -> Result<u64> {
+    let req = ApplyRequest {
+        writes: writes
+            .iter()
+            .map(|(p, d)| FileWrite {
+                path: p.clone(),
+                data_b64: base64_encode(d),
+            })
+            .collect(),
+        deletes,
+    };
+    match call(live, &Request::Apply(req), OP_TIMEOUT, "writing files")? {
+        Response::Applied { bytes_written, .. } => Ok(bytes_written),
+        other => Err(unexpected("a write", other)),
+    }
+}
+
+/// `workspace_file_write`: creates or replaces one text file, creating its
+/// parent directories.
+pub fn write(id: &str, path: &str, text: &str) -> Result<Value> {
+    if text.len() as u64 > FILE_MAX_BYTES {
+        return Err(EngineError::Invalid(format!(
+            "text is {} bytes; a file write takes at most {FILE_MAX_BYTES} bytes of UTF-8 (use workspace_sync_push for bigger files)",
+            text.len()
+        )));
+    }
+    let rel = normalize_path(path)?;
+    if rel.is_empty() {
+        return Err(EngineError::Invalid(
+            "path names /workspace itself; give a file path inside it".into(),
+        ));
+    }
+    let mut live = open_live(id, "file write")?;
+    let bytes = apply(
+        &live,
+        vec![(rel.clone(), text.as_bytes().to_vec())],
+        Vec::new(),
+    )?;
+    review::append(
+        id,
+        &Event::new("file_write")
+            .with("path", guest_path(&rel))
+            .with("bytes", bytes),
+    );
+    live.touch()?;
+    Ok(live.annotate(json!({
+        "workspace_id": id,
+        "path": guest_path(&rel),
+        "size_bytes": bytes,
+        "bytes_written": bytes,
+        "execution_mode": "guest_vsock",
+    })))
+}
+
+/// `workspace_patch_apply`: every file is read, every hunk applied in
+/// memory, and only then is anything written, in one all-or-nothing agent
+/// request.
+pub fn patch_apply(id: &str, patch_text: &str) -> Result<Value> {
+    if patch_text.len() > PATCH_MAX_BYTES {
+        return Err(EngineError::Invalid(format!(
+            "patch is {} bytes; at most {PATCH_MAX_BYTES} bytes are accepted",
+            patch_text.len()
+        )));
+    }
+    let files = patch::parse(patch_text)?;
+    let mut live = open_live(id, "patch apply")?;
+    let mut writes = Vec::new();
+    let mut deletes = Vec::new();
+    let mut entries = Vec::new();
+    let mut summary = json!({"total": 0, "added": 0, "modified": 0, "deleted": 0, "renamed": 0});
+    for fp in &files {
+        let source = &fp.old_path;
+        let current = match read_raw(&live, source, FILE_MAX_BYTES) {
+            Ok((_, data, false)) => Some(String::from_utf8(data).map_err(|_| {
+                EngineError::Invalid(format!(
+                    "{} is not UTF-8 text; patches only change text files (nothing was changed)",
+                    guest_path(source)
+                ))
+            })?),
+            Ok((size, _, true)) => {
+                return Err(EngineError::Invalid(format!(
+                    "{} is {size} bytes, over the {FILE_MAX_BYTES}-byte patch limit (nothing was changed)",
+                    guest_path(source)
+                )))
+            }
+            Err(EngineError::NotFound(_)) => None,
+            Err(e) => return Err(e),
+        };
+        match (fp.status, &current) {
+            (patch::Status::Added, Some(_)) => {
+                return Err(EngineError::Invalid(format!(
+                    "patch adds {} but it already exists (nothing was changed)",
+                    guest_path(&fp.new_path)
+                )))
+            }
+            (patch::Status::Modified | patch::Status::Deleted | patch::Status::Renamed, None) => {
+                return Err(EngineError::Invalid(format!(
+                    "patch changes {} but it does not exist (nothing was changed)",
+                    guest_path(source)
+                )))
+            }
+            _ => {}
+        }
+        if fp.status == patch::Status::Renamed {
+            match read_raw(&live, &fp.new_path, 1) {
+                Err(EngineError::NotFound(_)) => {}
+                Ok(_) => {
+                    return Err(EngineError::Invalid(format!(
+                        "patch renames {} to {}, which already exists (nothing was changed)",
+                        guest_path(source),
+                        guest_path(&fp.new_path)
+                    )))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let after = patch::apply(fp, current.as_deref())?;
+        if let Some(text) = &after {
+            if text.len() as u64 > FILE_MAX_BYTES {
+                return Err(EngineError::Invalid(format!(
+                    "patched {} would be {} bytes, over the {FILE_MAX_BYTES}-byte limit (nothing was changed)",
+                    guest_path(&fp.new_path),
+                    text.len()
+                )));
+            }
+        }
+        match after {
+            Some(text) => writes.push((fp.new_path.clone(), text.into_bytes())),
+            None => deletes.push(fp.new_path.clone()),
+        }
+        if fp.status == patch::Status::Renamed {
+            deletes.push(fp.old_path.clone());
+        }
+        summary["total"] = json!(summary["total"].as_u64().unwrap_or(0) + 1);
+        summary[fp.status.as_str()] = json!(summary[fp.status.as_str()].as_u64().unwrap_or(0) + 1);
+        let mut e = json!({"path": guest_path(&fp.new_path), "status": fp.status.as_str(), "hunks": fp.hunks.len()});
+        if fp.status == patch::Status::Renamed {
+            e["from"] = json!(guest_path(&fp.old_path));
+        }
+        entries.push(e);
+    }
+    apply(&live, writes, deletes)?;
+    review::append(
+        id,
+        &Event::new("patch_apply")
+            .with("files", entries.clone())
+            .with("summary", summary.clone()),
+    );
+    live.touch()?;
+    Ok(live.annotate(json!({
+        "workspace_id": id,
+        "changed": !entries.is_empty(),
+        "summary": summary,
+        "entries": entries,
+        "patch": patch_text,
+        "execution_mode": "guest_vsock",
+    })))
+}
+
+/// `workspace_sync_push`: a host directory or archive into `/workspace`
+/// (or a directory inside it). Checked whole before anything is sent;
+/// files land through temporary names, but a sync that fails partway can
+/// leave earlier files in place (reset restores the baseline).
+pub fn sync_push(id: &str, source_path: &str, dest: &str) -> Result<Value> {
+    let plan = seed::plan_path(source_path)?;
+    let rel = normalize_path(dest)?;
+    let start = Instant::now();
+    let mut live = open_live(id, "sync push")?;
+    let mut stats = seed::Written::default();
+    let (entry_count, bytes) = lifecycle::push_archive(id, &rel, &mut |w| {
+        stats = plan.write_tar(w, false)?;
+        Ok(())
+    })?;
+    let ms = start.elapsed().as_millis() as u64;
+    let sync = plan.describe(
+        "source_path",
+        &guest_path(&rel),
+        &seed::Written {
+            entry_count,
+            bytes,
+            manifest: Vec::new(),
+        },
+    );
+    review::append(
+        id,
+        &Event::new("sync_push")
+            .with("source_path", plan.source.clone())
+            .with("destination", guest_path(&rel))
+            .with("entry_count", entry_count)
+            .with("bytes_written", bytes)
+            .with("duration_ms", ms),
+    );
+    live.touch()?;
+    Ok(live.annotate(json!({
+        "workspace_id": id,
+        "execution_mode": "guest_vsock",
+        "workspace_sync": sync,
+        "duration_ms": ms,
+    })))
+}
+
+/// `workspace_diff`.
+pub fn diff(id: &str) -> Result<Value> {
+    let live = open_live(id, "diff")?;
+    let v = super::diff::diff(&live)?;
+    Ok(live.annotate(v))
+}
+
+/// `workspace_logs`: command history since the last reset.
+pub fn logs(id: &str) -> Result<Value> {
+    super::store::load(id)?;
+    lifecycle::status(id)?;
+    Ok(review::logs(id))
+}
+
+/// `workspace_summary`: the session since the last reset.
+pub fn summary(id: &str) -> Result<Value> {
+    let live = open_live(id, "summary")?;
+    let d = super::diff::diff(&live)?;
+    let ws = lifecycle::describe(&live.record);
+    Ok(live.annotate(review::summary(&ws, &d)))
+}

@@ -1,0 +1,843 @@
+//! Creating, finding, restarting, resetting and deleting workspaces, and
+//! TTL expiry.
+//!
+//! The VMM of a workspace runs detached (its own session, not tied to the
+//! process that started it). Whether it still runs is decided from its pid
+//! *and* its command line (which names this workspace's `vm.json`), so a
+//! recycled pid is never mistaken for it. A workspace whose VMM is gone is
+//! `stopped`; its disk keeps `/workspace`, and the next operation that needs
+//! the VM boots it again on the same disk and says so.
+
+use super::review::{self, Event};
+use super::seed::{self, SeedSource};
+use super::store::{self, Lock, Record};
+use super::{now, EngineError, Result, GUEST_ROOT};
+use crate::engine::environments;
+use crate::engine::host::kvm_status;
+use crate::engine::vm::{VmOptions, VmProcess};
+use crate::engine::{agent, disk};
+use pyro_proto::{ChunkWriter, Request, Response};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub const DEFAULT_VCPU_COUNT: u8 = 1;
+pub const DEFAULT_MEM_MIB: u32 = 1024;
+pub const DEFAULT_TTL_SECONDS: u64 = 600;
+pub const MAX_TTL_SECONDS: u64 = 7 * 24 * 3600;
+pub const DEFAULT_ENVIRONMENT: &str = "debian:12";
+
+#[derive(Debug, Clone)]
+pub struct CreateRequest {
+    pub environment: String,
+    pub vcpu_count: u8,
+    pub mem_mib: u32,
+    pub ttl_seconds: u64,
+    pub allow_host_compat: bool,
+    pub seed: SeedSource,
+    pub name: Option<String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+impl CreateRequest {
+    pub fn new(environment: &str) -> Self {
+        CreateRequest {
+            environment: environment.to_string(),
+            vcpu_count: DEFAULT_VCPU_COUNT,
+            mem_mib: DEFAULT_MEM_MIB,
+            ttl_seconds: DEFAULT_TTL_SECONDS,
+            allow_host_compat: false,
+            seed: SeedSource::Empty,
+            name: None,
+            labels: BTreeMap::new(),
+        }
+    }
+
+    fn validate(&mut self) -> Result<()> {
+        if !(1..=32).contains(&self.vcpu_count) {
+            return Err(EngineError::Invalid(format!(
+                "vcpu_count must be between 1 and 32, got {}",
+                self.vcpu_count
+            )));
+        }
+        if !(256..=65536).contains(&self.mem_mib) {
+            return Err(EngineError::Invalid(format!(
+                "mem_mib must be between 256 and 65536, got {}",
+                self.mem_mib
+            )));
+        }
+        if !(1..=MAX_TTL_SECONDS).contains(&self.ttl_seconds) {
+            return Err(EngineError::Invalid(format!(
+                "ttl_seconds must be between 1 and {MAX_TTL_SECONDS}, got {}",
+                self.ttl_seconds
+            )));
+        }
+        self.name = match self.name.take() {
+            Some(n) => Some(normalize_name(&n)?),
+            None => None,
+        };
+        self.labels = normalize_labels(&self.labels)?;
+        Ok(())
+    }
+}
+
+pub fn normalize_name(name: &str) -> Result<String> {
+    let n = name.trim();
+    if n.is_empty() {
+        return Err(EngineError::Invalid("name must not be empty".into()));
+    }
+    if n.chars().count() > 120 {
+        return Err(EngineError::Invalid(
+            "name must be at most 120 characters".into(),
+        ));
+    }
+    if n.chars().any(|c| c.is_control()) {
+        return Err(EngineError::Invalid(
+            "name must not contain control characters".into(),
+        ));
+    }
+    Ok(n.to_string())
+}
+
+pub fn normalize_label_key(key: &str) -> Result<String> {
+    let k = key.trim();
+    let ok = !k.is_empty()
+        && k.len() <= 64
+        && k.as_bytes()[0].is_ascii_alphanumeric()
+        && k.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if !ok {
+        return Err(EngineError::Invalid(format!(
+            "label key {key:?} must be 1-64 characters of A-Z a-z 0-9 . _ - starting with a letter or digit"
+        )));
+    }
+    Ok(k.to_string())
+}
+
+pub fn normalize_labels(labels: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for (k, v) in labels {
+        let key = normalize_label_key(k)?;
+        let val = v.trim();
+        if val.is_empty() || val.chars().count() > 120 || val.contains(['\n', '\r']) {
+            return Err(EngineError::Invalid(format!(
+                "label {key:?} must have a value of 1-120 characters on one line"
+            )));
+        }
+        out.insert(key, val.to_string());
+    }
+    Ok(out)
+}
+
+fn boot_timeout() -> Duration {
+    let secs = std::env::var("PYRO_BOOT_TIMEOUT_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60);
+    Duration::from_secs(secs)
+}
+
+// ---- the VMM process --------------------------------------------------
+
+/// Whether `pid` is this workspace's VMM and still running.
+pub fn vmm_alive(id: &str, pid: i32) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    // Reap it first if it is our own exited child.
+    // SAFETY: waitpid with a null status pointer.
+    unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
+    let stat = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => s,
+        Err(_) => return false,
+    };
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim_start().chars().next());
+    if matches!(state, Some('Z') | Some('X') | None) {
+        return false;
+    }
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let want = store::vm_dir(id).join("vm.json");
+    let want = want.as_os_str().as_encoded_bytes();
+    cmdline.windows(want.len()).any(|w| w == want)
+}
+
+/// Kills the workspace's VMM (if it is running) and waits until it is gone.
+fn kill_vmm(id: &str, pid: Option<i32>) {
+    let Some(pid) = pid else { return };
+    if !vmm_alive(id, pid) {
+        return;
+    }
+    // SAFETY: kill takes no pointers; the pid was just checked to be ours.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while vmm_alive(id, pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Boots the workspace's VM on its existing disk; returns the VMM pid.
+fn boot(r: &Record) -> Result<i32> {
+    let env = environments::installed(&r.environment)?;
+    let dir = store::vm_dir(&r.workspace_id);
+    // Keep the previous run's logs for diagnosis.
+    for log in ["serial.log", "vmm.log"] {
+        let p = dir.join(log);
+        if p.exists() {
+            let _ = std::fs::rename(&p, dir.join(format!("{log}.prev")));
+        }
+    }
+    let mut vm = VmProcess::launch(
+        &env,
+        &dir,
+        &VmOptions {
+            vcpus: r.vcpu_count,
+            mem_mib: r.mem_mib,
+            attached: false,
+        },
+    )?;
+    let pid = vm.pid;
+    // Reap the VMM whenever it exits, so a long-lived server never keeps
+    // zombies of workspaces deleted from elsewhere.
+    std::thread::spawn(move || {
+        // SAFETY: waitpid with a null status pointer.
+        unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+    });
+    if let Err(e) = vm.wait_ready(boot_timeout()) {
+        vm.kill();
+        return Err(e);
+    }
+    Ok(pid)
+}
+
+/// The agent socket of a running workspace.
+pub fn vsock(id: &str) -> PathBuf {
+    store::vm_dir(id).join("vsock.sock")
+}
+
+/// Streams `archive` into the guest under `dest`: (entries, bytes).
+pub fn push_archive(
+    id: &str,
+    dest: &str,
+    write: &mut dyn FnMut(&mut dyn Write) -> Result<()>,
+) -> Result<(u64, u64)> {
+    let timeout = Duration::from_secs(120);
+    let mut s = agent::connect(&vsock(id), timeout)
+        .map_err(|e| lost_agent(id, "connecting to the guest agent", e))?;
+    pyro_proto::write_frame(
+        &mut s,
+        &Request::PushArchive {
+            dest: dest.to_string(),
+        },
+    )
+    .map_err(|e| lost_agent(id, "sending the archive request", e))?;
+    let mut w = ChunkWriter::new(std::io::BufWriter::with_capacity(
+        pyro_proto::CHUNK_BYTES + 8,
+        &mut s,
+    ));
+    let sent = write(&mut w);
+    // Always end the stream, so the agent answers (an error, if cut short).
+    let finished = w
+        .finish()
+        .and_then(|mut b| b.flush())
+        .map_err(|e| lost_agent(id, "streaming the archive", e));
+    sent?;
+    finished?;
+    match pyro_proto::read_frame::<_, Response>(&mut s) {
+        Ok(Some(Response::Extracted {
+            entry_count,
+            bytes_written,
+        })) => Ok((entry_count, bytes_written)),
+        Ok(Some(Response::Error { message })) => Err(agent_error(message)),
+        Ok(other) => Err(EngineError::Guest(format!(
+            "unexpected agent answer to an archive push: {other:?}"
+        ))),
+        Err(e) => Err(lost_agent(id, "waiting for the archive to be extracted", e)),
+    }
+}
+
+/// An agent's error message as an engine error of the right kind.
+pub fn agent_error(message: String) -> EngineError {
+    if message.contains("does not exist") {
+        EngineError::NotFound(message)
+    } else if message.contains("no space left") {
+        EngineError::Guest(format!(
+            "{message}; free space in the workspace (delete files with workspace_exec) or reset it"
+        ))
+    } else {
+        EngineError::Invalid(message)
+    }
+}
+
+pub fn lost_agent(id: &str, what: &str, e: std::io::Error) -> EngineError {
+    let alive = store::load(id)
+        .ok()
+        .and_then(|r| r.vmm_pid)
+        .is_some_and(|p| vmm_alive(id, p));
+    EngineError::Guest(format!(
+        "lost the guest agent of workspace {id} while {what} ({e}){}",
+        if alive {
+            ""
+        } else {
+            "; its VM has stopped (the next operation restarts it with /workspace intact)"
+        }
+    ))
+}
+
+// ---- creating ----------------------------------------------------------
+
+/// Bytes a workspace takes on the host: its writable disk (allocated
+/// blocks, not the sparse size) and its baseline archive.
+pub fn disk_bytes(id: &str) -> u64 {
+    let d = store::dir(id);
+    disk::allocated_bytes(&d.join("vm/scratch.ext4")).unwrap_or(0)
+        + disk::allocated_bytes(&d.join("baseline.tar")).unwrap_or(0)
+}
+
+pub fn create(mut req: CreateRequest, progress: &mut dyn FnMut(&str)) -> Result<Value> {
+    req.validate()?;
+    let entry = environments::lookup(&req.environment)?;
+    if let Some(why) = kvm_status().blocker() {
+        return Err(EngineError::Unavailable(format!(
+            "cannot boot a workspace VM here: {why}.{}",
+            if req.allow_host_compat {
+                " (--allow-host-compat applies to one-shot `pyro run` only: a workspace always needs a VM)"
+            } else {
+                ""
+            }
+        )));
+    }
+    let env = environments::installed(&req.environment)?;
+    reap_expired();
+    // Check the seed before anything is created.
+    progress("checking the seed");
+    let plan = seed::plan(&req.seed)?;
+    let start = Instant::now();
+
+    let store_lock = store::lock_store()?;
+    if let Some(name) = &req.name {
+        if let Some(other) = store::list_records()?
+            .into_iter()
+            .find(|r| r.name.as_deref() == Some(name))
+        {
+            return Err(EngineError::Invalid(format!(
+                "a workspace named {name:?} already exists ({}); pick another name or delete that workspace first",
+                other.workspace_id
+            )));
+        }
+    }
+    let id = loop {
+        let id = crate::engine::paths::random_id(6);
+        if !store::dir(&id).exists() {
+            break id;
+        }
+    };
+    let dir = store::dir(&id);
+    store::make_private_dir(&dir)?;
+    let lock = store::lock(&id, "create")?;
+    let created_at = now();
+    let mut record = Record {
+        layout_version: store::LAYOUT_VERSION,
+        workspace_id: id.clone(),
+        name: req.name.clone(),
+        labels: req.labels.clone(),
+        environment: req.environment.clone(),
+        environment_version: entry.version.to_string(),
+        vcpu_count: req.vcpu_count,
+        mem_mib: req.mem_mib,
+        ttl_seconds: req.ttl_seconds,
+        created_at,
+        expires_at: created_at + req.ttl_seconds as f64,
+        state: "creating".into(),
+        vmm_pid: None,
+        last_error: None,
+        workspace_seed: Value::Null,
+        reset_count: 0,
+        last_reset_at: None,
+        restart_count: 0,
+        last_activity_at: created_at,
+        created_disk_bytes: 0,
+    };
+    store::save(&record)?;
+    drop(store_lock);
+
+    let result = (|| -> Result<Value> {
+        progress("writing the baseline");
+        let baseline = dir.join("baseline.tar");
+        let f = std::fs::File::create(&baseline)
+            .map_err(|e| EngineError::io("creating the baseline archive", e))?;
+        let written = plan.write_tar(std::io::BufWriter::new(f), true)?;
+        let manifest = serde_json::to_vec(&written.manifest).expect("manifest serializes");
+        store::write_private(&dir.join("baseline.json"), &manifest)
+            .map_err(|e| EngineError::io("writing the baseline manifest", e))?;
+        store::make_private_dir(&store::vm_dir(&id))?;
+        disk::copy_sparse(&env.scratch, &store::vm_dir(&id).join("scratch.ext4"))
+            .map_err(|e| EngineError::io("creating the workspace disk", e))?;
+        progress("booting the VM");
+        let pid = boot(&record)?;
+        record.vmm_pid = Some(pid);
+        store::save(&record)?;
+        progress("seeding /workspace");
+        let (entry_count, bytes) = push_file(&id, "", &baseline)?;
+        record.state = "started".into();
+        record.workspace_seed = plan.describe(
+            "seed_path",
+            GUEST_ROOT,
+            &seed::Written {
+                entry_count,
+                bytes,
+                manifest: Vec::new(),
+            },
+        );
+        record.created_disk_bytes = disk_bytes(&id);
+        record.last_activity_at = now();
+        store::save(&record)?;
+        review::append(
+            &id,
+            &Event::new("create")
+                .with("seed", record.workspace_seed.clone())
+                .with("duration_ms", start.elapsed().as_millis() as u64),
+        );
+        let mut v = describe(&record);
+        v["timings"] = json!({"create_ms": start.elapsed().as_millis() as u64});
+        Ok(v)
+    })();
+    match result {
+        Ok(v) => {
+            drop(lock);
+            Ok(v)
+        }
+        Err(e) => {
+            kill_vmm(&id, record.vmm_pid);
+            let _ = std::fs::remove_dir_all(&dir);
+            drop(lock);
+            Err(e)
+        }
+    }
+}
+
+/// Pushes a tar file into the guest.
+pub fn push_file(id: &str, dest: &str, tar: &Path) -> Result<(u64, u64)> {
+    push_archive(id, dest, &mut |w| {
+        let mut f = std::fs::File::open(tar)
+            .map_err(|e| EngineError::io(format!("reading {}", tar.display()), e))?;
+        std::io::copy(&mut f, w).map_err(|e| lost_agent(id, "streaming the archive", e))?;
+        Ok(())
+    })
+}
+
+// ---- describing --------------------------------------------------------
+
+/// The state as it is now: a `started` record whose VMM is gone reads
+/// `stopped`.
+fn live_state(r: &Record) -> (String, Option<String>) {
+    if r.state == "started" && !r.vmm_pid.is_some_and(|p| vmm_alive(&r.workspace_id, p)) {
+        return (
+            "stopped".into(),
+            Some(format!(
+                "the VM process (pid {}) is no longer running; /workspace is intact on the workspace disk and the next operation that needs the VM restarts it",
+                r.vmm_pid.unwrap_or(0)
+            )),
+        );
+    }
+    (r.state.clone(), r.last_error.clone())
+}
+
+/// The full workspace object every workspace tool returns.
+pub fn describe(r: &Record) -> Value {
+    let (state, last_error) = live_state(r);
+    let (command_count, last_command) = review::command_stats(&r.workspace_id);
+    json!({
+        "workspace_id": r.workspace_id,
+        "name": r.name,
+        "labels": r.labels,
+        "environment": r.environment,
+        "environment_version": r.environment_version,
+        "vcpu_count": r.vcpu_count,
+        "mem_mib": r.mem_mib,
+        "ttl_seconds": r.ttl_seconds,
+        "created_at": r.created_at,
+        "last_activity_at": r.last_activity_at,
+        "expires_at": r.expires_at,
+        "state": state,
+        "last_error": last_error,
+        "network_policy": "off",
+        "network_enabled": false,
+        "allow_host_compat": false,
+        "execution_mode": "guest_vsock",
+        "workspace_path": GUEST_ROOT,
+        "workspace_seed": r.workspace_seed,
+        "secrets": [],
+        "command_count": command_count,
+        "last_command": last_command,
+        "reset_count": r.reset_count,
+        "last_reset_at": r.last_reset_at,
+        "restart_count": r.restart_count,
+        "service_count": 0,
+        "running_service_count": 0,
+        "vmm_pid": if state == "started" { json!(r.vmm_pid) } else { Value::Null },
+        "disk": {
+            "allocated_bytes": disk_bytes(&r.workspace_id),
+            "allocated_bytes_at_create": r.created_disk_bytes,
+        },
+        "metadata": {},
+    })
+}
+
+fn list_item(r: &Record) -> Value {
+    let (state, _) = live_state(r);
+    let (command_count, _) = review::command_stats(&r.workspace_id);
+    json!({
+        "workspace_id": r.workspace_id,
+        "name": r.name,
+        "labels": r.labels,
+        "environment": r.environment,
+        "state": state,
+        "created_at": r.created_at,
+        "last_activity_at": r.last_activity_at,
+        "expires_at": r.expires_at,
+        "command_count": command_count,
+        "service_count": 0,
+        "running_service_count": 0,
+    })
+}
+
+pub fn list() -> Result<Value> {
+    let reaped = reap_expired();
+    let mut records: Vec<Record> = store::list_records()?
+        .into_iter()
+        .filter(|r| r.state != "creating")
+        .collect();
+    records.sort_by(|a, b| {
+        b.last_activity_at
+            .total_cmp(&a.last_activity_at)
+            .then(b.created_at.total_cmp(&a.created_at))
+            .then(a.workspace_id.cmp(&b.workspace_id))
+    });
+    Ok(json!({
+        "count": records.len(),
+        "workspaces": records.iter().map(list_item).collect::<Vec<_>>(),
+        "expired_deleted": reaped,
+    }))
+}
+
+/// Loads a record for a read-only look; an expired one is deleted.
+fn load_checked(id: &str) -> Result<Record> {
+    let r = store::load(id)?;
+    if r.state == "creating" {
+        return Err(EngineError::Unavailable(format!(
+            "workspace {id} is still being created; retry in a moment"
+        )));
+    }
+    if r.expires_at <= now() {
+        reap_expired();
+        return Err(expired(&r));
+    }
+    Ok(r)
+}
+
+fn expired(r: &Record) -> EngineError {
+    EngineError::NotFound(format!(
+        "workspace {} expired (its ttl_seconds was {}) and was deleted with its disk; create a new one",
+        r.workspace_id, r.ttl_seconds
+    ))
+}
+
+pub fn status(id: &str) -> Result<Value> {
+    Ok(describe(&load_checked(id)?))
+}
+
+// ---- operating on a live workspace --------------------------------------
+
+/// A locked workspace whose VM runs (booted again if it had stopped).
+pub struct Live {
+    pub record: Record,
+    /// Set when this operation had to boot the VM again.
+    pub restarted: Option<String>,
+    _lock: Lock,
+}
+
+impl Live {
+    pub fn id(&self) -> &str {
+        &self.record.workspace_id
+    }
+
+    /// Records activity and writes the record back.
+    pub fn touch(&mut self) -> Result<()> {
+        self.record.last_activity_at = now();
+        store::save(&self.record)
+    }
+
+    /// Adds `restarted_vm` to a result when this operation restarted it.
+    pub fn annotate(&self, mut v: Value) -> Value {
+        if let Some(why) = &self.restarted {
+            v["restarted_vm"] = json!(why);
+        }
+        v
+    }
+}
+
+/// Locks workspace `id` for operation `what` and makes sure its VM runs.
+pub fn open_live(id: &str, what: &str) -> Result<Live> {
+    let lock = store::lock(id, what)?;
+    let mut record = load_checked(id)?;
+    let mut restarted = None;
+    let alive = record.vmm_pid.is_some_and(|p| vmm_alive(id, p));
+    if record.state != "started" || !alive {
+        let why = if record.state == "started" {
+            format!(
+                "the VM process (pid {}) had stopped; booted it again on the same disk (/workspace kept)",
+                record.vmm_pid.unwrap_or(0)
+            )
+        } else {
+            "the workspace was stopped; booted it again on the same disk (/workspace kept)".into()
+        };
+        record.state = "stopped".into();
+        record.vmm_pid = None;
+        store::save(&record)?;
+        match boot(&record) {
+            Ok(pid) => {
+                record.state = "started".into();
+                record.vmm_pid = Some(pid);
+                record.last_error = None;
+                record.restart_count += 1;
+                store::save(&record)?;
+                review::append(id, &Event::new("restart").with("reason", why.clone()));
+                restarted = Some(why);
+            }
+            Err(e) => {
+                record.last_error = Some(format!("restart failed: {e}"));
+                store::save(&record)?;
+                return Err(EngineError::Guest(format!(
+                    "workspace {id} was stopped and could not be restarted: {e}"
+                )));
+            }
+        }
+    }
+    Ok(Live {
+        record,
+        restarted,
+        _lock: lock,
+    })
+}
+
+pub fn update(
+    id: &str,
+    name: Option<String>,
+    clear_name: bool,
+    labels: BTreeMap<String, String>,
+    clear_labels: Vec<String>,
+) -> Result<Value> {
+    if name.is_some() && clear_name {
+        return Err(EngineError::Invalid(
+            "name and clear_name cannot be used together".into(),
+        ));
+    }
+    let name = name.map(|n| normalize_name(&n)).transpose()?;
+    let labels = normalize_labels(&labels)?;
+    let clear: Vec<String> = clear_labels
+        .iter()
+        .map(|k| normalize_label_key(k))
+        .collect::<Result<_>>()?;
+    let _lock = store::lock(id, "update")?;
+    let _store = store::lock_store()?;
+    let mut r = load_checked(id)?;
+    let mut changed = Vec::new();
+    if clear_name && r.name.is_some() {
+        r.name = None;
+        changed.push("name".to_string());
+    }
+    if let Some(n) = name {
+        if r.name.as_deref() != Some(n.as_str()) {
+            if let Some(other) = store::list_records()?
+                .into_iter()
+                .find(|o| o.name.as_deref() == Some(n.as_str()) && o.workspace_id != r.workspace_id)
+            {
+                return Err(EngineError::Invalid(format!(
+                    "a workspace named {n:?} already exists ({}); pick another name",
+                    other.workspace_id
+                )));
+            }
+            r.name = Some(n);
+            changed.push("name".into());
+        }
+    }
+    for (k, v) in labels {
+        if r.labels.get(&k) != Some(&v) {
+            r.labels.insert(k.clone(), v);
+            changed.push(format!("labels.{k}"));
+        }
+    }
+    for k in clear {
+        if r.labels.remove(&k).is_some() {
+            changed.push(format!("labels.{k}"));
+        }
+    }
+    if changed.is_empty() {
+        return Err(EngineError::Invalid(
+            "workspace update requested no effective change (give a new name, labels, clear_name or clear_labels)".into(),
+        ));
+    }
+    r.last_activity_at = now();
+    store::save(&r)?;
+    review::append(id, &Event::new("update").with("changed", changed));
+    Ok(describe(&r))
+}
+
+/// Recreates the VM on a fresh disk and restores `/workspace` from the
+/// baseline; command history starts over.
+pub fn reset(id: &str, snapshot: &str) -> Result<Value> {
+    if snapshot != "baseline" {
+        return Err(EngineError::NotFound(format!(
+            "snapshot {snapshot:?} does not exist for workspace {id}; workspace-core keeps only the baseline (named snapshots are part of workspace-full)"
+        )));
+    }
+    let start = Instant::now();
+    let _lock = store::lock(id, "reset")?;
+    let mut r = load_checked(id)?;
+    let env = environments::installed(&r.environment)?;
+    kill_vmm(id, r.vmm_pid);
+    r.state = "stopped".into();
+    r.vmm_pid = None;
+    store::save(&r)?;
+    let vm = store::vm_dir(id);
+    let scratch = vm.join("scratch.ext4");
+    let _ = std::fs::remove_file(&scratch);
+    disk::copy_sparse(&env.scratch, &scratch)
+        .map_err(|e| EngineError::io("recreating the workspace disk", e))?;
+    review::clear_commands(id);
+    let pid = boot(&r)?;
+    r.vmm_pid = Some(pid);
+    r.state = "started".into();
+    r.last_error = None;
+    store::save(&r)?;
+    let (entry_count, bytes) = push_file(id, "", &store::dir(id).join("baseline.tar"))?;
+    r.reset_count += 1;
+    r.last_reset_at = Some(now());
+    r.last_activity_at = now();
+    store::save(&r)?;
+    review::append(
+        id,
+        &Event::new("reset")
+            .with("snapshot", "baseline")
+            .with("entry_count", entry_count)
+            .with("duration_ms", start.elapsed().as_millis() as u64),
+    );
+    let mut v = describe(&r);
+    v["workspace_reset"] = json!({
+        "snapshot_name": "baseline",
+        "kind": "baseline",
+        "destination": GUEST_ROOT,
+        "entry_count": entry_count,
+        "bytes_written": bytes,
+    });
+    Ok(v)
+}
+
+/// Removes a workspace: its VM, disk, sockets, history. Waits for a running
+/// operation on it to finish first.
+pub fn delete(id: &str) -> Result<Value> {
+    let lock = store::lock(id, "delete")?;
+    let r = store::load(id)?;
+    remove(&r);
+    drop(lock);
+    Ok(json!({"workspace_id": id, "deleted": true, "reason": "explicit_delete"}))
+}
+
+fn remove(r: &Record) {
+    kill_vmm(&r.workspace_id, r.vmm_pid);
+    let dir = store::dir(&r.workspace_id);
+    // Rename first: a half-removed directory never looks like a workspace.
+    let trash = store::root().join(format!(".deleted-{}", r.workspace_id));
+    let target = if std::fs::rename(&dir, &trash).is_ok() {
+        trash
+    } else {
+        dir
+    };
+    let _ = std::fs::remove_dir_all(target);
+}
+
+/// Deletes every expired workspace nobody is using, and creations that
+/// were abandoned (their process died mid-create). Returns the ids.
+pub fn reap_expired() -> Vec<String> {
+    let mut gone = Vec::new();
+    let Ok(records) = store::list_records() else {
+        return gone;
+    };
+    let t = now();
+    for r in records {
+        let abandoned = r.state == "creating";
+        if r.expires_at > t && !abandoned {
+            continue;
+        }
+        // Busy (in use, or still being created): leave it for later.
+        let Some(lock) = store::try_lock(&r.workspace_id, "expiring") else {
+            continue;
+        };
+        remove(&r);
+        drop(lock);
+        gone.push(r.workspace_id);
+    }
+    // Leftovers of deletes interrupted halfway.
+    if let Ok(rd) = std::fs::read_dir(store::root()) {
+        for e in rd.flatten() {
+            if e.file_name().to_string_lossy().starts_with(".deleted-") {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    gone
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_labels_are_validated() {
+        assert_eq!(normalize_name("  alpha ").unwrap(), "alpha");
+        assert!(normalize_name(" ").is_err());
+        assert!(normalize_name(&"x".repeat(121)).is_err());
+        let mut l = BTreeMap::new();
+        l.insert("issue".to_string(), " 123 ".to_string());
+        assert_eq!(normalize_labels(&l).unwrap()["issue"], "123");
+        l.insert("-bad".to_string(), "x".to_string());
+        assert!(normalize_labels(&l)
+            .unwrap_err()
+            .to_string()
+            .contains("-bad"));
+        let mut l = BTreeMap::new();
+        l.insert("k".to_string(), "two\nlines".to_string());
+        assert!(normalize_labels(&l).is_err());
+    }
+
+    #[test]
+    fn create_checks_arguments_first() {
+        let mut r = CreateRequest::new("debian:12");
+        r.vcpu_count = 0;
+        assert!(create(r, &mut |_| {})
+            .unwrap_err()
+            .to_string()
+            .contains("vcpu_count"));
+        let mut r = CreateRequest::new("debian:12");
+        r.ttl_seconds = 0;
+        assert!(create(r, &mut |_| {})
+            .unwrap_err()
+            .to_string()
+            .contains("ttl_seconds"));
+        let r = CreateRequest::new("debian:99");
+        assert!(create(r, &mut |_| {})
+            .unwrap_err()
+            .to_string()
+            .contains("unknown environment"));
+    }
+
+    #[test]
+    fn a_foreign_pid_is_not_our_vmm() {
+        assert!(!vmm_alive("0123456789ab", std::process::id() as i32));
+        assert!(!vmm_alive("0123456789ab", 0));
+    }
+}

@@ -1,0 +1,118 @@
+//! Persistent workspaces: a microVM with a writable disk whose `/workspace`
+//! outlives the process that created it.
+//!
+//! Each workspace is a directory `$PYRO_HOME/workspaces/<id>/` holding its
+//! metadata, its writable disk, the baseline archive diff and reset use,
+//! command history and review events. The VMM runs detached; any later
+//! `pyro` process (CLI or MCP server) finds it through that directory (pid
+//! plus sockets) and serializes its operations with a lock file there.
+//!
+//! - `store`: metadata, locking, the directory layout
+//! - `lifecycle`: create, list, status, update, reset, delete, TTL, restarts
+//! - `seed`: turning a directory, an archive or a Git checkout into a tar
+//! - `files`: file list/read/write, sync push, exec
+//! - `patch`: unified diff parsing and applying
+//! - `diff`: `/workspace` against the baseline
+//! - `review`: command history, review events and the session summary
+//! - `export`: copying workspace paths out to the host
+
+pub mod diff;
+pub mod export;
+pub mod files;
+pub mod lifecycle;
+pub mod patch;
+pub mod review;
+pub mod seed;
+pub mod store;
+
+use super::{EngineError, Result};
+
+/// Where the workspace lives inside the guest.
+pub const GUEST_ROOT: &str = "/workspace";
+/// Largest text a file write or a patched file may have, and the most a
+/// read returns (the reference's limits).
+pub const FILE_MAX_BYTES: u64 = 1024 * 1024;
+pub const DEFAULT_READ_MAX_BYTES: u64 = 65536;
+pub const PATCH_MAX_BYTES: usize = 1024 * 1024;
+
+/// Normalizes a user-given workspace path (`/workspace/a/b`, `a/b`,
+/// `./a/b`) to the agent's relative form (`a/b`; `""` for the root).
+/// Refuses `..` and absolute paths outside `/workspace` with a message that
+/// says why.
+pub fn normalize_path(path: &str) -> Result<String> {
+    let p = path.trim();
+    if p.is_empty() {
+        return Err(EngineError::Invalid(
+            "workspace path must not be empty".into(),
+        ));
+    }
+    if p.contains('\0') {
+        return Err(EngineError::Invalid(
+            "workspace path must not contain NUL".into(),
+        ));
+    }
+    let rel = if let Some(rest) = p.strip_prefix('/') {
+        match rest.strip_prefix("workspace") {
+            Some("") => "",
+            Some(r) if r.starts_with('/') => &r[1..],
+            _ => {
+                return Err(EngineError::Invalid(format!(
+                    "path {path:?} is outside {GUEST_ROOT}; use a path inside it (absolute under {GUEST_ROOT}/ or relative to it)"
+                )))
+            }
+        }
+    } else {
+        p
+    };
+    let mut parts = Vec::new();
+    for comp in rel.split('/') {
+        match comp {
+            "" | "." => {}
+            ".." => {
+                return Err(EngineError::Invalid(format!(
+                    "path {path:?} contains '..'; workspace paths must stay inside {GUEST_ROOT}"
+                )))
+            }
+            c => parts.push(c),
+        }
+    }
+    Ok(parts.join("/"))
+}
+
+/// `/workspace/rel`.
+pub fn guest_path(rel: &str) -> String {
+    if rel.is_empty() {
+        GUEST_ROOT.to_string()
+    } else {
+        format!("{GUEST_ROOT}/{rel}")
+    }
+}
+
+pub fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_normalize_inside_the_workspace() {
+        assert_eq!(normalize_path("/workspace").unwrap(), "");
+        assert_eq!(normalize_path("/workspace/").unwrap(), "");
+        assert_eq!(normalize_path("/workspace/a//b/./c").unwrap(), "a/b/c");
+        assert_eq!(normalize_path("src/app.py").unwrap(), "src/app.py");
+        assert_eq!(normalize_path(".").unwrap(), "");
+        for bad in ["../x", "a/../../b", "/etc/passwd", "/workspaces/x", "/", ""] {
+            assert!(normalize_path(bad).is_err(), "{bad}");
+        }
+        let e = normalize_path("/etc/passwd").unwrap_err().to_string();
+        assert!(e.contains("outside /workspace"), "{e}");
+        let e = normalize_path("a/../b").unwrap_err().to_string();
+        assert!(e.contains("'..'"), "{e}");
+        assert_eq!(guest_path("a"), "/workspace/a");
+    }
+}
