@@ -80,7 +80,7 @@ test-vm: build kernel
 	[ -n "$$bins" ] || { echo "test-vm: no test binary built"; exit 1; }; \
 	for b in $$bins; do $(VMHOST) --timeout 3000 -- $$b --ignored --test-threads=1; done
 
-test: test-unit test-vm
+test: test-unit test-vm test-mcp
 
 bench: build kernel
 	@$(MAKE) -s envs ENVS=debian:12
