@@ -38,7 +38,11 @@ fn pid1() -> ! {
     // key=value words to init as environment): boot, set up, power off.
     // Benchmarks use it to time boot-to-init against other VMMs.
     if std::env::var("PYRO_POWEROFF").as_deref() == Ok("1") {
-        eprintln!("pyro-init: init reached; powering off (PYRO_POWEROFF=1)");
+        let uptime = std::fs::read_to_string("/proc/uptime").unwrap_or_default();
+        let uptime = uptime.split_whitespace().next().unwrap_or("?");
+        eprintln!(
+            "pyro-init: init reached at guest uptime {uptime} s; powering off (PYRO_POWEROFF=1)"
+        );
         init::power_off();
     }
     let mut restarts = 0;

@@ -135,10 +135,13 @@ impl VmProcess {
                 DiskConfig {
                     path: env.rootfs.clone(),
                     read_only: true,
+                    flush: false,
                 },
                 DiskConfig {
                     path: dir.join("scratch.ext4"),
                     read_only: false,
+                    // Ephemeral VMs' disks are discarded: skip flushes.
+                    flush: !opts.attached,
                 },
             ],
             vsock: Some(VsockConfig {

@@ -32,6 +32,11 @@ fn yes() -> bool {
 pub struct DiskConfig {
     pub path: PathBuf,
     pub read_only: bool,
+    /// Offer the guest a flush command and honour it with fdatasync. Off,
+    /// writes only reach the host page cache (Firecracker's default
+    /// "Unsafe" cache): right for disks thrown away with the VM.
+    #[serde(default)]
+    pub flush: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

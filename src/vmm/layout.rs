@@ -30,6 +30,7 @@ const _: () = assert!(VIRTIO_MMIO_BASE >= MMIO_HOLE_START && VIRTIO_MMIO_BASE < 
 pub const SERIAL_PORT: u16 = 0x3f8;
 pub const SERIAL_IRQ: u32 = 4;
 pub const I8042_PORT: u16 = 0x60;
+pub const I8042_IRQ: u32 = 1;
 pub const I8042_PORT_END: u16 = 0x64;
 
 /// The KVM TSS and identity map must sit in guest-physical space no RAM uses.

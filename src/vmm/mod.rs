@@ -51,6 +51,7 @@ pub struct DeviceSlot {
 /// Builds and runs the VM; returns why it ended.
 pub fn run(cfg: &VmConfig) -> Result<String, VmmError> {
     cfg.validate().map_err(VmmError)?;
+    let t0 = std::time::Instant::now();
     let signals = event_loop::block_signals().map_err(err("blocking signals"))?;
     let kvm = Kvm::new().map_err(err("cannot open /dev/kvm"))?;
     let vm = kvm.create_vm().map_err(err("KVM_CREATE_VM"))?;
@@ -94,10 +95,14 @@ pub fn run(cfg: &VmConfig) -> Result<String, VmmError> {
     let serial_evt = new_evt()?;
     vm.register_irqfd(&serial_evt, SERIAL_IRQ)
         .map_err(err("irqfd for serial"))?;
+    let kbd_evt = new_evt()?;
+    vm.register_irqfd(&kbd_evt, I8042_IRQ)
+        .map_err(err("irqfd for i8042"))?;
     let reset_evt = new_evt()?;
     let pio = Arc::new(PortIo::new(
         IrqLine(serial_evt),
         serial_log,
+        IrqLine(kbd_evt),
         IrqLine(reset_evt.try_clone().map_err(err("eventfd clone"))?),
     ));
 
@@ -108,7 +113,8 @@ pub fn run(cfg: &VmConfig) -> Result<String, VmmError> {
             .write(!d.read_only)
             .open(&d.path)
             .map_err(|e| VmmError(format!("cannot open disk {}: {e}", d.path.display())))?;
-        let dev = Block::new(file, d.read_only, &format!("pyro-disk{i}")).map_err(err("disk"))?;
+        let dev = Block::new(file, d.read_only, d.flush, &format!("pyro-disk{i}"))
+            .map_err(err("disk"))?;
         virtio.push(Box::new(dev));
     }
     let mut vsock_path = None;
@@ -146,15 +152,17 @@ pub fn run(cfg: &VmConfig) -> Result<String, VmmError> {
     let entry =
         boot::load(&mem, &cfg.kernel, &cmdline, mem_bytes).map_err(|e| VmmError(e.to_string()))?;
     mptable::write(&mem, cfg.vcpus).map_err(err("writing MP table"))?;
+    let loaded_ms = t0.elapsed().as_millis();
 
     let base_cpuid = kvm
         .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
         .map_err(err("KVM_GET_SUPPORTED_CPUID"))?;
+    let tsc_deadline = kvm.check_extension(kvm_ioctls::Cap::TscDeadlineTimer);
     let exit_evt = Arc::new(new_evt()?);
     let note: vcpu::ExitNote = Arc::new(Mutex::new(None));
     for id in 0..cfg.vcpus {
         let fd = vm.create_vcpu(id as u64).map_err(err("KVM_CREATE_VCPU"))?;
-        cpu::configure(&fd, &base_cpuid, id, cfg.vcpus, entry)
+        cpu::configure(&fd, &base_cpuid, id, cfg.vcpus, entry, tsc_deadline)
             .map_err(|e| VmmError(e.to_string()))?;
         let (pio, bus, exit_evt, note) = (pio.clone(), bus.clone(), exit_evt.clone(), note.clone());
         std::thread::Builder::new()
@@ -163,6 +171,7 @@ pub fn run(cfg: &VmConfig) -> Result<String, VmmError> {
             .map_err(err("spawning vcpu thread"))?;
     }
 
+    let started_ms = t0.elapsed().as_millis();
     let outcome = event_loop::run(event_loop::Loop {
         signals,
         reset_evt,
@@ -172,6 +181,11 @@ pub fn run(cfg: &VmConfig) -> Result<String, VmmError> {
         control_socket: cfg.control_socket.clone(),
     });
     pio.flush();
+    // Phase times help tell VMM overhead from guest boot time in the log.
+    eprintln!(
+        "pyro-vmm: timing: kernel loaded at {loaded_ms} ms, vcpus running at {started_ms} ms, VM ended at {} ms",
+        t0.elapsed().as_millis()
+    );
     if let Some(p) = vsock_path {
         let _ = std::fs::remove_file(p);
     }

@@ -1,18 +1,19 @@
 //! The PC legacy devices a Linux guest expects on its I/O ports: the 8250
-//! UART (kernel console, into a log file) and the i8042 controller, whose
-//! reset command is how the guest ends the VM.
+//! UART (kernel console, into a log file) and the i8042 controller
+//! (`i8042.rs`), whose reset command is how the guest ends the VM.
 
+use super::i8042::I8042;
 use super::IrqLine;
 use crate::vmm::layout::{I8042_PORT, I8042_PORT_END, SERIAL_PORT};
 use std::fs::File;
 use std::io::{LineWriter, Write};
 use std::sync::Mutex;
 use vm_superio::serial::NoEvents;
-use vm_superio::{I8042Device, Serial};
+use vm_superio::Serial;
 
 pub struct PortIo {
     serial: Mutex<Serial<IrqLine, NoEvents, ConsoleLog>>,
-    i8042: Mutex<I8042Device<IrqLine>>,
+    i8042: Mutex<I8042>,
 }
 
 /// Console output, line-buffered so the log is readable while the VM runs
@@ -29,10 +30,10 @@ impl Write for ConsoleLog {
 }
 
 impl PortIo {
-    pub fn new(serial_irq: IrqLine, log: File, reset: IrqLine) -> Self {
+    pub fn new(serial_irq: IrqLine, log: File, kbd_irq: IrqLine, reset: IrqLine) -> Self {
         PortIo {
             serial: Mutex::new(Serial::new(serial_irq, ConsoleLog(LineWriter::new(log)))),
-            i8042: Mutex::new(I8042Device::new(reset)),
+            i8042: Mutex::new(I8042::new(kbd_irq, reset)),
         }
     }
 

@@ -21,11 +21,17 @@ const S_UNSUPP: u8 = 2;
 const MAX_SEGMENT: u32 = 4 << 20;
 const ID_LEN: usize = 20;
 
-pub struct Block {
+/// The backing file and what the guest may do with it.
+struct Disk {
     file: File,
     read_only: bool,
+    flush: bool,
     capacity_bytes: u64,
     id: [u8; ID_LEN],
+}
+
+pub struct Block {
+    disk: Disk,
     config: [u8; 8],
     queue_sizes: [u16; 1],
     active: Option<(GuestMemoryMmap, Queue, super::Interrupt)>,
@@ -33,7 +39,7 @@ pub struct Block {
 }
 
 impl Block {
-    pub fn new(file: File, read_only: bool, serial: &str) -> std::io::Result<Self> {
+    pub fn new(file: File, read_only: bool, flush: bool, serial: &str) -> std::io::Result<Self> {
         let len = file.metadata()?.len();
         // Block devices report 0 in metadata; ask the kernel via seek instead.
         let len = if len == 0 {
@@ -46,10 +52,13 @@ impl Block {
         let n = serial.len().min(ID_LEN);
         id[..n].copy_from_slice(&serial.as_bytes()[..n]);
         Ok(Block {
-            file,
-            read_only,
-            capacity_bytes,
-            id,
+            disk: Disk {
+                file,
+                read_only,
+                flush,
+                capacity_bytes,
+                id,
+            },
             config: (capacity_bytes / SECTOR).to_le_bytes(),
             queue_sizes: [256],
             active: None,
@@ -65,15 +74,7 @@ impl Block {
         while let Some(chain) = queue.pop_descriptor_chain(&*mem) {
             let head = chain.head_index();
             let descs: Vec<_> = chain.collect();
-            let (status, written) = match handle_request(
-                &self.file,
-                self.read_only,
-                self.capacity_bytes,
-                &self.id,
-                mem,
-                &descs,
-                &mut self.buf,
-            ) {
+            let (status, written) = match self.disk.handle_request(mem, &descs, &mut self.buf) {
                 Ok(w) => (S_OK, w),
                 Err((status, msg)) => {
                     if status == S_IOERR {
@@ -103,96 +104,102 @@ impl Block {
 
 type DescList = [virtio_queue::desc::split::Descriptor];
 
-/// Serves one request; returns the number of data bytes written to the guest.
-fn handle_request(
-    file: &File,
-    read_only: bool,
-    capacity: u64,
-    id: &[u8; ID_LEN],
-    mem: &GuestMemoryMmap,
-    descs: &DescList,
-    buf: &mut Vec<u8>,
-) -> Result<u32, (u8, String)> {
-    let bad = |m: &str| (S_IOERR, format!("malformed request: {m}"));
-    if descs.len() < 2 {
-        return Err(bad("fewer than two descriptors"));
-    }
-    let hdr = &descs[0];
-    if hdr.is_write_only() || hdr.len() < 16 {
-        return Err(bad("header descriptor"));
-    }
-    let mut raw = [0u8; 16];
-    mem.read_slice(&mut raw, hdr.addr())
-        .map_err(|_| bad("header outside guest memory"))?;
-    let req_type = u32::from_le_bytes(raw[0..4].try_into().unwrap());
-    let sector = u64::from_le_bytes(raw[8..16].try_into().unwrap());
-    let status = descs.last().unwrap();
-    if !status.is_write_only() || status.len() < 1 {
-        return Err(bad("status descriptor"));
-    }
-    // Data descriptors sit between header and status; a status descriptor
-    // longer than one byte is not used for data.
-    let data = &descs[1..descs.len() - 1];
-    match req_type {
-        T_IN | T_OUT => {
-            let mut offset = sector
-                .checked_mul(SECTOR)
-                .ok_or_else(|| bad("sector overflow"))?;
-            let mut written = 0u32;
-            for d in data {
-                if d.len() > MAX_SEGMENT {
-                    return Err(bad("segment too large"));
-                }
-                let end = offset
-                    .checked_add(d.len() as u64)
-                    .ok_or_else(|| bad("length overflow"))?;
-                if end > capacity {
-                    return Err((
-                        S_IOERR,
-                        format!("access past end of disk ({end} > {capacity})"),
-                    ));
-                }
-                buf.resize(d.len() as usize, 0);
-                if req_type == T_IN {
-                    if !d.is_write_only() {
-                        return Err(bad("read into a device-readable buffer"));
+impl Disk {
+    /// Serves one request; returns the number of data bytes written to the guest.
+    fn handle_request(
+        &self,
+        mem: &GuestMemoryMmap,
+        descs: &DescList,
+        buf: &mut Vec<u8>,
+    ) -> Result<u32, (u8, String)> {
+        let (file, read_only, flush, capacity, id) = (
+            &self.file,
+            self.read_only,
+            self.flush,
+            self.capacity_bytes,
+            &self.id,
+        );
+        let bad = |m: &str| (S_IOERR, format!("malformed request: {m}"));
+        if descs.len() < 2 {
+            return Err(bad("fewer than two descriptors"));
+        }
+        let hdr = &descs[0];
+        if hdr.is_write_only() || hdr.len() < 16 {
+            return Err(bad("header descriptor"));
+        }
+        let mut raw = [0u8; 16];
+        mem.read_slice(&mut raw, hdr.addr())
+            .map_err(|_| bad("header outside guest memory"))?;
+        let req_type = u32::from_le_bytes(raw[0..4].try_into().unwrap());
+        let sector = u64::from_le_bytes(raw[8..16].try_into().unwrap());
+        let status = descs.last().unwrap();
+        if !status.is_write_only() || status.len() < 1 {
+            return Err(bad("status descriptor"));
+        }
+        // Data descriptors sit between header and status; a status descriptor
+        // longer than one byte is not used for data.
+        let data = &descs[1..descs.len() - 1];
+        match req_type {
+            T_IN | T_OUT => {
+                let mut offset = sector
+                    .checked_mul(SECTOR)
+                    .ok_or_else(|| bad("sector overflow"))?;
+                let mut written = 0u32;
+                for d in data {
+                    if d.len() > MAX_SEGMENT {
+                        return Err(bad("segment too large"));
                     }
-                    file.read_exact_at(buf, offset)
-                        .map_err(|e| (S_IOERR, format!("read: {e}")))?;
-                    mem.write_slice(buf, d.addr())
-                        .map_err(|_| bad("buffer outside guest memory"))?;
-                    written += d.len();
-                } else {
-                    if read_only {
-                        return Err((S_IOERR, "write to a read-only disk".into()));
+                    let end = offset
+                        .checked_add(d.len() as u64)
+                        .ok_or_else(|| bad("length overflow"))?;
+                    if end > capacity {
+                        return Err((
+                            S_IOERR,
+                            format!("access past end of disk ({end} > {capacity})"),
+                        ));
                     }
-                    if d.is_write_only() {
-                        return Err(bad("write from a device-writable buffer"));
+                    buf.resize(d.len() as usize, 0);
+                    if req_type == T_IN {
+                        if !d.is_write_only() {
+                            return Err(bad("read into a device-readable buffer"));
+                        }
+                        file.read_exact_at(buf, offset)
+                            .map_err(|e| (S_IOERR, format!("read: {e}")))?;
+                        mem.write_slice(buf, d.addr())
+                            .map_err(|_| bad("buffer outside guest memory"))?;
+                        written += d.len();
+                    } else {
+                        if read_only {
+                            return Err((S_IOERR, "write to a read-only disk".into()));
+                        }
+                        if d.is_write_only() {
+                            return Err(bad("write from a device-writable buffer"));
+                        }
+                        mem.read_slice(buf, d.addr())
+                            .map_err(|_| bad("buffer outside guest memory"))?;
+                        file.write_all_at(buf, offset)
+                            .map_err(|e| (S_IOERR, format!("write: {e}")))?;
                     }
-                    mem.read_slice(buf, d.addr())
-                        .map_err(|_| bad("buffer outside guest memory"))?;
-                    file.write_all_at(buf, offset)
-                        .map_err(|e| (S_IOERR, format!("write: {e}")))?;
+                    offset = end;
                 }
-                offset = end;
+                Ok(written)
             }
-            Ok(written)
-        }
-        T_FLUSH => {
-            if !read_only {
-                file.sync_data()
-                    .map_err(|e| (S_IOERR, format!("flush: {e}")))?;
+            T_FLUSH => {
+                if !read_only && flush {
+                    file.sync_data()
+                        .map_err(|e| (S_IOERR, format!("flush: {e}")))?;
+                }
+                Ok(0)
             }
-            Ok(0)
+            T_GET_ID => {
+                let d = data.first().ok_or_else(|| bad("GET_ID without buffer"))?;
+                let n = (d.len() as usize).min(ID_LEN);
+                mem.write_slice(&id[..n], d.addr())
+                    .map_err(|_| bad("buffer outside guest memory"))?;
+                Ok(n as u32)
+            }
+            _ => Err((S_UNSUPP, String::new())),
         }
-        T_GET_ID => {
-            let d = data.first().ok_or_else(|| bad("GET_ID without buffer"))?;
-            let n = (d.len() as usize).min(ID_LEN);
-            mem.write_slice(&id[..n], d.addr())
-                .map_err(|_| bad("buffer outside guest memory"))?;
-            Ok(n as u32)
-        }
-        _ => Err((S_UNSUPP, String::new())),
     }
 }
 
@@ -204,7 +211,9 @@ impl VirtioDevice for Block {
         &self.queue_sizes
     }
     fn features(&self) -> u64 {
-        F_FLUSH | if self.read_only { F_RO } else { 0 }
+        let ro = if self.disk.read_only { F_RO } else { 0 };
+        let flush = if self.disk.flush { F_FLUSH } else { 0 };
+        ro | flush
     }
     fn read_config(&self, offset: u64, data: &mut [u8]) {
         read_config_bytes(&self.config, offset, data);
@@ -288,7 +297,7 @@ mod tests {
                 .write(!read_only)
                 .open(&self.path)
                 .unwrap();
-            let mut dev = Block::new(file, read_only, "test").unwrap();
+            let mut dev = Block::new(file, read_only, true, "test").unwrap();
             let irq = Interrupt {
                 status: Arc::new(AtomicU32::new(0)),
                 evt: Arc::new(EventFd::new(0).unwrap()),
