@@ -61,8 +61,7 @@ impl PortIo {
                 .unwrap()
                 .write((port - SERIAL_PORT) as u8, data[0]);
         } else if port == I8042_PORT || port == I8042_PORT_END {
-            let _ = self
-                .i8042
+            self.i8042
                 .lock()
                 .unwrap()
                 .write((port - I8042_PORT) as u8, data[0]);
