@@ -160,6 +160,43 @@ mod tests {
     }
 
     #[test]
+    fn loads_a_bzimage_and_enters_64_bit_code() {
+        // A minimal bzImage: 4 setup sectors after the boot sector, a boot
+        // protocol 2.15 header that loads high, then the "kernel".
+        let mut img = vec![0u8; 5 * 512];
+        img[0x1f1] = 4;
+        img[0x1fe..0x200].copy_from_slice(&0xaa55u16.to_le_bytes());
+        img[0x202..0x206].copy_from_slice(b"HdrS");
+        img[0x206..0x208].copy_from_slice(&0x020fu16.to_le_bytes());
+        img[0x211] = 0x01;
+        img[0x214..0x218].copy_from_slice(&(HIMEM_START as u32).to_le_bytes());
+        let payload: Vec<u8> = (0..4096u32).map(|i| (i % 251) as u8).collect();
+        img.extend_from_slice(&payload);
+        let tmp = std::env::temp_dir().join(format!(
+            "pyro-bzimage-{}",
+            crate::engine::paths::random_id(4)
+        ));
+        std::fs::write(&tmp, &img).unwrap();
+        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 64 << 20)]).unwrap();
+        let entry = load(&mem, &tmp, "console=ttyS0", 64 << 20);
+        std::fs::remove_file(&tmp).unwrap();
+        assert_eq!(entry.unwrap(), HIMEM_START + 0x200);
+        let mut got = vec![0u8; payload.len()];
+        mem.read_slice(&mut got, GuestAddress(HIMEM_START)).unwrap();
+        assert_eq!(got, payload);
+        let params: boot_params = mem.read_obj(GuestAddress(ZERO_PAGE)).unwrap();
+        assert_eq!(
+            { params.hdr.version },
+            0x020f,
+            "the image's setup header is kept"
+        );
+        assert_eq!({ params.hdr.cmd_line_ptr }, CMDLINE as u32);
+        let (e820, n) = (params.e820_table, params.e820_entries);
+        assert_eq!(n, 3);
+        assert_eq!({ e820[2].addr }, HIMEM_START);
+    }
+
+    #[test]
     fn non_kernel_file_is_a_clear_error() {
         let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 64 << 20)]).unwrap();
         let tmp = std::env::temp_dir().join(format!("pyro-notakernel-{}", std::process::id()));
