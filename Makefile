@@ -75,10 +75,10 @@ test-unit: deps
 # (inside the test host on PVM or no-KVM machines, directly otherwise).
 test-vm: build kernel
 	@$(MAKE) -s envs
-	@bins=$$(cargo test --release --locked --target $(TARGET) --test vm --no-run --message-format=json 2>/dev/null \
+	@bins=$$(cargo test --release --locked --target $(TARGET) --test vm --test workspace --no-run --message-format=json 2>/dev/null \
 	   | python3 -c 'import json,sys; [print(m["executable"]) for m in map(json.loads, sys.stdin) if m.get("reason")=="compiler-artifact" and m.get("executable") and m["target"]["kind"]==["test"]]'); \
 	[ -n "$$bins" ] || { echo "test-vm: no test binary built"; exit 1; }; \
-	for b in $$bins; do $(VMHOST) --timeout 3000 -- $$b --ignored --test-threads=1; done
+	$(VMHOST) --timeout 3000 -- sh -c 'rc=0; for b in "$$@"; do "$$b" --ignored --test-threads=1 || rc=1; done; exit $$rc' sh $$bins
 
 test: test-unit test-vm test-mcp
 
@@ -86,9 +86,13 @@ bench: build kernel
 	@$(MAKE) -s envs ENVS=debian:12
 	tests/bench/run
 
+# The workspace-core recipes of docs/use-cases/ against real VMs, over MCP.
 smoke-use-cases: build kernel
-	@$(MAKE) -s envs
-	@echo "smoke-use-cases: workspace recipes arrive with the workspace engine"; exit 1
+	@$(MAKE) -s envs ENVS=debian:12
+	@bin=$$(cargo test --release --locked --target $(TARGET) --test smoke --no-run --message-format=json 2>/dev/null \
+	   | python3 -c 'import json,sys; [print(m["executable"]) for m in map(json.loads, sys.stdin) if m.get("reason")=="compiler-artifact" and m.get("executable") and m["target"]["kind"]==["test"]]'); \
+	[ -n "$$bin" ] || { echo "smoke-use-cases: no smoke binary built"; exit 1; }; \
+	$(VMHOST) --timeout 3000 -- $$bin --ignored --test-threads=1 --nocapture
 
 clean:
 	cargo clean

@@ -173,8 +173,23 @@ fn kill_vmm(id: &str, pid: Option<i32>) {
     }
     // SAFETY: kill takes no pointers; the pid was just checked to be ours.
     unsafe { libc::kill(pid, libc::SIGKILL) };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while vmm_alive(id, pid) && Instant::now() < deadline {
+    // Exiting takes a while (a VM's memory is freed first); its command
+    // line disappears early, so watch the process state itself.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        // SAFETY: waitpid with a null status pointer (reaps our own child).
+        unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
+        let gone = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => true,
+            Ok(stat) => matches!(
+                stat.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.trim_start().chars().next()),
+                Some('Z') | Some('X') | None
+            ),
+        };
+        if gone {
+            return;
+        }
         std::thread::sleep(Duration::from_millis(10));
     }
 }

