@@ -51,6 +51,25 @@ fn fails(args: &[&str]) -> String {
     msg
 }
 
+/// Deletes every workspace when a test ends, passed or failed, so one
+/// failure leaves no VM behind for the tests after it (they share the test
+/// host and its $PYRO_HOME).
+struct DeleteAllAtEnd;
+
+impl Drop for DeleteAllAtEnd {
+    fn drop(&mut self) {
+        let Ok(out) = pyro().args(["workspace", "list", "--json"]).output() else {
+            return;
+        };
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        for w in v["workspaces"].as_array().into_iter().flatten() {
+            if let Some(id) = w["workspace_id"].as_str() {
+                let _ = pyro().args(["workspace", "delete", id]).output();
+            }
+        }
+    }
+}
+
 fn tmpdir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("pyro-ws-test-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -100,6 +119,7 @@ fn exec(id: &str, cmd: &str) -> Value {
 #[test]
 #[ignore = "boots VMs: run with `make test`"]
 fn files_patches_diff_export_and_reset() {
+    let _cleanup = DeleteAllAtEnd;
     let d = tmpdir("files");
     let seed = d.join("seed");
     write(&seed.join("src/app.py"), b"def main():\n    return 1\n");
@@ -337,6 +357,7 @@ fn tar_with(path: &Path, members: &[(&str, tar::EntryType, &[u8], &str)]) {
 #[test]
 #[ignore = "boots VMs: run with `make test`"]
 fn bad_input_is_refused_clearly_and_loses_nothing() {
+    let _cleanup = DeleteAllAtEnd;
     use tar::EntryType::*;
     let d = tmpdir("bad");
     // Refused before any VM boots.
@@ -609,6 +630,7 @@ impl Mcp {
 #[test]
 #[ignore = "boots VMs: run with `make test`"]
 fn workspaces_outlive_processes_and_killed_vms() {
+    let _cleanup = DeleteAllAtEnd;
     let d = tmpdir("persist");
     // Made over MCP by one server process...
     let mut m = Mcp::start(&d);
@@ -710,6 +732,7 @@ fn workspaces_outlive_processes_and_killed_vms() {
 #[test]
 #[ignore = "boots VMs: run with `make test`"]
 fn ttl_expiry_deletes_everything() {
+    let _cleanup = DeleteAllAtEnd;
     let v = ok(&["create", ENV, "--ttl-seconds", "1"]);
     let id = v["workspace_id"].as_str().unwrap().to_string();
     let pid = v["vmm_pid"].as_i64();
@@ -753,6 +776,7 @@ fn ttl_expiry_deletes_everything() {
 #[test]
 #[ignore = "boots VMs: run with `make test`"]
 fn parallel_workspaces_are_isolated() {
+    let _cleanup = DeleteAllAtEnd;
     let d = tmpdir("parallel");
     write(&d.join("seed/shared.txt"), b"base\n");
     let seed = d.join("seed");

@@ -112,6 +112,30 @@ impl Session {
     }
 }
 
+/// Deletes every workspace when a recipe ends, passed or failed, so a
+/// failure leaves no VM running.
+struct DeleteAllAtEnd;
+
+impl Drop for DeleteAllAtEnd {
+    fn drop(&mut self) {
+        let pyro = env!("CARGO_BIN_EXE_pyro");
+        let Ok(out) = Command::new(pyro)
+            .args(["workspace", "list", "--json"])
+            .output()
+        else {
+            return;
+        };
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        for w in v["workspaces"].as_array().into_iter().flatten() {
+            if let Some(id) = w["workspace_id"].as_str() {
+                let _ = Command::new(pyro)
+                    .args(["workspace", "delete", id])
+                    .output();
+            }
+        }
+    }
+}
+
 fn fixture(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("pyro-smoke-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -144,6 +168,7 @@ fn tree(dir: &Path) -> Vec<String> {
 #[test]
 #[ignore = "boots VMs: run with `make smoke-use-cases`"]
 fn repro_plus_fix_loop() {
+    let _cleanup = DeleteAllAtEnd;
     let d = fixture("repro");
     let seed = d.join("broken-repro");
     write(
@@ -222,6 +247,7 @@ fn repro_plus_fix_loop() {
 #[test]
 #[ignore = "boots VMs: run with `make smoke-use-cases`"]
 fn parallel_isolated_workspaces() {
+    let _cleanup = DeleteAllAtEnd;
     let d = fixture("parallel");
     let repo = d.join("repo");
     write(&repo.join("branch.txt"), "main\n");
@@ -322,6 +348,7 @@ fn parallel_isolated_workspaces() {
 #[test]
 #[ignore = "boots VMs: run with `make smoke-use-cases`"]
 fn untrusted_code_inspection() {
+    let _cleanup = DeleteAllAtEnd;
     let d = fixture("untrusted");
     let repo = d.join("suspicious-repo");
     let marker = d.join("host-was-touched");
