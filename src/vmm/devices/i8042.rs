@@ -12,6 +12,8 @@ pub const COMMAND: u8 = 4;
 
 const STATUS_OUTPUT_FULL: u8 = 0x01;
 const STATUS_SYSTEM: u8 = 0x04;
+/// Set means "keyboard not inhibited"; clear, Linux warns of an active keylock.
+const STATUS_UNLOCKED: u8 = 0x10;
 const STATUS_LAST_WAS_COMMAND: u8 = 0x08;
 const CTR_KBD_INT: u8 = 0x01;
 const CTR_KBD_DISABLED: u8 = 0x10;
