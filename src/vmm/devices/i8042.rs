@@ -49,7 +49,7 @@ pub struct I8042 {
 impl I8042 {
     pub fn new(irq: IrqLine, reset: IrqLine) -> Self {
         I8042 {
-            status: STATUS_SYSTEM,
+            status: STATUS_SYSTEM | STATUS_UNLOCKED,
             ctr: CTR_KBD_INT,
             output: VecDeque::new(),
             pending: None,
