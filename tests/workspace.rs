@@ -569,9 +569,10 @@ struct Mcp {
 }
 
 impl Mcp {
-    fn start(cwd: &Path) -> Mcp {
+    fn start(cwd: &Path, extra: &[&str]) -> Mcp {
         let mut child = pyro()
             .args(["mcp", "serve"])
+            .args(extra)
             .current_dir(cwd)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -632,8 +633,11 @@ impl Mcp {
 fn workspaces_outlive_processes_and_killed_vms() {
     let _cleanup = DeleteAllAtEnd;
     let d = tmpdir("persist");
-    // Made over MCP by one server process...
-    let mut m = Mcp::start(&d);
+    // Made over MCP by one server process, seeded from its --project-path
+    // (no seed_path given)...
+    let project = d.join("project");
+    write(&project.join("README.md"), b"the project\n");
+    let mut m = Mcp::start(&d, &["--project-path", project.to_str().unwrap()]);
     let tools = m.request("tools/list", json!({}));
     let names: Vec<&str> = tools["result"]["tools"]
         .as_array()
@@ -647,10 +651,13 @@ fn workspaces_outlive_processes_and_killed_vms() {
         json!({"environment": ENV, "name": "persist", "labels": {"k": "v"}}),
     );
     let id = created["workspace_id"].as_str().unwrap().to_string();
-    assert_eq!(
-        created["workspace_seed"]["mode"], "empty",
-        "no project around {d:?}"
+    assert_eq!(created["workspace_seed"]["mode"], "directory", "{created}");
+    assert_eq!(created["workspace_seed"]["entry_count"], 1, "{created}");
+    let r = m.call(
+        "workspace_file_read",
+        json!({"workspace_id": id, "path": "README.md"}),
     );
+    assert_eq!(r["content"], "the project\n");
     let r = m.call(
         "workspace_exec",
         json!({"workspace_id": id, "command": "echo kept > /workspace/state.txt"}),
@@ -675,7 +682,7 @@ fn workspaces_outlive_processes_and_killed_vms() {
     assert_eq!(mine["state"], "started");
     assert_eq!(mine["name"], "persist");
     assert_eq!(mine["labels"]["k"], "v");
-    let mut m2 = Mcp::start(&d);
+    let mut m2 = Mcp::start(&d, &[]);
     let l = m2.call("workspace_list", json!({}));
     assert!(l["workspaces"]
         .as_array()

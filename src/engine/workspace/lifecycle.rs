@@ -194,8 +194,9 @@ fn kill_vmm(id: &str, pid: Option<i32>) {
     }
 }
 
-/// Boots the workspace's VM on its existing disk; returns the VMM pid.
-fn boot(r: &Record) -> Result<i32> {
+/// Starts the workspace's VMM on its existing disk (without waiting for
+/// the guest).
+fn launch(r: &Record) -> Result<VmProcess> {
     let env = environments::installed(&r.environment)?;
     let dir = store::vm_dir(&r.workspace_id);
     // Keep the previous run's logs for diagnosis.
@@ -205,7 +206,7 @@ fn boot(r: &Record) -> Result<i32> {
             let _ = std::fs::rename(&p, dir.join(format!("{log}.prev")));
         }
     }
-    let mut vm = VmProcess::launch(
+    let vm = VmProcess::launch(
         &env,
         &dir,
         &VmOptions {
@@ -221,11 +222,21 @@ fn boot(r: &Record) -> Result<i32> {
         // SAFETY: waitpid with a null status pointer.
         unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
     });
+    Ok(vm)
+}
+
+/// Waits for the guest agent of a launched VM; kills the VM on failure.
+fn wait_ready(mut vm: VmProcess) -> Result<i32> {
     if let Err(e) = vm.wait_ready(boot_timeout()) {
         vm.kill();
         return Err(e);
     }
-    Ok(pid)
+    Ok(vm.pid)
+}
+
+/// Boots the workspace's VM on its existing disk; returns the VMM pid.
+fn boot(r: &Record) -> Result<i32> {
+    wait_ready(launch(r)?)
 }
 
 /// The agent socket of a running workspace.
@@ -327,10 +338,11 @@ pub fn create(mut req: CreateRequest, progress: &mut dyn FnMut(&str)) -> Result<
     }
     let env = environments::installed(&req.environment)?;
     reap_expired();
+    let start = Instant::now();
     // Check the seed before anything is created.
     progress("checking the seed");
     let plan = seed::plan(&req.seed)?;
-    let start = Instant::now();
+    let plan_ms = start.elapsed().as_millis() as u64;
 
     let store_lock = store::lock_store()?;
     if let Some(name) = &req.name {
@@ -380,23 +392,37 @@ pub fn create(mut req: CreateRequest, progress: &mut dyn FnMut(&str)) -> Result<
     drop(store_lock);
 
     let result = (|| -> Result<Value> {
-        progress("writing the baseline");
-        let baseline = dir.join("baseline.tar");
-        let f = std::fs::File::create(&baseline)
-            .map_err(|e| EngineError::io("creating the baseline archive", e))?;
-        let written = plan.write_tar(std::io::BufWriter::new(f), true)?;
-        let manifest = serde_json::to_vec(&written.manifest).expect("manifest serializes");
-        store::write_private(&dir.join("baseline.json"), &manifest)
-            .map_err(|e| EngineError::io("writing the baseline manifest", e))?;
         store::make_private_dir(&store::vm_dir(&id))?;
         disk::copy_sparse(&env.scratch, &store::vm_dir(&id).join("scratch.ext4"))
             .map_err(|e| EngineError::io("creating the workspace disk", e))?;
+        // The guest boots while the baseline is written.
         progress("booting the VM");
-        let pid = boot(&record)?;
-        record.vmm_pid = Some(pid);
+        let t = Instant::now();
+        let vm = launch(&record)?;
+        record.vmm_pid = Some(vm.pid);
         store::save(&record)?;
+        progress("writing the baseline");
+        let baseline = dir.join("baseline.tar");
+        let wrote = (|| -> Result<()> {
+            let f = std::fs::File::create(&baseline)
+                .map_err(|e| EngineError::io("creating the baseline archive", e))?;
+            let written = plan.write_tar(std::io::BufWriter::new(f), true)?;
+            let manifest = serde_json::to_vec(&written.manifest).expect("manifest serializes");
+            store::write_private(&dir.join("baseline.json"), &manifest)
+                .map_err(|e| EngineError::io("writing the baseline manifest", e))
+        })();
+        let baseline_ms = t.elapsed().as_millis() as u64;
+        if let Err(e) = wrote {
+            let mut vm = vm;
+            vm.kill();
+            return Err(e);
+        }
+        wait_ready(vm)?;
+        let boot_ms = t.elapsed().as_millis() as u64;
         progress("seeding /workspace");
+        let t = Instant::now();
         let (entry_count, bytes) = push_file(&id, "", &baseline)?;
+        let seed_ms = t.elapsed().as_millis() as u64;
         record.state = "started".into();
         record.workspace_seed = plan.describe(
             "seed_path",
@@ -417,7 +443,13 @@ pub fn create(mut req: CreateRequest, progress: &mut dyn FnMut(&str)) -> Result<
                 .with("duration_ms", start.elapsed().as_millis() as u64),
         );
         let mut v = describe(&record);
-        v["timings"] = json!({"create_ms": start.elapsed().as_millis() as u64});
+        v["timings"] = json!({
+            "create_ms": start.elapsed().as_millis() as u64,
+            "seed_check_ms": plan_ms,
+            "baseline_write_ms": baseline_ms,
+            "boot_ms": boot_ms,
+            "seed_push_ms": seed_ms,
+        });
         Ok(v)
     })();
     match result {
@@ -583,7 +615,7 @@ impl Live {
     /// Records activity and writes the record back.
     pub fn touch(&mut self) -> Result<()> {
         self.record.last_activity_at = now();
-        store::save(&self.record)
+        store::save_quick(&self.record)
     }
 
     /// Adds `restarted_vm` to a result when this operation restarted it.

@@ -158,6 +158,23 @@ pub fn save(r: &Record) -> Result<()> {
     write_private(&p, &body).map_err(|e| EngineError::io(format!("writing {}", p.display()), e))
 }
 
+/// [`save`] without the fsync: still atomic against a crashing process
+/// (temp file and rename), for the activity stamp every exec updates.
+pub fn save_quick(r: &Record) -> Result<()> {
+    let p = dir(&r.workspace_id).join("workspace.json");
+    let tmp = dir(&r.workspace_id).join(".workspace.json.quick");
+    let body = serde_json::to_vec_pretty(r).expect("records serialize");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(&body))
+        .and_then(|_| std::fs::rename(&tmp, &p))
+        .map_err(|e| EngineError::io(format!("writing {}", p.display()), e))
+}
+
 /// Every readable record, sorted by id. Directories without metadata
 /// (a create in progress, a delete half done) are skipped.
 pub fn list_records() -> Result<Vec<Record>> {
