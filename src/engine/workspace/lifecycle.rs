@@ -629,6 +629,8 @@ impl Live {
 
 /// Locks workspace `id` for operation `what` and makes sure its VM runs.
 pub fn open_live(id: &str, what: &str) -> Result<Live> {
+    // Expired workspaces go whenever pyro is used, not only on list/create.
+    reap_expired();
     let lock = store::lock(id, what)?;
     let mut record = load_checked(id)?;
     let mut restarted = None;
