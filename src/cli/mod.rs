@@ -117,10 +117,10 @@ pub fn fail(e: &EngineError, json: bool) -> i32 {
 }
 
 pub fn print_json(v: &serde_json::Value) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(v).expect("JSON values serialize")
-    );
+    use std::io::Write;
+    let text = serde_json::to_string_pretty(v).expect("JSON values serialize");
+    // A closed pipe (`pyro ... --json | head`) is the reader's choice, not an error.
+    let _ = writeln!(std::io::stdout().lock(), "{text}");
 }
 
 /// Parses a numeric option value with a message naming the option.
