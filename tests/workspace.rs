@@ -2,8 +2,11 @@
 //! MCP server). `#[ignore]`d like tests/vm.rs: `make test-vm` runs them
 //! with `--ignored` inside the test host (or directly on hardware KVM).
 
+#[path = "support/mcp.rs"]
+mod mcp;
+
+use mcp::{DeleteAllAtEnd, Mcp};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -51,23 +54,8 @@ fn fails(args: &[&str]) -> String {
     msg
 }
 
-/// Deletes every workspace when a test ends, passed or failed, so one
-/// failure leaves no VM behind for the tests after it (they share the test
-/// host and its $PYRO_HOME).
-struct DeleteAllAtEnd;
-
-impl Drop for DeleteAllAtEnd {
-    fn drop(&mut self) {
-        let Ok(out) = pyro().args(["workspace", "list", "--json"]).output() else {
-            return;
-        };
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-        for w in v["workspaces"].as_array().into_iter().flatten() {
-            if let Some(id) = w["workspace_id"].as_str() {
-                let _ = pyro().args(["workspace", "delete", id]).output();
-            }
-        }
-    }
+fn cleanup() -> DeleteAllAtEnd {
+    DeleteAllAtEnd(env!("CARGO_BIN_EXE_pyro").into())
 }
 
 fn tmpdir(tag: &str) -> PathBuf {
@@ -119,7 +107,7 @@ fn exec(id: &str, cmd: &str) -> Value {
 #[test]
 #[ignore = "boots VMs: run with `make test`"]
 fn files_patches_diff_export_and_reset() {
-    let _cleanup = DeleteAllAtEnd;
+    let _cleanup = cleanup();
     let d = tmpdir("files");
     let seed = d.join("seed");
     write(&seed.join("src/app.py"), b"def main():\n    return 1\n");
@@ -357,7 +345,7 @@ fn tar_with(path: &Path, members: &[(&str, tar::EntryType, &[u8], &str)]) {
 #[test]
 #[ignore = "boots VMs: run with `make test`"]
 fn bad_input_is_refused_clearly_and_loses_nothing() {
-    let _cleanup = DeleteAllAtEnd;
+    let _cleanup = cleanup();
     use tar::EntryType::*;
     let d = tmpdir("bad");
     // Refused before any VM boots.
@@ -561,83 +549,20 @@ fn bad_input_is_refused_clearly_and_loses_nothing() {
     std::fs::remove_dir_all(&d).unwrap();
 }
 
-/// A minimal MCP client over a `pyro mcp serve` child.
-struct Mcp {
-    child: Child,
-    out: BufReader<std::process::ChildStdout>,
-    next: u64,
-}
-
-impl Mcp {
-    fn start(cwd: &Path, extra: &[&str]) -> Mcp {
-        let mut child = pyro()
-            .args(["mcp", "serve"])
-            .args(extra)
-            .current_dir(cwd)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let out = BufReader::new(child.stdout.take().unwrap());
-        let mut m = Mcp {
-            child,
-            out,
-            next: 1,
-        };
-        let r = m.request("initialize", json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}));
-        assert_eq!(r["result"]["_meta"]["pyro/profile"], "workspace-core");
-        m.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
-        m
-    }
-    fn send(&mut self, v: &Value) {
-        let stdin = self.child.stdin.as_mut().unwrap();
-        writeln!(stdin, "{v}").unwrap();
-        stdin.flush().unwrap();
-    }
-    fn request(&mut self, method: &str, params: Value) -> Value {
-        let id = self.next;
-        self.next += 1;
-        self.send(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
-        loop {
-            let mut line = String::new();
-            assert!(self.out.read_line(&mut line).unwrap() > 0, "server closed");
-            let v: Value = serde_json::from_str(&line).unwrap();
-            if v["id"] == id {
-                return v;
-            }
-        }
-    }
-    fn call(&mut self, tool: &str, args: Value) -> Value {
-        let r = self.request("tools/call", json!({"name": tool, "arguments": args}));
-        assert_eq!(r["result"]["isError"], false, "{tool}: {r}");
-        r["result"]["structuredContent"].clone()
-    }
-    fn call_err(&mut self, tool: &str, args: Value) -> String {
-        let r = self.request("tools/call", json!({"name": tool, "arguments": args}));
-        assert_eq!(r["result"]["isError"], true, "{tool} should fail: {r}");
-        r["result"]["content"][0]["text"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    }
-    fn close(mut self) {
-        drop(self.child.stdin.take());
-        let status = self.child.wait().unwrap();
-        assert!(status.success());
-    }
-}
-
 #[test]
 #[ignore = "boots VMs: run with `make test`"]
 fn workspaces_outlive_processes_and_killed_vms() {
-    let _cleanup = DeleteAllAtEnd;
+    let _cleanup = cleanup();
     let d = tmpdir("persist");
     // Made over MCP by one server process, seeded from its --project-path
     // (no seed_path given)...
     let project = d.join("project");
     write(&project.join("README.md"), b"the project\n");
-    let mut m = Mcp::start(&d, &["--project-path", project.to_str().unwrap()]);
+    let mut m = Mcp::start(
+        Path::new(env!("CARGO_BIN_EXE_pyro")),
+        &d,
+        &["--project-path", project.to_str().unwrap()],
+    );
     let tools = m.request("tools/list", json!({}));
     let names: Vec<&str> = tools["result"]["tools"]
         .as_array()
@@ -682,7 +607,7 @@ fn workspaces_outlive_processes_and_killed_vms() {
     assert_eq!(mine["state"], "started");
     assert_eq!(mine["name"], "persist");
     assert_eq!(mine["labels"]["k"], "v");
-    let mut m2 = Mcp::start(&d, &[]);
+    let mut m2 = Mcp::start(Path::new(env!("CARGO_BIN_EXE_pyro")), &d, &[]);
     let l = m2.call("workspace_list", json!({}));
     assert!(l["workspaces"]
         .as_array()
@@ -739,7 +664,7 @@ fn workspaces_outlive_processes_and_killed_vms() {
 #[test]
 #[ignore = "boots VMs: run with `make test`"]
 fn ttl_expiry_deletes_everything() {
-    let _cleanup = DeleteAllAtEnd;
+    let _cleanup = cleanup();
     let v = ok(&["create", ENV, "--ttl-seconds", "1"]);
     let id = v["workspace_id"].as_str().unwrap().to_string();
     let pid = v["vmm_pid"].as_i64();
@@ -783,7 +708,7 @@ fn ttl_expiry_deletes_everything() {
 #[test]
 #[ignore = "boots VMs: run with `make test`"]
 fn parallel_workspaces_are_isolated() {
-    let _cleanup = DeleteAllAtEnd;
+    let _cleanup = cleanup();
     let d = tmpdir("parallel");
     write(&d.join("seed/shared.txt"), b"base\n");
     let seed = d.join("seed");

@@ -71,7 +71,16 @@ fn mount_unless_busy(
 
 /// Builds `overlay(lower=/, upper=scratch)` and pivots into it.
 fn overlay_root() -> io::Result<()> {
-    mount(SCRATCH_DEV, SCRATCH_MNT, "ext4", libc::MS_NOATIME, "")?;
+    // noauto_da_alloc: ext4 otherwise writes a file's data out on every
+    // rename over an existing file (editors, sync push); pyro syncs the
+    // filesystem itself after each command and push.
+    mount(
+        SCRATCH_DEV,
+        SCRATCH_MNT,
+        "ext4",
+        libc::MS_NOATIME,
+        "noauto_da_alloc",
+    )?;
     for d in ["upper", "work", "workspace", "newroot"] {
         fs::create_dir_all(format!("{SCRATCH_MNT}/{d}"))?;
     }

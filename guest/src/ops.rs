@@ -53,7 +53,9 @@ pub fn serve<S: Read + Write>(req: &Request, conn: &mut S) -> Option<io::Result<
             .map(|entries| Response::Manifest { entries })
             .unwrap_or_else(error),
         Request::PushArchive { dest } => {
-            let mut input = ChunkReader::new(&mut *conn);
+            // Buffered: tar reads 512-byte headers, each a syscall otherwise.
+            let buffered = io::BufReader::with_capacity(pyro_proto::CHUNK_BYTES, &mut *conn);
+            let mut input = ChunkReader::new(buffered);
             let result = root().and_then(|r| archive::extract(&r, dest, &mut input));
             // Read the rest of the stream even after a failure, so the
             // host's writes complete and it reads this answer.
@@ -69,6 +71,13 @@ pub fn serve<S: Read + Write>(req: &Request, conn: &mut S) -> Option<io::Result<
             }
         }
         Request::PullArchive { path } => return Some(pull(path, conn)),
+        Request::Discard => {
+            let mut input = ChunkReader::new(&mut *conn);
+            match io::copy(&mut input, &mut io::sink()) {
+                Ok(bytes) => Response::Discarded { bytes },
+                Err(e) => return Some(Err(e)),
+            }
+        }
         _ => return None,
     };
     Some(write_frame(conn, &resp))

@@ -191,3 +191,75 @@ fn files_and_archives_over_the_socket() {
         "{r:?}"
     );
 }
+
+#[test]
+fn discard_counts_the_streamed_bytes_and_keeps_nothing() {
+    let agent = Agent::start("discard");
+    let mut c = agent.conn();
+    write_frame(&mut c, &Request::Discard).unwrap();
+    let mut w = ChunkWriter::new(&mut c);
+    let block = vec![7u8; 100_000];
+    for _ in 0..7 {
+        w.write_all(&block).unwrap();
+    }
+    w.finish().unwrap();
+    match read_frame(&mut c).unwrap().unwrap() {
+        Response::Discarded { bytes } => assert_eq!(bytes, 700_000),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(std::fs::read_dir(agent.ws()).unwrap().count(), 0);
+}
+
+#[test]
+fn pushed_files_keep_their_modes_new_or_replaced() {
+    use std::os::unix::fs::PermissionsExt;
+    let agent = Agent::start("modes");
+    let tar_modes = |members: &[(&str, u32, &[u8])]| {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, mode, data) in members {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(*mode);
+            h.set_entry_type(tar::EntryType::Regular);
+            b.append_data(&mut h, name, *data).unwrap();
+        }
+        b.into_inner().unwrap()
+    };
+    let mode_of = |p: &str| {
+        std::fs::metadata(agent.ws().join(p))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777
+    };
+    let first = tar_modes(&[
+        ("d/run.sh", 0o755, b"#!/bin/sh\n"),
+        ("d/secret", 0o600, b"s"),
+        ("d/open", 0o666, b"o"),
+    ]);
+    assert!(matches!(
+        push(&agent, "", &first),
+        Response::Extracted { .. }
+    ));
+    assert_eq!(
+        (mode_of("d/run.sh"), mode_of("d/secret"), mode_of("d/open")),
+        (0o755, 0o600, 0o666)
+    );
+    // Replacing existing files goes through a temporary name: same modes.
+    let second = tar_modes(&[("d/run.sh", 0o700, b"new\n"), ("d/secret", 0o640, b"t")]);
+    assert!(matches!(
+        push(&agent, "", &second),
+        Response::Extracted { .. }
+    ));
+    assert_eq!((mode_of("d/run.sh"), mode_of("d/secret")), (0o700, 0o640));
+    assert_eq!(
+        std::fs::read(agent.ws().join("d/run.sh")).unwrap(),
+        b"new\n"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(agent.ws().join("d"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with(".pyro-tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}

@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 
+pub mod client;
+
 /// The vsock port the agent listens on.
 pub const AGENT_PORT: u32 = 52;
 
@@ -60,6 +62,10 @@ pub enum Request {
     PullArchive {
         path: String,
     },
+    /// The host streams chunks right after this frame; the agent reads them
+    /// to the end, keeps nothing and answers [`Response::Discarded`]. It
+    /// measures the bare transport (`make bench` compares sync push to it).
+    Discard,
 }
 
 /// All paths in file requests are relative to the workspace root
@@ -222,6 +228,9 @@ pub enum Response {
     ArchiveDone {
         entry_count: u64,
         bytes_written: u64,
+    },
+    Discarded {
+        bytes: u64,
     },
 }
 

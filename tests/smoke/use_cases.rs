@@ -3,11 +3,12 @@
 //! Run by `make smoke-use-cases` (inside the test host where /dev/kvm
 //! cannot boot guests directly).
 
+#[path = "../support/mcp.rs"]
+mod mcp;
+
+use mcp::{DeleteAllAtEnd, Mcp};
 use serde_json::{json, Value};
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
 
 const ENV: &str = "debian:12";
 
@@ -15,125 +16,12 @@ fn log(msg: &str) {
     eprintln!("[smoke] {msg}");
 }
 
-/// One MCP session with `pyro mcp serve`; requests may overlap.
-struct Session {
-    child: Child,
-    stdin: ChildStdin,
-    out: BufReader<std::process::ChildStdout>,
-    next: u64,
-    /// Responses read while waiting for another id.
-    early: HashMap<u64, Value>,
+fn session(cwd: &Path) -> Mcp {
+    Mcp::start(Path::new(env!("CARGO_BIN_EXE_pyro")), cwd, &[])
 }
 
-impl Session {
-    fn start(cwd: &Path) -> Session {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pyro"))
-            .args(["mcp", "serve"])
-            .current_dir(cwd)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start pyro mcp serve");
-        let stdin = child.stdin.take().unwrap();
-        let out = BufReader::new(child.stdout.take().unwrap());
-        let mut s = Session {
-            child,
-            stdin,
-            out,
-            next: 1,
-            early: HashMap::new(),
-        };
-        let id = s.send(
-            "initialize",
-            json!({"protocolVersion": "2025-11-25", "capabilities": {},
-                   "clientInfo": {"name": "pyro-smoke", "version": "1"}}),
-        );
-        let init = s.wait(id);
-        assert_eq!(init["result"]["_meta"]["pyro/profile"], "workspace-core");
-        writeln!(
-            s.stdin,
-            "{}",
-            json!({"jsonrpc": "2.0", "method": "notifications/initialized"})
-        )
-        .unwrap();
-        s
-    }
-
-    fn send(&mut self, method: &str, params: Value) -> u64 {
-        let id = self.next;
-        self.next += 1;
-        let msg = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        writeln!(self.stdin, "{msg}").unwrap();
-        self.stdin.flush().unwrap();
-        id
-    }
-
-    fn wait(&mut self, id: u64) -> Value {
-        if let Some(v) = self.early.remove(&id) {
-            return v;
-        }
-        loop {
-            let mut line = String::new();
-            assert!(
-                self.out.read_line(&mut line).unwrap() > 0,
-                "the server closed stdout"
-            );
-            let v: Value = serde_json::from_str(&line).unwrap();
-            match v["id"].as_u64() {
-                Some(got) if got == id => return v,
-                Some(other) => {
-                    self.early.insert(other, v);
-                }
-                None => {} // notifications
-            }
-        }
-    }
-
-    /// Starts a tool call without waiting for it.
-    fn start_call(&mut self, tool: &str, args: Value) -> u64 {
-        self.send("tools/call", json!({"name": tool, "arguments": args}))
-    }
-
-    fn finish(&mut self, id: u64, tool: &str) -> Value {
-        let r = self.wait(id);
-        assert_eq!(r["result"]["isError"], false, "{tool} failed: {r}");
-        r["result"]["structuredContent"].clone()
-    }
-
-    fn call(&mut self, tool: &str, args: Value) -> Value {
-        let id = self.start_call(tool, args);
-        self.finish(id, tool)
-    }
-
-    fn close(mut self) {
-        drop(self.stdin);
-        let _ = self.child.wait();
-    }
-}
-
-/// Deletes every workspace when a recipe ends, passed or failed, so a
-/// failure leaves no VM running.
-struct DeleteAllAtEnd;
-
-impl Drop for DeleteAllAtEnd {
-    fn drop(&mut self) {
-        let pyro = env!("CARGO_BIN_EXE_pyro");
-        let Ok(out) = Command::new(pyro)
-            .args(["workspace", "list", "--json"])
-            .output()
-        else {
-            return;
-        };
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-        for w in v["workspaces"].as_array().into_iter().flatten() {
-            if let Some(id) = w["workspace_id"].as_str() {
-                let _ = Command::new(pyro)
-                    .args(["workspace", "delete", id])
-                    .output();
-            }
-        }
-    }
+fn cleanup() -> DeleteAllAtEnd {
+    DeleteAllAtEnd(env!("CARGO_BIN_EXE_pyro").into())
 }
 
 fn fixture(tag: &str) -> PathBuf {
@@ -168,7 +56,7 @@ fn tree(dir: &Path) -> Vec<String> {
 #[test]
 #[ignore = "boots VMs: run with `make smoke-use-cases`"]
 fn repro_plus_fix_loop() {
-    let _cleanup = DeleteAllAtEnd;
+    let _cleanup = cleanup();
     let d = fixture("repro");
     let seed = d.join("broken-repro");
     write(
@@ -176,7 +64,7 @@ fn repro_plus_fix_loop() {
         "#!/bin/sh\nset -eu\nmsg=$(cat message.txt)\nif [ \"$msg\" != fixed ]; then echo \"check failed: message is '$msg'\" >&2; exit 1; fi\necho check passed\n",
     );
     write(&seed.join("message.txt"), "broken\n");
-    let mut s = Session::start(&d);
+    let mut s = session(&d);
     let ws = s.call(
         "workspace_create",
         json!({"environment": ENV, "seed_path": seed, "name": "repro-fix"}),
@@ -247,12 +135,12 @@ fn repro_plus_fix_loop() {
 #[test]
 #[ignore = "boots VMs: run with `make smoke-use-cases`"]
 fn parallel_isolated_workspaces() {
-    let _cleanup = DeleteAllAtEnd;
+    let _cleanup = cleanup();
     let d = fixture("parallel");
     let repo = d.join("repo");
     write(&repo.join("branch.txt"), "main\n");
     write(&repo.join("src/lib.txt"), "shared code\n");
-    let mut s = Session::start(&d);
+    let mut s = session(&d);
     let names = ["parallel-alpha", "parallel-beta", "parallel-gamma"];
     // Three creates in flight at once on one session.
     let pending: Vec<u64> = names
@@ -348,7 +236,7 @@ fn parallel_isolated_workspaces() {
 #[test]
 #[ignore = "boots VMs: run with `make smoke-use-cases`"]
 fn untrusted_code_inspection() {
-    let _cleanup = DeleteAllAtEnd;
+    let _cleanup = cleanup();
     let d = fixture("untrusted");
     let repo = d.join("suspicious-repo");
     let marker = d.join("host-was-touched");
@@ -361,7 +249,7 @@ fn untrusted_code_inspection() {
     );
     write(&repo.join("src/main.c"), "int main(void) { return 0; }\n");
     let before = tree(&repo);
-    let mut s = Session::start(&d);
+    let mut s = session(&d);
     let ws = s.call(
         "workspace_create",
         json!({"environment": ENV, "seed_path": repo, "name": "inspect"}),

@@ -1,0 +1,252 @@
+//! Workspace benchmarks, run by `make bench` beside benches/vm.rs (inside
+//! the test host on this kind of machine). Everything goes through one
+//! warm `pyro mcp serve`, the way a chat host drives workspaces, and each
+//! figure is set against a floor measured in the same run:
+//!   - `workspace_create` seeded with a 5,000-file, 50 MB tree, time to
+//!     ready, against creating one from an empty directory;
+//!   - disk bytes a new workspace takes on the host;
+//!   - `workspace_exec` of `true`, median and p99, against the floor: one
+//!     bare agent request over vsock that fork/exec/waits `true` in the guest;
+//!   - `workspace_sync_push` of that tree, throughput against streaming the
+//!     same number of bytes to the agent's `discard` request (raw vsock).
+//!
+//! Prints one JSON object; tests/bench/run turns it into docs/benchmarks.md.
+
+#[path = "../tests/support/mcp.rs"]
+mod mcp;
+
+use mcp::{DeleteAllAtEnd, Mcp};
+use pyro_proto::{client, ChunkWriter, ExecRequest, Request, Response};
+use serde_json::{json, Value};
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const SEED_FILES: usize = 5_000;
+const SEED_BYTES: usize = 50 * 1000 * 1000;
+
+struct Args {
+    pyro: PathBuf,
+    environment: String,
+    work: PathBuf,
+    creates: usize,
+    execs: usize,
+    pushes: usize,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        pyro: PathBuf::from("pyro"),
+        environment: "debian:12".into(),
+        work: std::env::temp_dir().join("pyro-bench-workspace"),
+        creates: 3,
+        execs: 50,
+        pushes: 3,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(k) = it.next() {
+        let mut v = || it.next().unwrap_or_else(|| panic!("{k} needs a value"));
+        match k.as_str() {
+            "--pyro" => a.pyro = v().into(),
+            "--environment" => a.environment = v(),
+            "--work" => a.work = v().into(),
+            "--creates" => a.creates = v().parse().expect("--creates N"),
+            "--execs" => a.execs = v().parse().expect("--execs N"),
+            "--pushes" => a.pushes = v().parse().expect("--pushes N"),
+            "--bench" => {}
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    a
+}
+
+/// Median and p99 (nearest rank) of samples, in milliseconds.
+fn stats_ms(v: &mut [f64]) -> Value {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let rank = |p: f64| v[((p * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1];
+    json!({"samples": v.len(), "median_ms": rank(0.5) * 1e3, "p99_ms": rank(0.99) * 1e3})
+}
+
+/// A tree of `SEED_FILES` files in 50 directories totalling `SEED_BYTES`,
+/// filled with xorshift noise so nothing along the way can compress it.
+fn make_tree(dir: &Path) -> u64 {
+    let per_file = SEED_BYTES / SEED_FILES;
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut buf = vec![0u8; per_file];
+    for i in 0..SEED_FILES {
+        let sub = dir.join(format!("pkg{:02}", i % 50));
+        std::fs::create_dir_all(&sub).unwrap();
+        for chunk in buf.chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+        }
+        std::fs::write(sub.join(format!("file{i:04}.dat")), &buf).unwrap();
+    }
+    (per_file * SEED_FILES) as u64
+}
+
+/// Bytes allocated on disk under `p` (sparse files count what they use).
+fn allocated_bytes(p: &Path) -> u64 {
+    let Ok(md) = std::fs::symlink_metadata(p) else {
+        return 0;
+    };
+    let mut total = md.blocks() * 512;
+    if md.is_dir() {
+        for e in std::fs::read_dir(p).into_iter().flatten().flatten() {
+            total += allocated_bytes(&e.path());
+        }
+    }
+    total
+}
+
+fn timed<T>(f: impl FnOnce() -> T) -> (f64, T) {
+    let start = Instant::now();
+    let v = f();
+    (start.elapsed().as_secs_f64(), v)
+}
+
+fn id_of(v: &Value) -> String {
+    v["workspace_id"]
+        .as_str()
+        .expect("workspace_id")
+        .to_string()
+}
+
+/// The floor for one exec: a bare agent request that runs `true`.
+fn raw_exec(vsock: &Path) {
+    let req = Request::Exec(ExecRequest {
+        argv: vec!["true".into()],
+        cwd: Some("/workspace".into()),
+        max_output_bytes: 4096,
+        ..Default::default()
+    });
+    match client::call(vsock, &req, Duration::from_secs(60)) {
+        Ok(Response::Exec(r)) if r.exit_code == Some(0) => {}
+        other => panic!("raw exec failed: {other:?}"),
+    }
+}
+
+/// Streams `bytes` to the agent, which reads and drops them.
+fn raw_stream(vsock: &Path, bytes: u64) {
+    let mut s = client::connect(vsock, Duration::from_secs(300)).expect("connect");
+    pyro_proto::write_frame(&mut s, &Request::Discard).unwrap();
+    let block = vec![0x5au8; pyro_proto::CHUNK_BYTES];
+    let mut w = ChunkWriter::new(&mut s);
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(block.len() as u64) as usize;
+        w.write_all(&block[..n]).unwrap();
+        left -= n as u64;
+    }
+    w.finish().unwrap();
+    match pyro_proto::read_frame(&mut s) {
+        Ok(Some(Response::Discarded { bytes: got })) if got == bytes => {}
+        other => panic!("discard failed: {other:?}"),
+    }
+}
+
+fn main() {
+    let a = args();
+    let home = PathBuf::from(std::env::var_os("PYRO_HOME").expect("PYRO_HOME must be set"));
+    let _ = std::fs::remove_dir_all(&a.work);
+    let (tree, empty) = (a.work.join("tree"), a.work.join("empty"));
+    std::fs::create_dir_all(&empty).unwrap();
+    let seed_bytes = make_tree(&tree);
+    let _cleanup = DeleteAllAtEnd(a.pyro.clone());
+    let mut m = Mcp::start(&a.pyro, &a.work, &[]);
+    let env = a.environment.as_str();
+
+    // Create: seeded and empty, interleaved; keep the last empty one.
+    let (mut seeded, mut bare, mut disk, mut disk_reported) = (vec![], vec![], vec![], vec![]);
+    let mut ws = String::new();
+    for i in 0..a.creates {
+        let (t, r) = timed(|| {
+            m.call(
+                "workspace_create",
+                json!({"environment": env, "seed_path": tree}),
+            )
+        });
+        seeded.push(t);
+        m.call("workspace_delete", json!({"workspace_id": id_of(&r)}));
+        let (t, r) = timed(|| {
+            m.call(
+                "workspace_create",
+                json!({"environment": env, "seed_path": empty}),
+            )
+        });
+        bare.push(t);
+        let id = id_of(&r);
+        disk.push(allocated_bytes(&home.join("workspaces").join(&id)) as f64);
+        disk_reported.push(
+            r["disk"]["allocated_bytes_at_create"]
+                .as_f64()
+                .unwrap_or(0.0),
+        );
+        if i + 1 < a.creates {
+            m.call("workspace_delete", json!({"workspace_id": id}));
+        } else {
+            ws = id;
+        }
+        eprintln!("bench: workspace create round {}/{} done", i + 1, a.creates);
+    }
+
+    // Exec against its floor, interleaved so host drift hits both alike.
+    let vsock = home.join("workspaces").join(&ws).join("vm/vsock.sock");
+    let exec_args = json!({"workspace_id": ws, "command": "true"});
+    for _ in 0..3 {
+        m.call("workspace_exec", exec_args.clone());
+        raw_exec(&vsock);
+    }
+    let (mut exec, mut floor, mut ping) = (vec![], vec![], vec![]);
+    for _ in 0..a.execs {
+        let (t, r) = timed(|| m.call("workspace_exec", exec_args.clone()));
+        assert_eq!(r["exit_code"], 0, "{r}");
+        exec.push(t);
+        floor.push(timed(|| raw_exec(&vsock)).0);
+        let (t, r) = timed(|| client::call(&vsock, &Request::Ping, Duration::from_secs(30)));
+        assert!(matches!(r, Ok(Response::Pong { .. })), "{r:?}");
+        ping.push(t);
+    }
+    eprintln!("bench: {} workspace execs done", a.execs);
+
+    // Sync push of the seed tree against the raw stream of as many bytes.
+    let (mut push, mut raw) = (vec![], vec![]);
+    for i in 0..a.pushes {
+        let (t, _) = timed(|| {
+            m.call(
+                "workspace_sync_push",
+                json!({"workspace_id": ws, "source_path": tree, "dest": format!("push{i}")}),
+            )
+        });
+        push.push(seed_bytes as f64 / t / 1e6);
+        raw.push(seed_bytes as f64 / timed(|| raw_stream(&vsock, seed_bytes)).0 / 1e6);
+        eprintln!("bench: sync push round {}/{} done", i + 1, a.pushes);
+    }
+    m.call("workspace_delete", json!({"workspace_id": ws}));
+    m.close();
+    let _ = std::fs::remove_dir_all(&a.work);
+
+    let med = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        v[v.len() / 2]
+    };
+    let out = json!({
+        "environment": a.environment,
+        "seed": {"files": SEED_FILES, "bytes": seed_bytes},
+        "create_seeded_s": med(&mut seeded),
+        "create_empty_s": med(&mut bare),
+        "creates": a.creates,
+        "disk_bytes_per_workspace": med(&mut disk),
+        "disk_bytes_reported": med(&mut disk_reported),
+        "exec": stats_ms(&mut exec),
+        "exec_floor": stats_ms(&mut floor),
+        "ping": stats_ms(&mut ping),
+        "sync_push_mb_s": med(&mut push),
+        "raw_vsock_mb_s": med(&mut raw),
+        "pushes": a.pushes,
+    });
+    println!("{}", serde_json::to_string_pretty(&out).unwrap());
+}
