@@ -8,7 +8,8 @@
 //!   - `workspace_exec` of `true`, median and p99, against the floor: one
 //!     bare agent request over vsock that fork/exec/waits `true` in the guest;
 //!   - `workspace_sync_push` of that tree, throughput against streaming the
-//!     same number of bytes to the agent's `discard` request (raw vsock).
+//!     same number of bytes to the agent's `discard` request (raw vsock),
+//!     and against the guest's own `tar -x` + syncfs of it from a local file.
 //!
 //! Prints one JSON object; tests/bench/run turns it into docs/benchmarks.md.
 
@@ -225,6 +226,23 @@ fn main() {
         raw.push(seed_bytes as f64 / timed(|| raw_stream(&vsock, seed_bytes)).0 / 1e6);
         eprintln!("bench: sync push round {}/{} done", i + 1, a.pushes);
     }
+    // The guest's own floor for the same work: GNU tar extracting the tree
+    // from a file already in the guest, then syncfs like the agent does.
+    let mut local = vec![];
+    for i in 0..a.pushes {
+        let cmd = format!(
+            "set -e; [ -f /tmp/seed.tar ] || tar -cf /tmp/seed.tar -C /workspace/push0 .; \
+             mkdir local{i}; s=$(date +%s%N); tar -xf /tmp/seed.tar -C local{i}; sync -f .; \
+             e=$(date +%s%N); echo $((e - s))"
+        );
+        let r = m.call(
+            "workspace_exec",
+            json!({"workspace_id": ws, "command": cmd, "timeout_seconds": 600}),
+        );
+        assert_eq!(r["exit_code"], 0, "{r}");
+        let ns: f64 = r["stdout"].as_str().unwrap().trim().parse().unwrap();
+        local.push(seed_bytes as f64 / (ns / 1e9) / 1e6);
+    }
     m.call("workspace_delete", json!({"workspace_id": ws}));
     m.close();
     let _ = std::fs::remove_dir_all(&a.work);
@@ -246,6 +264,7 @@ fn main() {
         "ping": stats_ms(&mut ping),
         "sync_push_mb_s": med(&mut push),
         "raw_vsock_mb_s": med(&mut raw),
+        "guest_local_untar_mb_s": med(&mut local),
         "pushes": a.pushes,
     });
     println!("{}", serde_json::to_string_pretty(&out).unwrap());
