@@ -151,11 +151,51 @@ fn time_to_exit(mut cmd: Command, deadline: Duration) -> Option<f64> {
         }
         if start.elapsed() > deadline {
             let _ = child.kill();
-            let _ = child.wait();
+            reap_or_abandon(&mut child);
             return None;
         }
         std::thread::sleep(Duration::from_millis(1));
     }
+}
+
+/// Waits up to 10 s for a killed child: a VMM stuck in the kernel must not
+/// hang the whole benchmark (the round is recorded as a failure).
+fn reap_or_abandon(child: &mut std::process::Child) {
+    for _ in 0..1000 {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    eprintln!(
+        "bench: pid {} did not exit after SIGKILL; abandoned",
+        child.id()
+    );
+}
+
+/// `pyro run` with a deadline: stdout and stderr, or None when it hung.
+fn run_with_deadline(mut cmd: Command, deadline: Duration) -> Option<(Vec<u8>, Vec<u8>)> {
+    let dir = std::env::temp_dir();
+    let (out_p, err_p) = (
+        dir.join("pyro-bench-run.out"),
+        dir.join("pyro-bench-run.err"),
+    );
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_p).ok()?)
+        .stderr(std::fs::File::create(&err_p).ok()?)
+        .spawn()
+        .ok()?;
+    let start = Instant::now();
+    while !matches!(child.try_wait(), Ok(Some(_))) {
+        if start.elapsed() > deadline {
+            let _ = child.kill();
+            reap_or_abandon(&mut child);
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    Some((std::fs::read(out_p).ok()?, std::fs::read(err_p).ok()?))
 }
 
 fn main() {
@@ -185,12 +225,14 @@ fn main() {
             None => failures.push(format!("pyro vmm boot {i}")),
         }
         let start = Instant::now();
-        let out = Command::new(&a.pyro)
-            .args(["run", &a.environment, "--json", "--", "true"])
-            .output()
-            .unwrap();
+        let mut run = Command::new(&a.pyro);
+        run.args(["run", &a.environment, "--json", "--", "true"]);
+        let Some((stdout, stderr)) = run_with_deadline(run, deadline) else {
+            failures.push(format!("pyro run {i}: no answer within {deadline:?}"));
+            continue;
+        };
         let e2e = start.elapsed().as_secs_f64();
-        match serde_json::from_slice::<Value>(&out.stdout) {
+        match serde_json::from_slice::<Value>(&stdout) {
             Ok(v) if v["exit_code"] == 0 => {
                 run_e2e.push(e2e);
                 let t = &v["timings"];
@@ -200,7 +242,7 @@ fn main() {
             }
             _ => failures.push(format!(
                 "pyro run {i}: {}",
-                String::from_utf8_lossy(&out.stderr)
+                String::from_utf8_lossy(&stderr)
             )),
         }
         eprintln!("bench: round {}/{} done", i + 1, a.runs);
@@ -235,7 +277,7 @@ fn measure_rss(a: &Args) -> Value {
     std::thread::sleep(Duration::from_secs(20));
     let pyro_rss = overhead_rss_kib(pyro.id());
     let _ = pyro.kill();
-    let _ = pyro.wait();
+    reap_or_abandon(&mut pyro);
     let s = fresh_scratch(a, "rss-fc.scratch");
     let _ = std::fs::remove_file(a.work.join("rss-fc.vsock"));
     // Without PYRO_POWEROFF the guest stays up; same idle point as pyro.
@@ -254,6 +296,6 @@ fn measure_rss(a: &Args) -> Value {
     std::thread::sleep(Duration::from_secs(20));
     let fc_rss = overhead_rss_kib(fc.id());
     let _ = fc.kill();
-    let _ = fc.wait();
+    reap_or_abandon(&mut fc);
     json!({"pyro": pyro_rss, "firecracker": fc_rss})
 }

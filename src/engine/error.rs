@@ -35,6 +35,23 @@ impl EngineError {
         EngineError::Io(format!("{context}: {e}"))
     }
 
+    /// `Invalid` unless `lo <= value <= hi`, naming the field and its bounds.
+    pub fn check_range(name: &str, value: u64, lo: u64, hi: u64) -> Result<()> {
+        if (lo..=hi).contains(&value) {
+            Ok(())
+        } else {
+            Err(EngineError::Invalid(format!(
+                "{name} must be between {lo} and {hi}, got {value}"
+            )))
+        }
+    }
+
+    /// The VM size limits shared by one-shot runs and workspaces.
+    pub fn check_vm_size(vcpu_count: u8, mem_mib: u32) -> Result<()> {
+        Self::check_range("vcpu_count", vcpu_count.into(), 1, 32)?;
+        Self::check_range("mem_mib", mem_mib.into(), 256, 65536)
+    }
+
     /// Process exit code for the CLI: 2 for usage errors, 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {

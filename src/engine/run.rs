@@ -47,24 +47,13 @@ impl RunRequest {
         if self.command.trim().is_empty() {
             return Err(EngineError::Invalid("command must not be empty".into()));
         }
-        if !(1..=32).contains(&self.vcpu_count) {
-            return Err(EngineError::Invalid(format!(
-                "vcpu_count must be between 1 and 32, got {}",
-                self.vcpu_count
-            )));
-        }
-        if !(256..=65536).contains(&self.mem_mib) {
-            return Err(EngineError::Invalid(format!(
-                "mem_mib must be between 256 and 65536, got {}",
-                self.mem_mib
-            )));
-        }
-        if !(1..=MAX_TIMEOUT_SECONDS).contains(&self.timeout_seconds) {
-            return Err(EngineError::Invalid(format!(
-                "timeout_seconds must be between 1 and {MAX_TIMEOUT_SECONDS}, got {}",
-                self.timeout_seconds
-            )));
-        }
+        EngineError::check_vm_size(self.vcpu_count, self.mem_mib)?;
+        EngineError::check_range(
+            "timeout_seconds",
+            self.timeout_seconds,
+            1,
+            MAX_TIMEOUT_SECONDS,
+        )?;
         if self.ttl_seconds == 0 {
             return Err(EngineError::Invalid(
                 "ttl_seconds must be at least 1".into(),
@@ -205,24 +194,40 @@ fn result_json(
     timings: Value,
     cleanup: Value,
 ) -> Value {
-    let (exit_code, stderr) = if r.timed_out {
-        let mut s = r.stderr.clone();
-        if !s.is_empty() && !s.ends_with('\n') {
-            s.push('\n');
-        }
-        s.push_str(&format!(
-            "command timed out after {}s\n",
-            req.timeout_seconds
-        ));
-        (TIMEOUT_EXIT_CODE, s)
-    } else {
-        (r.shell_exit_code(), r.stderr.clone())
-    };
+    let (exit_code, stderr) = outcome(r, req.timeout_seconds);
+    with_fields(
+        exec_fields(r, exit_code, &stderr),
+        json!({
+            "vm_id": vm_id,
+            "environment": req.environment,
+            "environment_version": version,
+            "command": req.command,
+            "execution_mode": mode,
+            "vcpu_count": req.vcpu_count,
+            "mem_mib": req.mem_mib,
+            "timings": timings,
+            "cleanup": cleanup,
+        }),
+    )
+}
+
+/// The exit code and stderr a command reports: a timeout reads as exit
+/// code 124 with a line saying so at the end of stderr.
+pub fn outcome(r: &ExecResult, timeout_seconds: u64) -> (i32, String) {
+    if !r.timed_out {
+        return (r.shell_exit_code(), r.stderr.clone());
+    }
+    let mut s = r.stderr.clone();
+    if !s.is_empty() && !s.ends_with('\n') {
+        s.push('\n');
+    }
+    s.push_str(&format!("command timed out after {timeout_seconds}s\n"));
+    (TIMEOUT_EXIT_CODE, s)
+}
+
+/// The command-result fields `vm_run` and `workspace_exec` share.
+pub fn exec_fields(r: &ExecResult, exit_code: i32, stderr: &str) -> Value {
     json!({
-        "vm_id": vm_id,
-        "environment": req.environment,
-        "environment_version": version,
-        "command": req.command,
         "stdout": r.stdout,
         "stderr": stderr,
         "exit_code": exit_code,
@@ -233,12 +238,15 @@ fn result_json(
         "stdout_bytes": r.stdout_bytes,
         "stderr_bytes": r.stderr_bytes,
         "duration_ms": r.duration_ms,
-        "execution_mode": mode,
-        "vcpu_count": req.vcpu_count,
-        "mem_mib": req.mem_mib,
-        "timings": timings,
-        "cleanup": cleanup,
     })
+}
+
+/// `base` with the fields of object `more` added (or replaced).
+pub fn with_fields(mut base: Value, more: Value) -> Value {
+    if let (Some(b), Value::Object(m)) = (base.as_object_mut(), more) {
+        b.extend(m);
+    }
+    base
 }
 
 /// `--allow-host-compat`: the command runs on this host, unisolated.

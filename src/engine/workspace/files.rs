@@ -35,11 +35,7 @@ pub fn exec(id: &str, command: &str, timeout_seconds: u64) -> Result<Value> {
     if command.trim().is_empty() {
         return Err(EngineError::Invalid("command must not be empty".into()));
     }
-    if !(1..=MAX_TIMEOUT_SECONDS).contains(&timeout_seconds) {
-        return Err(EngineError::Invalid(format!(
-            "timeout_seconds must be between 1 and {MAX_TIMEOUT_SECONDS}, got {timeout_seconds}"
-        )));
-    }
+    EngineError::check_range("timeout_seconds", timeout_seconds, 1, MAX_TIMEOUT_SECONDS)?;
     let short: String = command.chars().take(60).collect();
     let mut live = open_live(id, &format!("exec `{short}`"))?;
     let req = ExecRequest {
@@ -59,16 +55,7 @@ pub fn exec(id: &str, command: &str, timeout_seconds: u64) -> Result<Value> {
         Response::Exec(r) => r,
         other => return Err(unexpected("exec", other)),
     };
-    let (exit_code, stderr) = if r.timed_out {
-        let mut s = r.stderr.clone();
-        if !s.is_empty() && !s.ends_with('\n') {
-            s.push('\n');
-        }
-        s.push_str(&format!("command timed out after {timeout_seconds}s\n"));
-        (crate::engine::run::TIMEOUT_EXIT_CODE, s)
-    } else {
-        (r.shell_exit_code(), r.stderr.clone())
-    };
+    let (exit_code, stderr) = crate::engine::run::outcome(&r, timeout_seconds);
     let entry = json!({
         "command": command,
         "cwd": super::GUEST_ROOT,
@@ -91,25 +78,19 @@ pub fn exec(id: &str, command: &str, timeout_seconds: u64) -> Result<Value> {
             .with("duration_ms", r.duration_ms),
     );
     live.touch()?;
-    Ok(live.annotate(json!({
-        "workspace_id": id,
-        "environment": live.record.environment,
-        "environment_version": live.record.environment_version,
-        "command": command,
-        "stdout": r.stdout,
-        "stderr": stderr,
-        "exit_code": exit_code,
-        "signal": r.signal,
-        "timed_out": r.timed_out,
-        "stdout_truncated": r.stdout_truncated,
-        "stderr_truncated": r.stderr_truncated,
-        "stdout_bytes": r.stdout_bytes,
-        "stderr_bytes": r.stderr_bytes,
-        "duration_ms": r.duration_ms,
-        "execution_mode": "guest_vsock",
-        "sequence": sequence,
-        "cwd": super::GUEST_ROOT,
-    })))
+    let fields = crate::engine::run::exec_fields(&r, exit_code, &stderr);
+    Ok(live.annotate(crate::engine::run::with_fields(
+        fields,
+        json!({
+            "workspace_id": id,
+            "environment": live.record.environment,
+            "environment_version": live.record.environment_version,
+            "command": command,
+            "execution_mode": "guest_vsock",
+            "sequence": sequence,
+            "cwd": super::GUEST_ROOT,
+        }),
+    )))
 }
 
 fn entry_json(e: &pyro_proto::FileEntry) -> Value {

@@ -56,24 +56,8 @@ impl CreateRequest {
     }
 
     fn validate(&mut self) -> Result<()> {
-        if !(1..=32).contains(&self.vcpu_count) {
-            return Err(EngineError::Invalid(format!(
-                "vcpu_count must be between 1 and 32, got {}",
-                self.vcpu_count
-            )));
-        }
-        if !(256..=65536).contains(&self.mem_mib) {
-            return Err(EngineError::Invalid(format!(
-                "mem_mib must be between 256 and 65536, got {}",
-                self.mem_mib
-            )));
-        }
-        if !(1..=MAX_TTL_SECONDS).contains(&self.ttl_seconds) {
-            return Err(EngineError::Invalid(format!(
-                "ttl_seconds must be between 1 and {MAX_TTL_SECONDS}, got {}",
-                self.ttl_seconds
-            )));
-        }
+        EngineError::check_vm_size(self.vcpu_count, self.mem_mib)?;
+        EngineError::check_range("ttl_seconds", self.ttl_seconds, 1, MAX_TTL_SECONDS)?;
         self.name = match self.name.take() {
             Some(n) => Some(normalize_name(&n)?),
             None => None,

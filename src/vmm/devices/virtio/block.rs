@@ -30,6 +30,11 @@ struct Disk {
     file: File,
     read_only: bool,
     flush: bool,
+    /// Written since the last fdatasync. Every guest syncfs sends a flush,
+    /// written or not (each workspace exec ends with one); a clean file
+    /// needs no fdatasync, which would still go down to the host's disk.
+    /// Starts set: an earlier VMM may have left unsynced writes.
+    dirty: std::cell::Cell<bool>,
     capacity_bytes: u64,
     id: [u8; ID_LEN],
 }
@@ -62,6 +67,7 @@ impl Block {
                 file,
                 read_only,
                 flush,
+                dirty: std::cell::Cell::new(true),
                 capacity_bytes,
                 id,
             },
@@ -200,15 +206,17 @@ impl Disk {
                             .map_err(|_| bad("buffer outside guest memory"))?;
                         at += n;
                     }
+                    self.dirty.set(true);
                     file.write_all_at(buf, offset)
                         .map_err(|e| (S_IOERR, format!("write: {e}")))?;
                     Ok(0)
                 }
             }
             T_FLUSH => {
-                if !read_only && flush {
+                if !read_only && flush && self.dirty.get() {
                     file.sync_data()
                         .map_err(|e| (S_IOERR, format!("flush: {e}")))?;
+                    self.dirty.set(false);
                 }
                 Ok(0)
             }
