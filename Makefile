@@ -78,7 +78,7 @@ test-vm: build kernel
 	@bins=$$(cargo test --release --locked --target $(TARGET) --test vm --test workspace --no-run --message-format=json 2>/dev/null \
 	   | python3 -c 'import json,sys; [print(m["executable"]) for m in map(json.loads, sys.stdin) if m.get("reason")=="compiler-artifact" and m.get("executable") and m["target"]["kind"]==["test"]]'); \
 	[ -n "$$bins" ] || { echo "test-vm: no test binary built"; exit 1; }; \
-	$(VMHOST) --timeout 3000 -- sh -c 'rc=0; for b in "$$@"; do "$$b" --ignored --test-threads=1 || rc=1; done; exit $$rc' sh $$bins
+	$(VMHOST) --timeout 3000 --rerun-on-l1-panic -- sh -c 'rc=0; for b in "$$@"; do "$$b" --ignored --test-threads=1 || rc=1; done; exit $$rc' sh $$bins
 
 test: test-unit test-vm test-mcp
 
@@ -92,7 +92,7 @@ smoke-use-cases: build kernel
 	@bin=$$(cargo test --release --locked --target $(TARGET) --test smoke --no-run --message-format=json 2>/dev/null \
 	   | python3 -c 'import json,sys; [print(m["executable"]) for m in map(json.loads, sys.stdin) if m.get("reason")=="compiler-artifact" and m.get("executable") and m["target"]["kind"]==["test"]]'); \
 	[ -n "$$bin" ] || { echo "smoke-use-cases: no smoke binary built"; exit 1; }; \
-	$(VMHOST) --timeout 3000 -- $$bin --ignored --test-threads=1 --nocapture
+	$(VMHOST) --timeout 3000 --rerun-on-l1-panic -- $$bin --ignored --test-threads=1 --nocapture
 
 clean:
 	cargo clean
