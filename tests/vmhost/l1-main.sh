@@ -145,6 +145,14 @@ wc_e=$!
 
 echo start >&3
 mark start
+# Heartbeat: the harness treats a long silence as a wedged L1 kernel.
+(
+	while :; do
+		sleep 10
+		echo alive >&3
+	done
+) &
+heartbeat=$!
 (
 	cd "$VMHOST_CWD" 2>/dev/null || {
 		echo "vmhost: cannot cd to $VMHOST_CWD inside the test host" >&2
@@ -153,6 +161,7 @@ mark start
 	vmhost_command
 ) <"$IN" >$R/o 2>$R/e
 rc=$?
+kill $heartbeat 2>/dev/null
 
 # A background process of the command may keep stdout open: give the
 # relays a few seconds, then cut them off (the counts become unknown).
