@@ -139,15 +139,19 @@ fn fc_config(a: &Args, scratch: &Path, tag: &str) -> PathBuf {
 /// Spawns, waits for exit; returns wall seconds, or None on failure.
 fn time_to_exit(mut cmd: Command, deadline: Duration) -> Option<f64> {
     let start = Instant::now();
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
+    cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    let st = wait_with_deadline(cmd, deadline)?;
+    st.success().then(|| start.elapsed().as_secs_f64())
+}
+
+/// Spawns `cmd` (stdin closed) and waits for it; past `deadline` kills it
+/// and returns None.
+fn wait_with_deadline(mut cmd: Command, deadline: Duration) -> Option<std::process::ExitStatus> {
+    let start = Instant::now();
+    let mut child = cmd.stdin(Stdio::null()).spawn().ok()?;
     loop {
         if let Ok(Some(st)) = child.try_wait() {
-            return st.success().then(|| start.elapsed().as_secs_f64());
+            return Some(st);
         }
         if start.elapsed() > deadline {
             let _ = child.kill();
@@ -180,21 +184,9 @@ fn run_with_deadline(mut cmd: Command, deadline: Duration) -> Option<(Vec<u8>, V
         dir.join("pyro-bench-run.out"),
         dir.join("pyro-bench-run.err"),
     );
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out_p).ok()?)
-        .stderr(std::fs::File::create(&err_p).ok()?)
-        .spawn()
-        .ok()?;
-    let start = Instant::now();
-    while !matches!(child.try_wait(), Ok(Some(_))) {
-        if start.elapsed() > deadline {
-            let _ = child.kill();
-            reap_or_abandon(&mut child);
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    cmd.stdout(std::fs::File::create(&out_p).ok()?)
+        .stderr(std::fs::File::create(&err_p).ok()?);
+    wait_with_deadline(cmd, deadline)?;
     Some((std::fs::read(out_p).ok()?, std::fs::read(err_p).ok()?))
 }
 

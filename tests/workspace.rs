@@ -4,6 +4,8 @@
 
 #[path = "support/mcp.rs"]
 mod mcp;
+#[path = "support/raw_tar.rs"]
+mod raw_tar;
 
 use mcp::{DeleteAllAtEnd, Mcp};
 use serde_json::{json, Value};
@@ -327,19 +329,7 @@ rename to renamed.txt
 }
 
 fn tar_with(path: &Path, members: &[(&str, tar::EntryType, &[u8], &str)]) {
-    let mut b = tar::Builder::new(Vec::new());
-    for (name, kind, data, link) in members {
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(*kind);
-        h.set_mode(0o644);
-        h.set_size(data.len() as u64);
-        let raw = h.as_old_mut();
-        raw.name[..name.len()].copy_from_slice(name.as_bytes());
-        raw.linkname[..link.len()].copy_from_slice(link.as_bytes());
-        h.set_cksum();
-        b.append(&h, *data).unwrap();
-    }
-    std::fs::write(path, b.into_inner().unwrap()).unwrap();
+    std::fs::write(path, raw_tar::raw_tar(members)).unwrap();
 }
 
 #[test]

@@ -447,28 +447,14 @@ fn add_one<W: Write>(
 }
 
 #[cfg(test)]
+#[path = "../../tests/support/raw_tar.rs"]
+mod raw_tar;
+
+#[cfg(test)]
 mod tests {
+    use super::raw_tar::raw_tar;
     use super::*;
     use crate::files::tests::TempRoot;
-
-    fn tar_of(members: &[(&str, tar::EntryType, &[u8], &str)]) -> Vec<u8> {
-        let mut b = tar::Builder::new(Vec::new());
-        for (name, kind, data, link) in members {
-            let mut h = tar::Header::new_gnu();
-            h.set_entry_type(*kind);
-            h.set_mode(0o644);
-            h.set_size(data.len() as u64);
-            // Bypass the builder's own path checks: write names raw.
-            let raw = h.as_old_mut();
-            raw.name[..name.len()].copy_from_slice(name.as_bytes());
-            if !link.is_empty() {
-                raw.linkname[..link.len()].copy_from_slice(link.as_bytes());
-            }
-            h.set_cksum();
-            b.append(&h, *data).unwrap();
-        }
-        b.into_inner().unwrap()
-    }
 
     #[test]
     fn round_trips_a_tree() {
@@ -507,27 +493,27 @@ mod tests {
         std::fs::write(t.0.join("outside"), "safe").unwrap();
         let cases: Vec<(Vec<u8>, &str)> = vec![
             (
-                tar_of(&[("../outside", tar::EntryType::Regular, b"x", "")]),
+                raw_tar(&[("../outside", tar::EntryType::Regular, b"x", "")]),
                 "contains '..'",
             ),
             (
-                tar_of(&[("/etc/evil", tar::EntryType::Regular, b"x", "")]),
+                raw_tar(&[("/etc/evil", tar::EntryType::Regular, b"x", "")]),
                 "absolute path",
             ),
             (
-                tar_of(&[("l", tar::EntryType::Symlink, b"", "/etc")]),
+                raw_tar(&[("l", tar::EntryType::Symlink, b"", "/etc")]),
                 "point outside",
             ),
             (
-                tar_of(&[("a/l", tar::EntryType::Symlink, b"", "../../outside")]),
+                raw_tar(&[("a/l", tar::EntryType::Symlink, b"", "../../outside")]),
                 "point outside",
             ),
             (
-                tar_of(&[("h", tar::EntryType::Link, b"", "x")]),
+                raw_tar(&[("h", tar::EntryType::Link, b"", "x")]),
                 "hard link",
             ),
             (
-                tar_of(&[("dev", tar::EntryType::Char, b"", "")]),
+                raw_tar(&[("dev", tar::EntryType::Char, b"", "")]),
                 "character device",
             ),
         ];
@@ -539,7 +525,7 @@ mod tests {
         }
         // A symlink already in the workspace cannot carry later members out.
         std::os::unix::fs::symlink("..", t.ws().join("esc")).unwrap();
-        let a = tar_of(&[("esc/outside", tar::EntryType::Regular, b"pwned", "")]);
+        let a = raw_tar(&[("esc/outside", tar::EntryType::Regular, b"pwned", "")]);
         let e = extract(&t.root(), "", a.as_slice())
             .unwrap_err()
             .to_string();

@@ -2,6 +2,9 @@
 //! a temporary workspace root: file requests and archive streams end to
 //! end, as the host speaks them, without a VM.
 
+#[path = "../../tests/support/raw_tar.rs"]
+mod raw_tar;
+
 use pyro_proto::{
     base64_decode, base64_encode, read_frame, write_frame, ApplyRequest, ArtifactType, ChunkReader,
     ChunkWriter, FileWrite, Request, Response,
@@ -59,18 +62,11 @@ impl Drop for Agent {
 }
 
 fn tar_with(members: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    for (name, data) in members {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_entry_type(tar::EntryType::Regular);
-        let raw = h.as_old_mut();
-        raw.name[..name.len()].copy_from_slice(name.as_bytes());
-        h.set_cksum();
-        b.append(&h, *data).unwrap();
-    }
-    b.into_inner().unwrap()
+    let regular: Vec<_> = members
+        .iter()
+        .map(|(name, data)| (*name, tar::EntryType::Regular, *data, ""))
+        .collect();
+    raw_tar::raw_tar(&regular)
 }
 
 fn push(agent: &Agent, dest: &str, archive: &[u8]) -> Response {

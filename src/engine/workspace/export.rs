@@ -253,7 +253,12 @@ pub fn export(id: &str, path: &str, output_path: &str, overwrite: bool) -> Resul
 }
 
 #[cfg(test)]
+#[path = "../../../tests/support/raw_tar.rs"]
+mod raw_tar;
+
+#[cfg(test)]
 mod tests {
+    use super::raw_tar::raw_tar;
     use super::*;
 
     fn tmp(tag: &str) -> PathBuf {
@@ -263,22 +268,6 @@ mod tests {
         ));
         std::fs::create_dir_all(&d).unwrap();
         d
-    }
-
-    fn raw_tar(members: &[(&str, tar::EntryType, &[u8], &str)]) -> Vec<u8> {
-        let mut b = tar::Builder::new(Vec::new());
-        for (name, kind, data, link) in members {
-            let mut h = tar::Header::new_gnu();
-            h.set_entry_type(*kind);
-            h.set_mode(0o644);
-            h.set_size(data.len() as u64);
-            let raw = h.as_old_mut();
-            raw.name[..name.len()].copy_from_slice(name.as_bytes());
-            raw.linkname[..link.len()].copy_from_slice(link.as_bytes());
-            h.set_cksum();
-            b.append(&h, *data).unwrap();
-        }
-        b.into_inner().unwrap()
     }
 
     #[test]
