@@ -6,10 +6,13 @@
 //!     ready, against creating one from an empty directory;
 //!   - disk bytes a new workspace takes on the host;
 //!   - `workspace_exec` of `true`, median and p99, against the floor: one
-//!     bare agent request over vsock that fork/exec/waits `true` in the guest;
-//!   - `workspace_sync_push` of that tree, throughput against streaming the
-//!     same number of bytes to the agent's `discard` request (raw vsock),
-//!     and against the guest's own `tar -x` + syncfs of it from a local file.
+//!     bare agent request over vsock that fork/exec/waits `true` in the guest
+//!     (200 calls by default: below 100, a nearest-rank p99 is simply the
+//!     slowest call, which on a shared host is noise);
+//!   - `workspace_sync_push` throughput against streaming the same number
+//!     of bytes to the agent's `discard` request (raw vsock): for bulk data
+//!     (five 10 MB files), and for the 5,000-file tree, which is also set
+//!     against the guest's own `tar -x` + syncfs of it from a local file.
 //!
 //! Prints one JSON object; tests/bench/run turns it into docs/benchmarks.md.
 
@@ -26,6 +29,7 @@ use std::time::{Duration, Instant};
 
 const SEED_FILES: usize = 5_000;
 const SEED_BYTES: usize = 50 * 1000 * 1000;
+const BULK_FILES: usize = 5;
 
 struct Args {
     pyro: PathBuf,
@@ -42,7 +46,7 @@ fn args() -> Args {
         environment: "debian:12".into(),
         work: std::env::temp_dir().join("pyro-bench-workspace"),
         creates: 3,
-        execs: 50,
+        execs: 200,
         pushes: 3,
     };
     let mut it = std::env::args().skip(1);
@@ -69,13 +73,13 @@ fn stats_ms(v: &mut [f64]) -> Value {
     json!({"samples": v.len(), "median_ms": rank(0.5) * 1e3, "p99_ms": rank(0.99) * 1e3})
 }
 
-/// A tree of `SEED_FILES` files in 50 directories totalling `SEED_BYTES`,
-/// filled with xorshift noise so nothing along the way can compress it.
-fn make_tree(dir: &Path) -> u64 {
-    let per_file = SEED_BYTES / SEED_FILES;
+/// `files` files in up to 50 directories totalling `SEED_BYTES`, filled
+/// with xorshift noise so nothing along the way can compress them.
+fn make_tree(dir: &Path, files: usize) -> u64 {
+    let per_file = SEED_BYTES / files;
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut buf = vec![0u8; per_file];
-    for i in 0..SEED_FILES {
+    for i in 0..files {
         let sub = dir.join(format!("pkg{:02}", i % 50));
         std::fs::create_dir_all(&sub).unwrap();
         for chunk in buf.chunks_mut(8) {
@@ -86,7 +90,7 @@ fn make_tree(dir: &Path) -> u64 {
         }
         std::fs::write(sub.join(format!("file{i:04}.dat")), &buf).unwrap();
     }
-    (per_file * SEED_FILES) as u64
+    (per_file * files) as u64
 }
 
 /// Bytes allocated on disk under `p` (sparse files count what they use).
@@ -153,9 +157,14 @@ fn main() {
     let a = args();
     let home = PathBuf::from(std::env::var_os("PYRO_HOME").expect("PYRO_HOME must be set"));
     let _ = std::fs::remove_dir_all(&a.work);
-    let (tree, empty) = (a.work.join("tree"), a.work.join("empty"));
+    let (tree, bulk, empty) = (
+        a.work.join("tree"),
+        a.work.join("bulk"),
+        a.work.join("empty"),
+    );
     std::fs::create_dir_all(&empty).unwrap();
-    let seed_bytes = make_tree(&tree);
+    let seed_bytes = make_tree(&tree, SEED_FILES);
+    let bulk_bytes = make_tree(&bulk, BULK_FILES);
     let _cleanup = DeleteAllAtEnd(a.pyro.clone());
     let mut m = Mcp::start(&a.pyro, &a.work, &[]);
     let env = a.environment.as_str();
@@ -202,28 +211,51 @@ fn main() {
         raw_exec(&vsock);
     }
     let (mut exec, mut floor, mut ping) = (vec![], vec![], vec![]);
+    let mut in_guest = vec![];
     for _ in 0..a.execs {
         let (t, r) = timed(|| m.call("workspace_exec", exec_args.clone()));
         assert_eq!(r["exit_code"], 0, "{r}");
         exec.push(t);
+        in_guest.push((t, r["duration_ms"].as_f64().unwrap_or(0.0)));
         floor.push(timed(|| raw_exec(&vsock)).0);
         let (t, r) = timed(|| client::call(&vsock, &Request::Ping, Duration::from_secs(30)));
         assert!(matches!(r, Ok(Response::Pong { .. })), "{r:?}");
         ping.push(t);
     }
     eprintln!("bench: {} workspace execs done", a.execs);
+    // Where the slowest calls spent their time: the guest's own duration
+    // covers fork/exec/wait of the command, the rest is host, vsock, syncfs.
+    in_guest.sort_by(|x, y| y.0.partial_cmp(&x.0).unwrap());
+    for (t, g) in in_guest.iter().take(3) {
+        eprintln!(
+            "bench: slow exec {:.0} ms, {g:.0} ms of it in the guest command",
+            t * 1e3
+        );
+    }
 
-    // Sync push of the seed tree against the raw stream of as many bytes.
-    let (mut push, mut raw) = (vec![], vec![]);
-    for i in 0..a.pushes {
-        let (t, _) = timed(|| {
+    // Sync pushes (bulk, then the tree) against the raw stream of as many
+    // bytes, interleaved.
+    let (mut push, mut push_bulk, mut raw) = (vec![], vec![], vec![]);
+    let mb_s = |bytes: u64, t: f64| bytes as f64 / t / 1e6;
+    let sync_push = |m: &mut Mcp, src: &Path, dest: String| {
+        timed(|| {
             m.call(
                 "workspace_sync_push",
-                json!({"workspace_id": ws, "source_path": tree, "dest": format!("push{i}")}),
+                json!({"workspace_id": ws, "source_path": src, "dest": dest}),
             )
-        });
-        push.push(seed_bytes as f64 / t / 1e6);
-        raw.push(seed_bytes as f64 / timed(|| raw_stream(&vsock, seed_bytes)).0 / 1e6);
+        })
+        .0
+    };
+    for i in 0..a.pushes {
+        push_bulk.push(mb_s(
+            bulk_bytes,
+            sync_push(&mut m, &bulk, format!("bulk{i}")),
+        ));
+        raw.push(mb_s(bulk_bytes, timed(|| raw_stream(&vsock, bulk_bytes)).0));
+        push.push(mb_s(
+            seed_bytes,
+            sync_push(&mut m, &tree, format!("push{i}")),
+        ));
         eprintln!("bench: sync push round {}/{} done", i + 1, a.pushes);
     }
     // The guest's own floor for the same work: GNU tar extracting the tree
@@ -263,6 +295,8 @@ fn main() {
         "exec_floor": stats_ms(&mut floor),
         "ping": stats_ms(&mut ping),
         "sync_push_mb_s": med(&mut push),
+        "sync_push_bulk_mb_s": med(&mut push_bulk),
+        "bulk": {"files": BULK_FILES, "bytes": bulk_bytes},
         "raw_vsock_mb_s": med(&mut raw),
         "guest_local_untar_mb_s": med(&mut local),
         "pushes": a.pushes,
