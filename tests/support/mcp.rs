@@ -128,8 +128,32 @@ impl Mcp {
 }
 
 /// Deletes every workspace when dropped, passed or failed, so a failure
-/// leaves no VM behind for what runs next in the same $PYRO_HOME.
+/// leaves no VM behind for what runs next in the same $PYRO_HOME. After a
+/// failure it first prints the end of each workspace's VMM log and guest
+/// console, which the delete would otherwise take with it.
 pub struct DeleteAllAtEnd(pub PathBuf);
+
+/// `$PYRO_HOME` as pyro resolves it (src/engine/paths.rs).
+fn pyro_home() -> PathBuf {
+    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+    if let Some(h) = var("PYRO_HOME") {
+        return h.into();
+    }
+    if let Some(x) = var("XDG_DATA_HOME") {
+        return PathBuf::from(x).join("pyro");
+    }
+    PathBuf::from(var("HOME").unwrap_or_else(|| "/root".into())).join(".local/share/pyro")
+}
+
+fn print_vm_logs(id: &str) {
+    let dir = pyro_home().join("workspaces").join(id).join("vm");
+    for name in ["vmm.log", "serial.log"] {
+        let text = std::fs::read_to_string(dir.join(name)).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+        eprintln!("----- workspace {id}: {name} (last 40 lines) -----\n{tail}");
+    }
+}
 
 impl Drop for DeleteAllAtEnd {
     fn drop(&mut self) {
@@ -142,6 +166,9 @@ impl Drop for DeleteAllAtEnd {
         let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
         for w in v["workspaces"].as_array().into_iter().flatten() {
             if let Some(id) = w["workspace_id"].as_str() {
+                if std::thread::panicking() {
+                    print_vm_logs(id);
+                }
                 let _ = Command::new(&self.0)
                     .args(["workspace", "delete", id])
                     .output();
