@@ -143,6 +143,10 @@ tee_e=$!
 wc -c <$R/e2 >$R/e.n &
 wc_e=$!
 
+# Kernel and module text symbols, for the host to name where the CPUs of
+# a wedged L1 are stuck.
+grep ' [tT] ' /proc/kallsyms >"$VMHOST_RUN/kallsyms" 2>/dev/null &
+
 echo start >&3
 mark start
 # Heartbeat: the harness treats a long silence as a wedged L1 kernel.
