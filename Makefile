@@ -72,13 +72,15 @@ test-unit: deps
 	cargo test --workspace --locked
 
 # VM-backed tests: compiled static, run where /dev/kvm boots stock guests
-# (inside the test host on PVM or no-KVM machines, directly otherwise).
+# (inside the test host on PVM or no-KVM machines, directly otherwise). The
+# host's /usr is shared into the test host for git, which seeding from a
+# checkout or --repo-url runs on the host side.
 test-vm: build kernel
 	@$(MAKE) -s envs
 	@bins=$$(cargo test --release --locked --target $(TARGET) --test vm --test workspace --no-run --message-format=json 2>/dev/null \
 	   | python3 -c 'import json,sys; [print(m["executable"]) for m in map(json.loads, sys.stdin) if m.get("reason")=="compiler-artifact" and m.get("executable") and m["target"]["kind"]==["test"]]'); \
 	[ -n "$$bins" ] || { echo "test-vm: no test binary built"; exit 1; }; \
-	$(VMHOST) --timeout 3000 --rerun-on-l1-panic -- sh -c 'rc=0; for b in "$$@"; do "$$b" --ignored --test-threads=1 || rc=1; done; exit $$rc' sh $$bins
+	$(VMHOST) --timeout 3000 --rerun-on-l1-panic --share /usr -- sh -c 'rc=0; for b in "$$@"; do "$$b" --ignored --test-threads=1 || rc=1; done; exit $$rc' sh $$bins
 
 test: test-unit test-vm test-mcp
 

@@ -771,3 +771,136 @@ extern "C" {
     #[link_name = "kill"]
     fn libc_kill(pid: i32, sig: i32) -> i32;
 }
+
+/// Runs git on the host (inside the test host, the host's own git through
+/// the shared /usr; `make test-vm` shares it).
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args([
+            "-c",
+            "user.name=pyro tests",
+            "-c",
+            "user.email=tests@pyro.invalid",
+        ])
+        .args([
+            "-c",
+            "init.defaultBranch=main",
+            "-c",
+            "protocol.file.allow=always",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("git is needed for this test: {e}"));
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn id_of(r: &Value) -> String {
+    r["workspace_id"]
+        .as_str()
+        .expect("workspace_id")
+        .to_string()
+}
+
+/// `find /workspace` inside the workspace, as sorted relative paths.
+fn guest_tree(m: &mut Mcp, id: &str) -> Vec<String> {
+    let r = m.call(
+        "workspace_exec",
+        json!({"workspace_id": id, "command": "cd /workspace && find . -mindepth 1 | sort"}),
+    );
+    assert_eq!(r["exit_code"], 0, "{r}");
+    r["stdout"]
+        .as_str()
+        .unwrap()
+        .lines()
+        .map(|l| l.trim_start_matches("./").to_string())
+        .collect()
+}
+
+#[test]
+#[ignore = "boots VMs: run with `make test`"]
+fn seeds_from_the_detected_checkout_and_from_a_repo_url() {
+    let _cleanup = cleanup();
+    let d = tmpdir("git");
+    let pyro_bin = Path::new(env!("CARGO_BIN_EXE_pyro"));
+    // A checkout with a commit, a tag, then a second commit, an ignored
+    // build directory and an untracked file.
+    let co = d.join("checkout");
+    std::fs::create_dir_all(&co).unwrap();
+    git(&co, &["init", "-q"]);
+    write(&co.join("src/lib.rs"), b"pub fn v() -> u32 { 1 }\n");
+    write(&co.join(".gitignore"), b"target/\n");
+    git(&co, &["add", "."]);
+    git(&co, &["commit", "-q", "-m", "v1"]);
+    git(&co, &["tag", "v1"]);
+    let v1 = git(&co, &["rev-parse", "HEAD"]);
+    write(&co.join("src/lib.rs"), b"pub fn v() -> u32 { 2 }\n");
+    write(&co.join("README.md"), b"two\n");
+    git(&co, &["add", "."]);
+    git(&co, &["commit", "-q", "-m", "v2"]);
+    write(&co.join("target/debug/big.bin"), &[0u8; 4096]);
+    write(&co.join("notes.txt"), b"untracked\n");
+    let bare = d.join("origin.git");
+    git(
+        &d,
+        &["clone", "-q", "--bare", co.to_str().unwrap(), "origin.git"],
+    );
+
+    // Started inside the checkout (a subdirectory): the files Git sees,
+    // untracked ones included, without .git or what .gitignore names.
+    let mut m = Mcp::start(pyro_bin, &co.join("src"), &[]);
+    let r = m.call("workspace_create", json!({"environment": ENV}));
+    let id = id_of(&r);
+    assert_eq!(r["workspace_seed"]["mode"], "git_checkout", "{r}");
+    assert_eq!(
+        guest_tree(&mut m, &id),
+        [".gitignore", "README.md", "notes.txt", "src", "src/lib.rs"]
+    );
+    let lib = m.call(
+        "workspace_file_read",
+        json!({"workspace_id": id, "path": "src/lib.rs"}),
+    );
+    assert_eq!(lib["content"], "pub fn v() -> u32 { 2 }\n", "{lib}");
+    // The seed is the baseline.
+    assert_eq!(
+        m.call("workspace_diff", json!({"workspace_id": id}))["changed"],
+        false
+    );
+    m.call("workspace_delete", json!({"workspace_id": id}));
+    m.close();
+
+    // --repo-url with --repo-ref: a clean clone at the tag, none of the
+    // checkout's untracked or ignored files.
+    let url = format!("file://{}", bare.display());
+    let mut m = Mcp::start(pyro_bin, &d, &["--repo-url", &url, "--repo-ref", "v1"]);
+    let r = m.call("workspace_create", json!({"environment": ENV}));
+    let id = id_of(&r);
+    assert_eq!(r["workspace_seed"]["mode"], "repo_clone", "{r}");
+    assert_eq!(r["workspace_seed"]["commit"], v1.as_str(), "{r}");
+    assert_eq!(guest_tree(&mut m, &id), [".gitignore", "src", "src/lib.rs"]);
+    let lib = m.call(
+        "workspace_file_read",
+        json!({"workspace_id": id, "path": "src/lib.rs"}),
+    );
+    assert_eq!(lib["content"], "pub fn v() -> u32 { 1 }\n", "{lib}");
+    m.call("workspace_delete", json!({"workspace_id": id}));
+    m.close();
+
+    // A ref the repository does not have: a clear error, nothing created.
+    let before = ok(&["list"])["count"].clone();
+    let mut m = Mcp::start(
+        pyro_bin,
+        &d,
+        &["--repo-url", &url, "--repo-ref", "no-such-ref"],
+    );
+    let e = m.call_err("workspace_create", json!({"environment": ENV}));
+    assert!(e.contains("no-such-ref"), "{e}");
+    m.close();
+    assert_eq!(ok(&["list"])["count"], before);
+    std::fs::remove_dir_all(&d).unwrap();
+}

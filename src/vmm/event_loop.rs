@@ -1,5 +1,6 @@
 //! The device thread: one mio loop over queue notifications, device
-//! sockets, the reset line, signals and the control socket.
+//! sockets, the reset line, signals and the control socket; devices that
+//! block on host I/O get a thread of their own (`spawn_io_thread`).
 
 use super::vcpu::ExitNote;
 use super::{DeviceSlot, VmmError};
@@ -86,6 +87,10 @@ pub fn run(mut lp: Loop) -> Result<String, VmmError> {
     };
     for (i, slot) in lp.slots.iter().enumerate() {
         let base = (i + 1) << DEVICE_SHIFT;
+        if slot.transport.lock().unwrap().device().own_io_thread() {
+            spawn_io_thread(i, slot, lp.exit_evt.clone(), lp.note.clone())?;
+            continue;
+        }
         for (q, evt) in slot.notify.iter().enumerate() {
             reg.register(
                 &mut SourceFd(&evt.as_raw_fd()),
@@ -161,6 +166,57 @@ pub fn run(mut lp: Loop) -> Result<String, VmmError> {
             }
         }
     }
+}
+
+/// Serves one device's queue notifications on a thread of its own (see
+/// `VirtioDevice::own_io_thread`). It lives as long as the VMM process:
+/// the device thread's return ends the process, and with it this thread.
+/// If it cannot go on, it stops the VM the way a failing vCPU does (a
+/// guest whose disk silently stopped answering would hang instead).
+fn spawn_io_thread(
+    index: usize,
+    slot: &DeviceSlot,
+    exit_evt: Arc<EventFd>,
+    note: ExitNote,
+) -> Result<(), VmmError> {
+    let io = |what: &'static str| move |e: std::io::Error| VmmError(format!("{what}: {e}"));
+    let mut poll = Poll::new().map_err(io("epoll"))?;
+    for (q, evt) in slot.notify.iter().enumerate() {
+        poll.registry()
+            .register(
+                &mut SourceFd(&evt.as_raw_fd()),
+                Token(q),
+                Interest::READABLE,
+            )
+            .map_err(io("register"))?;
+    }
+    let (transport, notify) = (slot.transport.clone(), slot.notify.clone());
+    std::thread::Builder::new()
+        .name(format!("io{index}"))
+        .spawn(move || {
+            let mut events = Events::with_capacity(8);
+            loop {
+                if let Err(e) = poll.poll(&mut events, None) {
+                    if e.kind() == std::io::ErrorKind::Interrupted {
+                        continue;
+                    }
+                    *note.lock().unwrap() =
+                        Some(format!("device I/O thread io{index}: epoll_wait: {e}"));
+                    let _ = exit_evt.write(1);
+                    return;
+                }
+                for ev in events.iter() {
+                    let q = ev.token().0;
+                    let _ = notify[q].read();
+                    let mut tr = transport.lock().unwrap();
+                    if tr.is_activated() {
+                        tr.device_mut().queue_notify(poll.registry(), q);
+                    }
+                }
+            }
+        })
+        .map_err(io("spawning device I/O thread"))?;
+    Ok(())
 }
 
 /// Answers control connections; returns true when asked to stop.

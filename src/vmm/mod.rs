@@ -1,7 +1,8 @@
 //! pyro's virtual machine monitor: one process per VM, composed from the
 //! rust-vmm crates. `run` builds the VM from a [`VmConfig`], starts the
-//! vCPU threads and serves devices from one event loop until the guest
-//! resets, a signal arrives, or the control socket asks it to stop.
+//! vCPU threads and serves devices from one event loop (disks on I/O
+//! threads of their own) until the guest resets, a signal arrives, or the
+//! control socket asks it to stop.
 
 pub mod boot;
 pub mod config;

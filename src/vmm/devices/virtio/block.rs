@@ -259,6 +259,9 @@ impl VirtioDevice for Block {
     fn reset(&mut self) {
         self.active = None;
     }
+    fn own_io_thread(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

@@ -54,6 +54,14 @@ pub trait VirtioDevice: Send {
     fn queue_notify(&mut self, registry: &mio::Registry, index: usize);
     /// The driver reset the device: drop the queues and any device state.
     fn reset(&mut self);
+    /// Whether the queues are served on an I/O thread of the device's own
+    /// rather than the shared device thread: true for devices whose
+    /// requests block on host I/O, so a disk write never holds up the
+    /// vsock stream (a pushed archive is received and written back at
+    /// the same time).
+    fn own_io_thread(&self) -> bool {
+        false
+    }
     /// Extra event sources (host sockets) the device wants polled; tokens
     /// are device-local and come back through `handle_event`.
     fn register_sources(
