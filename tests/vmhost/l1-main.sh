@@ -126,6 +126,12 @@ if [ "$VMHOST_STDIO" = 1 ]; then
 	retry eval 'IN=$(port_by_name vmhost.in)' || die "virtio-serial port vmhost.in not found"
 fi
 exec 3<>"$CTL" || die "opening $CTL failed"
+# One idle VM for L1's whole life, so starting and stopping VMs never
+# live-patches L1's scheduler (see tests/vmhost/kvmhold.c).
+mkfifo /run/kvmhold
+/bin/vmhost-kvmhold >/run/kvmhold 2>/dev/console 3>&- &
+read -r held </run/kvmhold || die "vmhost-kvmhold could not hold a VM (see the console above)"
+rm -f /run/kvmhold
 mark kvm "nested=$(cat /sys/module/kvm_amd/parameters/nested 2>/dev/null)"
 
 # Relays: command -> fifo -> tee -> virtio port, with a byte count on the
