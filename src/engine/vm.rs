@@ -208,7 +208,16 @@ impl VmProcess {
     /// Waits until the guest agent answers a ping; returns the guest's
     /// uptime at that moment.
     pub fn wait_ready(&mut self, timeout: Duration) -> Result<u64> {
-        let deadline = Instant::now() + timeout;
+        let start = Instant::now();
+        let deadline = start + timeout;
+        // A connection request made before the guest's vsock driver is
+        // up, or while it starts (it drops its own reset until it is
+        // registered), is never answered, so an attempt waits for the
+        // handshake only briefly. Measured in the test host: with a 2 s
+        // wait, `pyro run` often reached the agent 2 s after it listened.
+        // Once the boot is slow anyway, the wait doubles after each
+        // silent attempt, for a host too busy to answer in 100 ms.
+        let mut handshake = Duration::from_millis(100);
         loop {
             if !self.is_alive() {
                 return Err(EngineError::Guest(format!(
@@ -217,10 +226,16 @@ impl VmProcess {
                 )));
             }
             if self.vsock.exists() {
-                if let Ok(Response::Pong { uptime_ms, .. }) =
-                    agent::call(&self.vsock, &Request::Ping, Duration::from_secs(2))
-                {
-                    return Ok(uptime_ms);
+                match ping(&self.vsock, handshake) {
+                    Ok(uptime_ms) => return Ok(uptime_ms),
+                    Err(e)
+                        if (e.kind() == std::io::ErrorKind::WouldBlock
+                            || e.kind() == std::io::ErrorKind::TimedOut)
+                            && start.elapsed() > PATIENT_AFTER =>
+                    {
+                        handshake = (handshake * 2).min(Duration::from_secs(2));
+                    }
+                    Err(_) => {}
                 }
             }
             if Instant::now() >= deadline {
@@ -278,5 +293,22 @@ impl VmProcess {
             let _ = c.wait();
         }
         EPHEMERAL.lock().unwrap().retain(|(p, _)| *p != self.pid);
+    }
+}
+
+/// How long `wait_ready` keeps its handshake wait short.
+const PATIENT_AFTER: Duration = Duration::from_secs(5);
+
+/// One readiness check: the vsock handshake within `handshake`, then a
+/// ping answered within 2 s; returns the guest's uptime.
+fn ping(vsock: &std::path::Path, handshake: Duration) -> std::io::Result<u64> {
+    let mut s = agent::connect(vsock, handshake)?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    pyro_proto::write_frame(&mut s, &Request::Ping)?;
+    match pyro_proto::read_frame(&mut s)? {
+        Some(Response::Pong { uptime_ms, .. }) => Ok(uptime_ms),
+        other => Err(std::io::Error::other(format!(
+            "unexpected answer to ping: {other:?}"
+        ))),
     }
 }

@@ -173,6 +173,10 @@ pub fn run(cfg: &VmConfig) -> Result<String, VmmError> {
     }
 
     let started_ms = t0.elapsed().as_millis();
+    // Phase times help tell VMM overhead from guest boot time in the log.
+    eprintln!(
+        "pyro-vmm: timing: kernel loaded at {loaded_ms} ms, vcpus running at {started_ms} ms"
+    );
     let outcome = event_loop::run(event_loop::Loop {
         signals,
         reset_evt,
@@ -182,9 +186,8 @@ pub fn run(cfg: &VmConfig) -> Result<String, VmmError> {
         control_socket: cfg.control_socket.clone(),
     });
     pio.flush();
-    // Phase times help tell VMM overhead from guest boot time in the log.
     eprintln!(
-        "pyro-vmm: timing: kernel loaded at {loaded_ms} ms, vcpus running at {started_ms} ms, VM ended at {} ms",
+        "pyro-vmm: timing: VM ended at {} ms",
         t0.elapsed().as_millis()
     );
     if let Some(p) = vsock_path {
