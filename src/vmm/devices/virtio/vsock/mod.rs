@@ -423,6 +423,20 @@ impl Vsock {
         let Some(conn) = self.conns.get_mut(&tok) else {
             return;
         };
+        if conn.state == State::Connecting && (event.is_write_closed() || event.is_error()) {
+            // The host hung up (not just shut down its sending side)
+            // before the guest answered, e.g. a readiness probe during
+            // boot that timed out: withdraw the request if it is still
+            // queued, so probes do not pile up for the guest to answer
+            // once its driver starts; reset it if the guest has it.
+            let (local, peer) = (conn.local_port, conn.peer_port);
+            let queued = self.control.len();
+            self.control
+                .retain(|h| !(h.op == OP_REQUEST && h.src_port == local && h.dst_port == peer));
+            let delivered = self.control.len() == queued;
+            self.close(registry, tok, delivered);
+            return;
+        }
         if event.is_readable() || event.is_read_closed() {
             conn.host_readable = true;
         }
