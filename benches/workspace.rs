@@ -7,8 +7,10 @@
 //!   - disk bytes a new workspace takes on the host;
 //!   - `workspace_exec` of `true`, median and p99, against the floor: one
 //!     bare agent request over vsock that fork/exec/waits `true` in the guest
-//!     (200 calls by default: below 100, a nearest-rank p99 is simply the
-//!     slowest call, which on a shared host is noise);
+//!     (1000 calls by default: the nearest-rank p99 of n calls is the
+//!     (n/100 + 1)-th slowest, so with 200 it rested on two or three calls,
+//!     and in the test host a stall of the guest's 1 vCPU now and then
+//!     decided it: two runs of 200 gave 1.14x and 1.75x);
 //!   - `workspace_sync_push` throughput against streaming the same number
 //!     of bytes to the agent's `discard` request (raw vsock): for bulk data
 //!     (five 10 MB files), and for the 5,000-file tree, which is also set
@@ -46,7 +48,7 @@ fn args() -> Args {
         environment: "debian:12".into(),
         work: std::env::temp_dir().join("pyro-bench-workspace"),
         creates: 3,
-        execs: 200,
+        execs: 1000,
         pushes: 3,
     };
     let mut it = std::env::args().skip(1);

@@ -874,6 +874,18 @@ fn seeds_from_the_detected_checkout_and_from_a_repo_url() {
     m.call("workspace_delete", json!({"workspace_id": id}));
     m.close();
 
+    // --project-path names the same checkout from elsewhere.
+    let mut m = Mcp::start(pyro_bin, &d, &["--project-path", co.to_str().unwrap()]);
+    let r = m.call("workspace_create", json!({"environment": ENV}));
+    let id = id_of(&r);
+    assert_eq!(r["workspace_seed"]["mode"], "git_checkout", "{r}");
+    assert_eq!(
+        guest_tree(&mut m, &id),
+        [".gitignore", "README.md", "notes.txt", "src", "src/lib.rs"]
+    );
+    m.call("workspace_delete", json!({"workspace_id": id}));
+    m.close();
+
     // --repo-url with --repo-ref: a clean clone at the tag, none of the
     // checkout's untracked or ignored files.
     let url = format!("file://{}", bare.display());
