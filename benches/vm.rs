@@ -232,9 +232,11 @@ fn main() {
                     (t["create_ms"].as_f64().unwrap() + t["boot_ms"].as_f64().unwrap()) / 1000.0,
                 );
             }
+            // With --json an error is a JSON object on stdout; keep both.
             _ => failures.push(format!(
-                "pyro run {i}: {}",
-                String::from_utf8_lossy(&stderr)
+                "pyro run {i}: {} {}",
+                String::from_utf8_lossy(&stdout).trim(),
+                String::from_utf8_lossy(&stderr).trim()
             )),
         }
         eprintln!("bench: round {}/{} done", i + 1, a.runs);
