@@ -822,6 +822,21 @@ fn guest_tree(m: &mut Mcp, id: &str) -> Vec<String> {
         .collect()
 }
 
+/// A server started in `cwd` with `extra` seeds a new workspace from the
+/// checkout the test below makes: what Git sees of it, untracked files
+/// included, without `.git` or what `.gitignore` names.
+fn create_from_checkout(cwd: &Path, extra: &[&str]) -> (Mcp, String) {
+    let mut m = Mcp::start(Path::new(env!("CARGO_BIN_EXE_pyro")), cwd, extra);
+    let r = m.call("workspace_create", json!({"environment": ENV}));
+    let id = id_of(&r);
+    assert_eq!(r["workspace_seed"]["mode"], "git_checkout", "{r}");
+    assert_eq!(
+        guest_tree(&mut m, &id),
+        [".gitignore", "README.md", "notes.txt", "src", "src/lib.rs"]
+    );
+    (m, id)
+}
+
 #[test]
 #[ignore = "boots VMs: run with `make test`"]
 fn seeds_from_the_detected_checkout_and_from_a_repo_url() {
@@ -851,16 +866,8 @@ fn seeds_from_the_detected_checkout_and_from_a_repo_url() {
         &["clone", "-q", "--bare", co.to_str().unwrap(), "origin.git"],
     );
 
-    // Started inside the checkout (a subdirectory): the files Git sees,
-    // untracked ones included, without .git or what .gitignore names.
-    let mut m = Mcp::start(pyro_bin, &co.join("src"), &[]);
-    let r = m.call("workspace_create", json!({"environment": ENV}));
-    let id = id_of(&r);
-    assert_eq!(r["workspace_seed"]["mode"], "git_checkout", "{r}");
-    assert_eq!(
-        guest_tree(&mut m, &id),
-        [".gitignore", "README.md", "notes.txt", "src", "src/lib.rs"]
-    );
+    // Started inside the checkout (a subdirectory).
+    let (mut m, id) = create_from_checkout(&co.join("src"), &[]);
     let lib = m.call(
         "workspace_file_read",
         json!({"workspace_id": id, "path": "src/lib.rs"}),
@@ -875,14 +882,7 @@ fn seeds_from_the_detected_checkout_and_from_a_repo_url() {
     m.close();
 
     // --project-path names the same checkout from elsewhere.
-    let mut m = Mcp::start(pyro_bin, &d, &["--project-path", co.to_str().unwrap()]);
-    let r = m.call("workspace_create", json!({"environment": ENV}));
-    let id = id_of(&r);
-    assert_eq!(r["workspace_seed"]["mode"], "git_checkout", "{r}");
-    assert_eq!(
-        guest_tree(&mut m, &id),
-        [".gitignore", "README.md", "notes.txt", "src", "src/lib.rs"]
-    );
+    let (mut m, id) = create_from_checkout(&d, &["--project-path", co.to_str().unwrap()]);
     m.call("workspace_delete", json!({"workspace_id": id}));
     m.close();
 
