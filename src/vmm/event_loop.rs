@@ -75,8 +75,7 @@ pub fn run(mut lp: Loop) -> Result<String, VmmError> {
     .map_err(io("register"))?;
     let control = match &lp.control_socket {
         Some(p) => {
-            let _ = std::fs::remove_file(p);
-            let l = UnixListener::bind(p)
+            let l = super::listen_unix(p)
                 .map_err(|e| VmmError(format!("control socket {}: {e}", p.display())))?;
             l.set_nonblocking(true).map_err(io("control socket"))?;
             reg.register(&mut SourceFd(&l.as_raw_fd()), CONTROL, Interest::READABLE)

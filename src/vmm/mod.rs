@@ -199,6 +199,23 @@ pub fn run(cfg: &VmConfig) -> Result<String, VmmError> {
     outcome
 }
 
+/// Listens on a Unix socket at `path` that appears only once it accepts
+/// connections: bound and listening under a temporary name, then renamed
+/// into place. Clients wait for the path to exist and then connect; bound
+/// in place, the path exists a moment before `listen`, and a client that
+/// connects then is refused.
+pub fn listen_unix(path: &std::path::Path) -> std::io::Result<std::os::unix::net::UnixListener> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".{}.tmp", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let listener = std::os::unix::net::UnixListener::bind(&tmp)?;
+    if let Err(e) = std::fs::rename(&tmp, path) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    Ok(listener)
+}
+
 fn new_evt() -> Result<EventFd, VmmError> {
     EventFd::new(libc::EFD_NONBLOCK).map_err(err("eventfd"))
 }
@@ -229,4 +246,29 @@ fn attach(
         transport: Arc::new(Mutex::new(transport)),
         notify,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn unix_sockets_appear_listening_and_replace_stale_files() {
+        let dir = std::env::temp_dir().join(format!(
+            "pyro-listen-{}",
+            crate::engine::paths::random_id(4)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("ctl.sock");
+        std::fs::write(&path, b"stale").unwrap();
+        let listener = super::listen_unix(&path).unwrap();
+        std::os::unix::net::UnixStream::connect(&path).unwrap();
+        assert!(listener.accept().is_ok());
+        // Nothing but the socket is left in the directory.
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(names, [std::ffi::OsString::from("ctl.sock")]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -54,8 +54,9 @@ pub struct Vsock {
 
 impl Vsock {
     pub fn new(cid: u64, uds_path: PathBuf) -> io::Result<Self> {
-        let _ = std::fs::remove_file(&uds_path);
-        let listener = UnixListener::bind(&uds_path)?;
+        let listener = crate::vmm::listen_unix(&uds_path)?;
+        listener.set_nonblocking(true)?;
+        let listener = UnixListener::from_std(listener);
         Ok(Vsock {
             cid,
             uds_path,
