@@ -49,9 +49,14 @@ pub fn connect(uds: &Path, timeout: Duration) -> io::Result<UnixStream> {
 
 /// Sends one request and waits up to `timeout` for the answer.
 pub fn call(uds: &Path, req: &Request, timeout: Duration) -> io::Result<Response> {
-    let mut s = connect(uds, timeout)?;
-    write_frame(&mut s, req)?;
-    match read_frame(&mut s)? {
+    exchange(&mut connect(uds, timeout)?, req)
+}
+
+/// Sends one request on a connected stream and reads the answer, within
+/// the stream's own timeouts.
+pub fn exchange(s: &mut UnixStream, req: &Request) -> io::Result<Response> {
+    write_frame(s, req)?;
+    match read_frame(s)? {
         Some(r) => Ok(r),
         None => Err(io::Error::new(
             io::ErrorKind::UnexpectedEof,

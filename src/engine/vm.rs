@@ -304,9 +304,8 @@ const PATIENT_AFTER: Duration = Duration::from_secs(5);
 fn ping(vsock: &std::path::Path, handshake: Duration) -> std::io::Result<u64> {
     let mut s = agent::connect(vsock, handshake)?;
     s.set_read_timeout(Some(Duration::from_secs(2)))?;
-    pyro_proto::write_frame(&mut s, &Request::Ping)?;
-    match pyro_proto::read_frame(&mut s)? {
-        Some(Response::Pong { uptime_ms, .. }) => Ok(uptime_ms),
+    match agent::exchange(&mut s, &Request::Ping)? {
+        Response::Pong { uptime_ms, .. } => Ok(uptime_ms),
         other => Err(std::io::Error::other(format!(
             "unexpected answer to ping: {other:?}"
         ))),

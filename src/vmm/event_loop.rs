@@ -3,7 +3,7 @@
 //! block on host I/O get a thread of their own (`spawn_io_thread`).
 
 use super::vcpu::ExitNote;
-use super::{DeviceSlot, VmmError};
+use super::{err, DeviceSlot, VmmError};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use std::io::{BufRead, BufReader, Write};
@@ -52,34 +52,33 @@ pub fn block_signals() -> std::io::Result<OwnedFd> {
 }
 
 pub fn run(mut lp: Loop) -> Result<String, VmmError> {
-    let io = |what: &'static str| move |e: std::io::Error| VmmError(format!("{what}: {e}"));
-    let mut poll = Poll::new().map_err(io("epoll"))?;
-    let reg = poll.registry().try_clone().map_err(io("epoll"))?;
+    let mut poll = Poll::new().map_err(err("epoll"))?;
+    let reg = poll.registry().try_clone().map_err(err("epoll"))?;
     reg.register(
         &mut SourceFd(&lp.signals.as_raw_fd()),
         SIGNALS,
         Interest::READABLE,
     )
-    .map_err(io("register"))?;
+    .map_err(err("register"))?;
     reg.register(
         &mut SourceFd(&lp.reset_evt.as_raw_fd()),
         RESET,
         Interest::READABLE,
     )
-    .map_err(io("register"))?;
+    .map_err(err("register"))?;
     reg.register(
         &mut SourceFd(&lp.exit_evt.as_raw_fd()),
         VCPU_EXIT,
         Interest::READABLE,
     )
-    .map_err(io("register"))?;
+    .map_err(err("register"))?;
     let control = match &lp.control_socket {
         Some(p) => {
             let l = super::listen_unix(p)
                 .map_err(|e| VmmError(format!("control socket {}: {e}", p.display())))?;
-            l.set_nonblocking(true).map_err(io("control socket"))?;
+            l.set_nonblocking(true).map_err(err("control socket"))?;
             reg.register(&mut SourceFd(&l.as_raw_fd()), CONTROL, Interest::READABLE)
-                .map_err(io("register"))?;
+                .map_err(err("register"))?;
             Some(l)
         }
         None => None,
@@ -96,14 +95,14 @@ pub fn run(mut lp: Loop) -> Result<String, VmmError> {
                 Token(base + q),
                 Interest::READABLE,
             )
-            .map_err(io("register"))?;
+            .map_err(err("register"))?;
         }
         slot.transport
             .lock()
             .unwrap()
             .device_mut()
             .register_sources(&reg, base)
-            .map_err(io("device sources"))?;
+            .map_err(err("device sources"))?;
     }
 
     let mut events = Events::with_capacity(64);
@@ -155,9 +154,7 @@ pub fn run(mut lp: Loop) -> Result<String, VmmError> {
                     let mut tr = slot.transport.lock().unwrap();
                     if let Some(evt) = slot.notify.get(local) {
                         let _ = evt.read();
-                        if tr.is_activated() {
-                            tr.device_mut().queue_notify(&reg, local);
-                        }
+                        tr.notify_queue(&reg, local);
                     } else {
                         tr.device_mut().handle_event(&reg, local, ev);
                     }
@@ -178,8 +175,7 @@ fn spawn_io_thread(
     exit_evt: Arc<EventFd>,
     note: ExitNote,
 ) -> Result<(), VmmError> {
-    let io = |what: &'static str| move |e: std::io::Error| VmmError(format!("{what}: {e}"));
-    let mut poll = Poll::new().map_err(io("epoll"))?;
+    let mut poll = Poll::new().map_err(err("epoll"))?;
     for (q, evt) in slot.notify.iter().enumerate() {
         poll.registry()
             .register(
@@ -187,7 +183,7 @@ fn spawn_io_thread(
                 Token(q),
                 Interest::READABLE,
             )
-            .map_err(io("register"))?;
+            .map_err(err("register"))?;
     }
     let (transport, notify) = (slot.transport.clone(), slot.notify.clone());
     std::thread::Builder::new()
@@ -207,14 +203,11 @@ fn spawn_io_thread(
                 for ev in events.iter() {
                     let q = ev.token().0;
                     let _ = notify[q].read();
-                    let mut tr = transport.lock().unwrap();
-                    if tr.is_activated() {
-                        tr.device_mut().queue_notify(poll.registry(), q);
-                    }
+                    transport.lock().unwrap().notify_queue(poll.registry(), q);
                 }
             }
         })
-        .map_err(io("spawning device I/O thread"))?;
+        .map_err(err("spawning device I/O thread"))?;
     Ok(())
 }
 

@@ -228,6 +228,8 @@ fn guest_iovecs(mem: &GuestMemoryMmap, data: &DescList) -> Option<Vec<libc::iove
                 iov_len: s.len(),
             });
         }
+        // vm-memory does not promise the slices add up (its docs say not
+        // to rely on it in unsafe code), and the kernel will write there.
         if got != d.len() as usize {
             return None;
         }

@@ -73,8 +73,12 @@ impl MmioTransport {
         self.device.as_mut()
     }
 
-    pub fn is_activated(&self) -> bool {
-        self.activated
+    /// The driver kicked queue `index` (its ioeventfd fired): the device
+    /// serves it once the driver has activated it, not before.
+    pub fn notify_queue(&mut self, registry: &mio::Registry, index: usize) {
+        if self.activated {
+            self.device.queue_notify(registry, index);
+        }
     }
 
     fn queue(&mut self) -> Option<&mut Queue> {
@@ -317,7 +321,7 @@ mod tests {
             0x70,
             STATUS_ACK | STATUS_DRIVER | STATUS_FEATURES_OK | STATUS_DRIVER_OK,
         );
-        assert!(!t.is_activated());
+        assert!(!t.activated);
         assert_ne!(read(&mut t, 0x70) & STATUS_FAILED, 0);
         // A reset brings the device back to a clean state.
         write(&mut t, 0x70, 0);
