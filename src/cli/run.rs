@@ -2,6 +2,7 @@
 
 use super::{fail, parse_num, print_json, usage_error};
 use crate::engine::run::{self, RunRequest};
+use crate::engine::EngineError;
 use lexopt::prelude::*;
 
 pub const USAGE: &str = "\
@@ -151,6 +152,14 @@ pub fn main(mut parser: lexopt::Parser) -> i32 {
             }
             code
         }
+        // A person typed this command: tell them about the unisolated
+        // fallback (MCP clients never see this hint).
+        Err(e) if run::is_no_guest(&e) && !req.allow_host_compat => fail(
+            &EngineError::Unavailable(format!(
+                "{e} (--allow-host-compat runs the command on the host instead, without isolation)"
+            )),
+            json,
+        ),
         Err(e) => fail(&e, json),
     }
 }

@@ -3,6 +3,8 @@
 //! name; `--json` prints exactly the object the tool returns.
 
 use super::{fail, print_json, usage_error};
+use crate::engine::host::kvm_status;
+use crate::engine::hostpath::{HostPathError, Roots};
 use crate::engine::workspace::lifecycle::{self, CreateRequest, DEFAULT_ENVIRONMENT};
 use crate::engine::workspace::seed::SeedSource;
 use crate::engine::workspace::{export, files, DEFAULT_READ_MAX_BYTES};
@@ -220,6 +222,12 @@ impl From<EngineError> for Failure {
     }
 }
 
+impl From<HostPathError> for Failure {
+    fn from(e: HostPathError) -> Self {
+        Failure::Engine(e.into())
+    }
+}
+
 fn need(args: &Args, n: usize, names: &str) -> std::result::Result<(), Failure> {
     if args.positional.len() < n {
         return Err(Failure::Usage(format!("missing {names}")));
@@ -273,14 +281,25 @@ fn run(sub: &str, a: Args) -> std::result::Result<Outcome, Failure> {
             req.name = a.opt("name").map(String::from);
             req.labels = labels(&a.all("label"))?;
             if let Some(p) = a.opt("seed-path") {
-                req.seed = SeedSource::Path(p.to_string());
+                // The person typed it: any path they can reach.
+                req.seed = SeedSource::Path(Roots::unconfined().resolve_read(p)?);
             }
             let quiet = a.flag("json") || a.flag("id-only");
+            let compat = req.allow_host_compat;
             super::signals::install();
             let v = lifecycle::create(req, &mut |phase| {
                 if !quiet {
                     eprintln!("[workspace] {phase}");
                 }
+            })
+            .map_err(|e| match e {
+                // The person asked for the fallback: say why it did not apply.
+                EngineError::Unavailable(m) if compat && kvm_status().blocker().is_some() => {
+                    EngineError::Unavailable(format!(
+                        "{m} (--allow-host-compat applies to one-shot `pyro run` only: a workspace always needs a VM)"
+                    ))
+                }
+                e => e,
             })?;
             if a.flag("id-only") {
                 println!("{}", v["workspace_id"].as_str().unwrap_or(""));
@@ -318,7 +337,7 @@ fn run(sub: &str, a: Args) -> std::result::Result<Outcome, Failure> {
             need(&a, 2, "workspace ID and SOURCE")?;
             files::sync_push(
                 &id(),
-                &a.positional[1],
+                &Roots::unconfined().resolve_read(&a.positional[1])?,
                 a.opt("dest").unwrap_or("/workspace"),
             )?
         }
@@ -376,7 +395,8 @@ fn run(sub: &str, a: Args) -> std::result::Result<Outcome, Failure> {
             let Some(out) = a.opt("output") else {
                 return Err(usage("missing --output HOST_PATH".into()));
             };
-            export::export(&id(), &a.positional[1], out, a.flag("overwrite"))?
+            let dest = Roots::unconfined().resolve_write(out)?;
+            export::export(&id(), &a.positional[1], &dest, a.flag("overwrite"))?
         }
         "logs" => {
             need(&a, 1, "workspace ID")?;

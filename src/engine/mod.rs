@@ -8,6 +8,7 @@ pub mod doctor;
 pub mod environments;
 pub mod error;
 pub mod host;
+pub mod hostpath;
 pub mod paths;
 pub mod run;
 pub mod vm;

@@ -68,6 +68,14 @@ impl RunRequest {
     }
 }
 
+/// How the error of a run refused for want of a bootable guest begins.
+pub const NO_GUEST: &str = "cannot boot a guest here";
+
+/// Whether `e` is that refusal (the CLI then suggests --allow-host-compat).
+pub fn is_no_guest(e: &EngineError) -> bool {
+    matches!(e, EngineError::Unavailable(m) if m.starts_with(NO_GUEST))
+}
+
 /// Progress callback: a phase name and its details.
 pub type Progress<'a> = &'a mut dyn FnMut(&str, Value);
 
@@ -93,9 +101,10 @@ pub fn run_cancellable(
         if req.allow_host_compat {
             return host_compat(req, entry.version, &why, progress);
         }
-        return Err(EngineError::Unavailable(format!(
-            "cannot boot a guest here: {why}. (--allow-host-compat runs the command on the host instead, without isolation)"
-        )));
+        // No hint about host execution: this text reaches MCP clients,
+        // which must not be invited to ask for it. The CLI adds the hint
+        // for the person at the terminal (`is_no_guest`).
+        return Err(EngineError::Unavailable(format!("{NO_GUEST}: {why}.")));
     }
     let env = environments::installed(&req.environment)?;
     let vm_id = paths::random_id(6);

@@ -1,6 +1,7 @@
 //! The MCP server: hand-rolled JSON-RPC 2.0 over stdio, newline-delimited.
 //! Only protocol goes to stdout; diagnostics go to stderr.
 //!
+//! - `access`: what the operator let the client reach on the host
 //! - `jsonrpc`: framing and envelopes
 //! - `server`: the session (lifecycle, dispatch, cancellation, logging)
 //! - `tools`: profiles and the engine-backed tools
@@ -8,6 +9,7 @@
 //! - `project`: the project source the session works on
 //! - `workspace_tools`: the `workspace_*` tools over the workspace engine
 
+pub mod access;
 pub mod jsonrpc;
 pub mod project;
 pub mod schema;

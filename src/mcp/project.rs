@@ -213,6 +213,17 @@ impl fmt::Display for Head {
 }
 
 impl ProjectSource {
+    /// The local directory the project is, when it is one: the root MCP
+    /// host paths may lead into (a `--repo-url` clone is not on the host
+    /// until a create makes a temporary one).
+    pub fn host_root(&self) -> Option<&Path> {
+        match self {
+            ProjectSource::Detected { root, .. } => Some(root),
+            ProjectSource::Path { path, .. } => Some(path),
+            ProjectSource::None { .. } | ProjectSource::Repo { .. } => None,
+        }
+    }
+
     /// One sentence for the server's `instructions`.
     pub fn describe(&self) -> String {
         let head = |h: &Option<Head>| h.as_ref().map(|h| format!(" ({h})")).unwrap_or_default();

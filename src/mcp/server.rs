@@ -7,6 +7,7 @@
 //! thread, registered under its request id so `notifications/cancelled`
 //! can reach it. All output goes through one lock, one message per line.
 
+use super::access::HostAccess;
 use super::jsonrpc::{self, Incoming, Line, LineReader, RpcError};
 use super::project::ProjectSource;
 use super::tools::{CallContext, Outcome, Toolset};
@@ -46,6 +47,7 @@ const DEFAULT_LEVEL: usize = 3;
 pub struct Config {
     pub toolset: Toolset,
     pub project: ProjectSource,
+    pub access: HostAccess,
 }
 
 struct Session {
@@ -54,6 +56,7 @@ struct Session {
     out_broken: AtomicBool,
     toolset: Toolset,
     project: ProjectSource,
+    access: HostAccess,
     instructions: String,
     /// The negotiated protocol version, once `initialize` was answered.
     version: Mutex<Option<&'static str>>,
@@ -73,6 +76,7 @@ pub fn serve(cfg: Config, input: impl BufRead, output: Box<dyn Write + Send>) ->
         out_broken: AtomicBool::new(false),
         toolset: cfg.toolset,
         project: cfg.project,
+        access: cfg.access,
         instructions,
         version: Mutex::new(None),
         log_level: AtomicUsize::new(DEFAULT_LEVEL),
@@ -118,6 +122,8 @@ fn instructions(cfg: &Config) -> String {
              workspace_reset to start over, workspace_delete when done.",
         );
     }
+    s.push(' ');
+    s.push_str(&cfg.access.describe(cfg.toolset.has("workspace_create")));
     let pending = cfg.toolset.pending();
     if !pending.is_empty() {
         s.push_str(&format!(
@@ -325,6 +331,7 @@ impl Session {
             "_meta": {
                 "pyro/profile": self.toolset.profile.name(),
                 "pyro/project": self.project.to_json(),
+                "pyro/host_access": self.access.to_json(),
             },
         }))
     }
@@ -415,6 +422,7 @@ impl Session {
             let ctx = CallContext {
                 cancel: &call.cancel,
                 project: &self.project,
+                access: &self.access,
                 progress: &progress,
                 log: &log,
             };
@@ -512,6 +520,7 @@ mod tests {
         let cfg = Config {
             toolset: Toolset::new(Profile::WorkspaceCore),
             project: ProjectSource::None { cwd: "/".into() },
+            access: HostAccess::none(),
         };
         serve(cfg, io::BufReader::new(input), Box::new(sink.clone())).unwrap();
         let out = sink.0.lock().unwrap().clone();
@@ -656,6 +665,7 @@ mod tests {
             out_broken: AtomicBool::new(false),
             toolset: Toolset::new(Profile::VmRun),
             project: ProjectSource::None { cwd: "/".into() },
+            access: HostAccess::none(),
             instructions: String::new(),
             version: Mutex::new(None),
             log_level: AtomicUsize::new(DEFAULT_LEVEL),

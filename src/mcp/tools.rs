@@ -122,6 +122,8 @@ pub struct CallContext<'a> {
     pub cancel: &'a CancelToken,
     /// The project `workspace_create` seeds from when given no seed_path.
     pub project: &'a super::project::ProjectSource,
+    /// What the operator allowed on the host (paths, host execution).
+    pub access: &'a super::access::HostAccess,
     /// Sends a progress notification (only when the caller asked for them).
     pub progress: &'a (dyn Fn(&str) + Sync),
     /// Sends a log notification at a level name ("debug", "info", ...).
@@ -307,7 +309,7 @@ fn vm_run_tool() -> Tool {
             },
             Arg {
                 name: "allow_host_compat",
-                description: "If this host cannot boot a guest, run the command directly on the host WITHOUT isolation instead of failing.",
+                description: "Leave false. Only a server whose operator enabled unisolated host execution honours true (then, where no guest can boot, the command runs directly on the host WITHOUT isolation); anywhere else true is refused.",
                 kind: Kind::Boolean,
                 default: Some(json!(false)),
             },
@@ -362,6 +364,12 @@ fn vm_run_output_schema() -> Value {
 }
 
 fn vm_run(args: &Map<String, Value>, ctx: &CallContext) -> Outcome {
+    if args["allow_host_compat"] == true && !ctx.access.allow_host_compat {
+        return Outcome::Failed(format!(
+            "vm_run refused: {}",
+            super::access::HOST_COMPAT_REFUSED
+        ));
+    }
     let int = |k: &str| args[k].as_f64().unwrap_or(0.0) as u64;
     let mut req = RunRequest::new(
         args["environment"].as_str().unwrap_or_default(),
@@ -559,9 +567,11 @@ mod tests {
         let t = Toolset::new(Profile::WorkspaceCore);
         let cancel = CancelToken::new();
         let project = super::super::project::ProjectSource::None { cwd: "/".into() };
+        let access = super::super::access::HostAccess::none();
         let ctx = CallContext {
             cancel: &cancel,
             project: &project,
+            access: &access,
             progress: &|_| {},
             log: &|_, _| {},
         };

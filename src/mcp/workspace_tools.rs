@@ -2,14 +2,16 @@
 //! calls into the workspace engine, which returns the same JSON objects
 //! `pyro workspace ... --json` prints.
 
+use super::access::HOST_COMPAT_REFUSED;
 use super::project::ProjectSource;
 use super::schema::{Arg, Kind};
 use super::tools::{CallContext, Outcome, Tool};
 use crate::engine::environments::CATALOG;
+use crate::engine::hostpath::Roots;
 use crate::engine::workspace::lifecycle::{self, CreateRequest};
 use crate::engine::workspace::seed::SeedSource;
-use crate::engine::workspace::{export, files, DEFAULT_READ_MAX_BYTES, FILE_MAX_BYTES};
-use crate::engine::Result;
+use crate::engine::workspace::{export, files, store, DEFAULT_READ_MAX_BYTES, FILE_MAX_BYTES};
+use crate::engine::{EngineError, Result};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
@@ -143,13 +145,13 @@ pub fn tools() -> Vec<Tool> {
                 ),
                 with_default(
                     "allow_host_compat",
-                    "Accepted for compatibility; a workspace always needs a VM (only vm_run can fall back to the host).",
+                    "Leave false: a workspace always runs in a VM. true is refused unless the server's operator enabled host execution, and even then changes nothing here.",
                     Kind::Boolean,
                     json!(false),
                 ),
                 optional(
                     "seed_path",
-                    "Host directory or .tar/.tar.gz/.tgz archive to copy into /workspace. Omit to use the server's project source.",
+                    "Host directory or .tar/.tar.gz/.tgz archive to copy into /workspace. It must lie inside the host directories this server allows (listed in its instructions; symlinks are followed and must stay inside); a relative path resolves against the project directory. Omit to use the server's project source.",
                     Kind::String {
                         min_len: 1,
                         one_of: None,
@@ -219,7 +221,7 @@ pub fn tools() -> Vec<Tool> {
             "Copy a host directory or .tar/.tar.gz/.tgz archive into /workspace (or dest inside it), replacing files of the same name. Checked before anything is sent: special files, hard links, '..' or absolute members and symlinks leading out are refused.",
             vec![
                 workspace_id(),
-                string("source_path", "Host directory or archive to copy."),
+                string("source_path", "Host directory or archive to copy. It must lie inside the host directories this server allows (listed in its instructions; symlinks are followed and must stay inside); a relative path resolves against the project directory."),
                 with_default(
                     "dest",
                     "Destination directory inside /workspace (absolute under /workspace or relative to it).",
@@ -372,11 +374,11 @@ pub fn tools() -> Vec<Tool> {
         tool(
             "workspace_export",
             "Copy a workspace path to the host",
-            "Copy one file, symlink or directory from /workspace to output_path on the host. Never replaces an existing output_path unless overwrite is true; nothing is written outside output_path. This is the only way results leave the VM.",
+            "Copy one file, symlink or directory from /workspace to output_path on the host. output_path must lie inside the host directories this server allows, not in a hidden directory such as .git. Never replaces an existing output_path unless overwrite is true; nothing is written outside output_path. This is the only way results leave the VM.",
             vec![
                 workspace_id(),
                 string("path", "Path inside /workspace to export."),
-                string("output_path", "Host path to create (absolute; relative paths resolve against the server's directory)."),
+                string("output_path", "Host path to create, inside the host directories this server allows (listed in its instructions) and below no hidden directory or file (a name starting with '.'); a relative path resolves against the project directory. Missing parent directories are created."),
                 with_default("overwrite", "Replace output_path if it exists.", Kind::Boolean, json!(false)),
             ],
             output(&[("workspace_id", "string"), ("workspace_path", "string"), ("output_path", "string"), ("artifact_type", "string")]),
@@ -438,40 +440,75 @@ fn map(args: &Map<String, Value>, k: &str) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
-/// The seed a `workspace_create` without `seed_path` uses.
-pub fn project_seed(p: &ProjectSource) -> SeedSource {
-    match p {
+/// The seed a `workspace_create` without `seed_path` uses. A plain
+/// project directory is one of `roots`, so it resolves like any other path.
+pub fn project_seed(p: &ProjectSource, roots: &Roots) -> Result<SeedSource> {
+    Ok(match p {
         ProjectSource::None { .. } => SeedSource::Empty,
         ProjectSource::Detected { root, .. } => SeedSource::GitCheckout(root.clone()),
         ProjectSource::Path { path, git } => match git {
             Some(_) => SeedSource::GitCheckout(path.clone()),
-            None => SeedSource::Path(path.to_string_lossy().into_owned()),
+            None => SeedSource::Path(roots.resolve_read(&path.to_string_lossy())?),
         },
         ProjectSource::Repo { url, git_ref } => SeedSource::Repo {
             url: url.clone(),
             git_ref: git_ref.clone(),
         },
+    })
+}
+
+/// `workspace_create`: host execution and `seed_path` as the operator allows.
+fn create(args: &Map<String, Value>, ctx: &CallContext) -> Result<Value> {
+    let compat = args.get("allow_host_compat") == Some(&json!(true));
+    if compat && !ctx.access.allow_host_compat {
+        return Err(EngineError::Invalid(HOST_COMPAT_REFUSED.into()));
     }
+    let mut req = CreateRequest::new(str_arg(args, "environment"));
+    req.vcpu_count = int(args, "vcpu_count") as u8;
+    req.mem_mib = int(args, "mem_mib") as u32;
+    req.ttl_seconds = int(args, "ttl_seconds");
+    req.allow_host_compat = compat;
+    req.name = opt_str(args, "name");
+    req.labels = map(args, "labels");
+    req.seed = match opt_str(args, "seed_path") {
+        Some(p) => SeedSource::Path(ctx.access.roots.resolve_read(&p)?),
+        None => project_seed(ctx.project, &ctx.access.roots)?,
+    };
+    lifecycle::create(req, &mut |phase| (ctx.progress)(phase))
+}
+
+/// `workspace_sync_push`: the workspace is looked up before the source
+/// path is even resolved, so an unknown id touches nothing on the host.
+fn sync_push(id: &str, args: &Map<String, Value>, ctx: &CallContext) -> Result<Value> {
+    store::load(id)?;
+    let source = ctx
+        .access
+        .roots
+        .resolve_read(str_arg(args, "source_path"))?;
+    files::sync_push(id, &source, str_arg(args, "dest"))
+}
+
+/// `workspace_export`: the workspace first, then the destination, which
+/// must be writable under the server's roots.
+fn export(id: &str, args: &Map<String, Value>, ctx: &CallContext) -> Result<Value> {
+    store::load(id)?;
+    let dest = ctx
+        .access
+        .roots
+        .resolve_write(str_arg(args, "output_path"))?;
+    export::export(
+        id,
+        str_arg(args, "path"),
+        &dest,
+        args.get("overwrite") == Some(&json!(true)),
+    )
 }
 
 /// Runs workspace tool `name` with validated `args`.
 pub fn call(name: &str, args: &Map<String, Value>, ctx: &CallContext) -> Outcome {
     let id = || str_arg(args, "workspace_id").to_string();
     let result: Result<Value> = match name {
-        "workspace_create" => {
-            let mut req = CreateRequest::new(str_arg(args, "environment"));
-            req.vcpu_count = int(args, "vcpu_count") as u8;
-            req.mem_mib = int(args, "mem_mib") as u32;
-            req.ttl_seconds = int(args, "ttl_seconds");
-            req.allow_host_compat = args.get("allow_host_compat") == Some(&json!(true));
-            req.name = opt_str(args, "name");
-            req.labels = map(args, "labels");
-            req.seed = match opt_str(args, "seed_path") {
-                Some(p) => SeedSource::Path(p),
-                None => project_seed(ctx.project),
-            };
-            lifecycle::create(req, &mut |phase| (ctx.progress)(phase))
-        }
+        "workspace_create" => create(args, ctx),
         "workspace_list" => lifecycle::list(),
         "workspace_update" => {
             let clear: Vec<String> = args
@@ -492,9 +529,7 @@ pub fn call(name: &str, args: &Map<String, Value>, ctx: &CallContext) -> Outcome
             )
         }
         "workspace_status" => lifecycle::status(&id()),
-        "workspace_sync_push" => {
-            files::sync_push(&id(), str_arg(args, "source_path"), str_arg(args, "dest"))
-        }
+        "workspace_sync_push" => sync_push(&id(), args, ctx),
         "workspace_exec" => files::exec(
             &id(),
             str_arg(args, "command"),
@@ -511,12 +546,7 @@ pub fn call(name: &str, args: &Map<String, Value>, ctx: &CallContext) -> Outcome
         "workspace_file_write" => files::write(&id(), str_arg(args, "path"), str_arg(args, "text")),
         "workspace_patch_apply" => files::patch_apply(&id(), str_arg(args, "patch")),
         "workspace_diff" => files::diff(&id()),
-        "workspace_export" => export::export(
-            &id(),
-            str_arg(args, "path"),
-            str_arg(args, "output_path"),
-            args.get("overwrite") == Some(&json!(true)),
-        ),
+        "workspace_export" => export(&id(), args, ctx),
         "workspace_reset" => lifecycle::reset(&id(), str_arg(args, "snapshot")),
         "workspace_delete" => lifecycle::delete(&id()),
         other => return Outcome::Failed(format!("tool {other} has no implementation")),
@@ -636,26 +666,36 @@ mod tests {
 
     #[test]
     fn missing_seed_path_uses_the_project() {
+        let seed = |p: &ProjectSource| {
+            let roots = Roots::confined(p.host_root(), &[]).unwrap();
+            project_seed(p, &roots).unwrap()
+        };
         assert_eq!(
-            project_seed(&ProjectSource::None { cwd: "/".into() }),
+            seed(&ProjectSource::None { cwd: "/".into() }),
             SeedSource::Empty
         );
+        let d = std::env::temp_dir().join(format!(
+            "pyro-project-seed-{}",
+            crate::engine::paths::random_id(4)
+        ));
+        std::fs::create_dir_all(&d).unwrap();
+        let d = std::fs::canonicalize(&d).unwrap();
         assert_eq!(
-            project_seed(&ProjectSource::Detected {
-                root: "/src/app".into(),
+            seed(&ProjectSource::Detected {
+                root: d.clone(),
                 head: None
             }),
-            SeedSource::GitCheckout("/src/app".into())
+            SeedSource::GitCheckout(d.clone())
         );
+        match seed(&ProjectSource::Path {
+            path: d.clone(),
+            git: None,
+        }) {
+            SeedSource::Path(p) => assert_eq!(p.path(), d),
+            other => panic!("{other:?}"),
+        }
         assert_eq!(
-            project_seed(&ProjectSource::Path {
-                path: "/data".into(),
-                git: None
-            }),
-            SeedSource::Path("/data".into())
-        );
-        assert_eq!(
-            project_seed(&ProjectSource::Repo {
+            seed(&ProjectSource::Repo {
                 url: "https://h/r".into(),
                 git_ref: Some("v1".into())
             }),
@@ -664,5 +704,6 @@ mod tests {
                 git_ref: Some("v1".into())
             }
         );
+        std::fs::remove_dir_all(d).unwrap();
     }
 }

@@ -8,46 +8,40 @@
 //! and renamed onto it only when complete, so a failed export leaves
 //! nothing behind, and an existing destination is replaced only with
 //! `overwrite` (and then only once the new copy is whole).
+//!
+//! The destination is a [`WritePath`]: resolved under the caller's policy
+//! (confined to the allowed roots for an MCP client) and never followed
+//! if it is itself a symlink (it is replaced). Its directory is created
+//! only after the workspace was found, and checked again right before the
+//! renames.
+//!
+//! Crash safety: the stage directory (`.<name>.pyro-export-<id>` beside
+//! the destination) is recorded in a journal under `$PYRO_HOME/exports/`
+//! before it is made, and flock(2)ed while the export runs. Replacing
+//! moves the old destination into the stage, then the new copy onto the
+//! destination; a process killed between the two renames leaves the
+//! original in the stage. [`reap_stages`] (run by every export and at MCP
+//! server start) and the scan of the destination's directory at the next
+//! export put it back and remove stages nobody holds.
 
 use super::lifecycle::{self, open_live};
 use super::review::{self, Event};
 use super::{guest_path, normalize_path, EngineError, Result};
 use crate::engine::agent;
+use crate::engine::hostpath::WritePath;
+use crate::engine::paths;
 use pyro_guest::archive::member_path;
 use pyro_guest::beneath::symlink_stays_inside;
 use pyro_proto::{ArtifactType, ChunkReader, Request, Response};
 use serde_json::{json, Value};
-use std::io::Read;
-use std::os::unix::fs::PermissionsExt;
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-fn resolve_output(output_path: &str) -> Result<PathBuf> {
-    let t = output_path.trim();
-    if t.is_empty() {
-        return Err(EngineError::Invalid("output_path must not be empty".into()));
-    }
-    let p = PathBuf::from(t);
-    let p = if p.is_absolute() {
-        p
-    } else {
-        std::env::current_dir()
-            .map_err(|e| EngineError::io("finding the current directory", e))?
-            .join(p)
-    };
-    let name = p.file_name().ok_or_else(|| {
-        EngineError::Invalid(format!("output_path {t:?} must name a file or directory"))
-    })?;
-    let parent = p.parent().unwrap_or(Path::new("/"));
-    std::fs::create_dir_all(parent).map_err(|e| {
-        EngineError::Invalid(format!(
-            "cannot create the directory of output_path {t:?}: {e}"
-        ))
-    })?;
-    let parent = std::fs::canonicalize(parent)
-        .map_err(|e| EngineError::io(format!("resolving {}", parent.display()), e))?;
-    Ok(parent.join(name))
-}
 
 /// Extracts a tar into `root` (a fresh directory), refusing anything that
 /// could land outside it. Returns (entries, bytes).
@@ -144,10 +138,17 @@ fn bad_stream(e: std::io::Error) -> EngineError {
     ))
 }
 
-/// Copies workspace `path` to host `output_path`.
-pub fn export(id: &str, path: &str, output_path: &str, overwrite: bool) -> Result<Value> {
+/// Copies workspace `path` to the checked host destination `dest`.
+pub fn export(id: &str, path: &str, dest: &WritePath, overwrite: bool) -> Result<Value> {
     let rel = normalize_path(path)?;
-    let out = resolve_output(output_path)?;
+    // The workspace first: for an unknown id nothing on the host is touched.
+    super::store::load(id)?;
+    reap_stages();
+    let out = dest.path();
+    let dir = dest.dir();
+    // An earlier export killed here may hold the original: put it back
+    // before deciding whether the destination exists.
+    reap_siblings(&dir);
     let exists = std::fs::symlink_metadata(&out).is_ok();
     if exists && !overwrite {
         return Err(EngineError::Invalid(format!(
@@ -155,15 +156,18 @@ pub fn export(id: &str, path: &str, output_path: &str, overwrite: bool) -> Resul
             out.display()
         )));
     }
+    if exists && dest.is_confined() {
+        refuse_hidden_inside(&out, dest.given())?;
+    }
     let mut live = open_live(id, "export")?;
-    let parent = out.parent().unwrap_or(Path::new("/")).to_path_buf();
-    let stage = parent.join(format!(
-        ".{}.pyro-export-{}",
-        out.file_name().unwrap_or_default().to_string_lossy(),
-        crate::engine::paths::random_id(4)
-    ));
-    std::fs::create_dir(&stage)
-        .map_err(|e| EngineError::io(format!("creating {}", stage.display()), e))?;
+    dest.create_dirs().map_err(|e| {
+        EngineError::Invalid(format!(
+            "cannot create the directory of output_path {:?}: {e}",
+            dest.given()
+        ))
+    })?;
+    dest.verify()?;
+    let stage = Stage::create(&dir, dest.name(), &journal_dir())?;
     let result = (|| -> Result<(ArtifactType, u64, u64, PathBuf)> {
         let mut s = agent::connect(&lifecycle::vsock(id), Duration::from_secs(120))
             .map_err(|e| lifecycle::lost_agent(id, "connecting to the guest agent", e))?;
@@ -180,7 +184,7 @@ pub fn export(id: &str, path: &str, output_path: &str, overwrite: bool) -> Resul
             Err(e) => return Err(lifecycle::lost_agent(id, "starting the export", e)),
         };
         let single = kind != ArtifactType::Directory;
-        let tree = stage.join("tree");
+        let tree = stage.dir.join("tree");
         std::fs::create_dir(&tree)
             .map_err(|e| EngineError::io(format!("creating {}", tree.display()), e))?;
         let mut chunks = ChunkReader::new(&mut s);
@@ -205,31 +209,32 @@ pub fn export(id: &str, path: &str, output_path: &str, overwrite: bool) -> Resul
         } else {
             tree
         };
-        if std::fs::symlink_metadata(&made).is_err() {
-            return Err(EngineError::Guest(format!(
-                "the export of {} arrived empty",
-                guest_path(&rel)
-            )));
+        match std::fs::symlink_metadata(&made) {
+            Err(_) => {
+                return Err(EngineError::Guest(format!(
+                    "the export of {} arrived empty",
+                    guest_path(&rel)
+                )))
+            }
+            // A symlink made for a confined caller must not open a way
+            // out of (or into a hidden part of) the allowed roots.
+            Ok(m) if m.file_type().is_symlink() => {
+                let target = std::fs::read_link(&made)
+                    .map_err(|e| EngineError::io(format!("reading {}", made.display()), e))?;
+                dest.check_link(&target).map_err(|e| {
+                    EngineError::Guest(format!("export refused: the exported symlink: {e}"))
+                })?;
+            }
+            Ok(_) => {}
         }
         Ok((kind, n, bytes, made))
     })();
     let outcome = result.and_then(|(kind, n, bytes, made)| {
-        if exists {
-            // Replace: move the old one aside, the new one in, drop the old.
-            let old = stage.join("old");
-            std::fs::rename(&out, &old)
-                .map_err(|e| EngineError::io(format!("moving aside {}", out.display()), e))?;
-            if let Err(e) = std::fs::rename(&made, &out) {
-                let _ = std::fs::rename(&old, &out);
-                return Err(EngineError::io(format!("writing {}", out.display()), e));
-            }
-        } else {
-            std::fs::rename(&made, &out)
-                .map_err(|e| EngineError::io(format!("writing {}", out.display()), e))?;
-        }
+        dest.verify()?;
+        stage.commit(&made, &out, exists)?;
         Ok((kind, n, bytes))
     });
-    let _ = std::fs::remove_dir_all(&stage);
+    stage.finish();
     let (kind, n, bytes) = outcome?;
     review::append(
         id,
@@ -250,6 +255,327 @@ pub fn export(id: &str, path: &str, output_path: &str, overwrite: bool) -> Resul
         "overwrote": exists,
         "execution_mode": "guest_vsock",
     })))
+}
+
+/// Entries of an existing destination looked at before a confined export
+/// replaces it: enough for any source tree an agent works on, small enough
+/// that the check stays well under a second.
+pub const MAX_REPLACE_CHECK_ENTRIES: usize = 200_000;
+
+/// A confined caller may not replace a directory holding hidden entries
+/// (`.git`, `.env`, ...): replacing it would delete them, which is a write
+/// into them. Symlinks are not followed.
+fn refuse_hidden_inside(out: &Path, given: &str) -> Result<()> {
+    let mut stack = vec![out.to_path_buf()];
+    let mut seen = 0usize;
+    while let Some(d) = stack.pop() {
+        if !std::fs::symlink_metadata(&d).is_ok_and(|m| m.is_dir()) {
+            continue;
+        }
+        let entries = std::fs::read_dir(&d)
+            .map_err(|e| EngineError::io(format!("reading {}", d.display()), e))?;
+        for e in entries {
+            let e = e.map_err(|e| EngineError::io(format!("reading {}", d.display()), e))?;
+            seen += 1;
+            if seen > MAX_REPLACE_CHECK_ENTRIES {
+                return Err(EngineError::Invalid(format!(
+                    "output_path {given:?} holds more than {MAX_REPLACE_CHECK_ENTRIES} entries; it is not replaced over MCP, choose a new path"
+                )));
+            }
+            let name = e.file_name();
+            if name.as_bytes().first() == Some(&b'.') {
+                let p = e.path();
+                let shown = p.strip_prefix(out).unwrap_or(&p);
+                return Err(EngineError::Invalid(format!(
+                    "output_path {given:?} is not replaced: it holds the hidden {} (replacing it would delete it); choose a new path",
+                    shown.display()
+                )));
+            }
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(e.path());
+            }
+        }
+    }
+    Ok(())
+}
+
+// ---- the stage: crash-safe replacement ------------------------------------
+
+/// What a stage directory's name carries between the destination's name and
+/// its random id: `.<name>.pyro-export-<id>`.
+const STAGE_MARK: &str = ".pyro-export-";
+/// Hex digits of a stage's random id (6 bytes).
+const STAGE_ID_HEX: usize = 12;
+/// The old destination inside a stage, between the two renames.
+const OLD: &str = "old";
+
+/// Where the journal of running exports lives.
+fn journal_dir() -> PathBuf {
+    paths::home().join("exports")
+}
+
+fn stage_name(name: &OsStr, id: &str) -> OsString {
+    let mut n = OsString::from(".");
+    n.push(name);
+    n.push(STAGE_MARK);
+    n.push(id);
+    n
+}
+
+/// The destination name a stage directory name belongs to.
+fn stage_target(stage_name: &OsStr) -> Option<OsString> {
+    let b = stage_name.as_bytes();
+    let b = b.strip_prefix(b".")?;
+    if b.len() < STAGE_MARK.len() + STAGE_ID_HEX {
+        return None;
+    }
+    let (rest, id) = b.split_at(b.len() - STAGE_ID_HEX);
+    let name = rest.strip_suffix(STAGE_MARK.as_bytes())?;
+    if name.is_empty() || !id.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    Some(OsString::from_vec(name.to_vec()))
+}
+
+fn flock_nb(f: &File) -> io::Result<bool> {
+    // SAFETY: flock on a file descriptor this File owns.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        Ok(false)
+    } else {
+        Err(e)
+    }
+}
+
+fn open_dir_nofollow(p: &Path) -> io::Result<File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+        .open(p)
+}
+
+/// Makes a directory's entries durable (after renames in it).
+fn sync_dir(p: &Path) {
+    if let Ok(d) = open_dir_nofollow(p) {
+        let _ = d.sync_all();
+    }
+}
+
+/// One export's stage directory, journalled and locked for its life.
+struct Stage {
+    dir: PathBuf,
+    journal: PathBuf,
+    /// Held (flock) until the stage is gone: the reaper leaves it alone.
+    _lock: File,
+}
+
+impl Stage {
+    fn create(parent: &Path, name: &OsStr, journals: &Path) -> Result<Stage> {
+        let id = paths::random_id(STAGE_ID_HEX / 2);
+        let dir = parent.join(stage_name(name, &id));
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(journals)
+            .map_err(|e| EngineError::io(format!("creating {}", journals.display()), e))?;
+        // Journal first: whatever happens next, the reaper can find it.
+        let journal = journals.join(&id);
+        paths::write_atomic(&journal, dir.as_os_str().as_bytes())
+            .map_err(|e| EngineError::io(format!("writing {}", journal.display()), e))?;
+        let made = std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .and_then(|()| open_dir_nofollow(&dir))
+            .and_then(|f| match flock_nb(&f)? {
+                true => Ok(f),
+                false => Err(io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    "another pyro process holds it",
+                )),
+            });
+        match made {
+            Ok(lock) => Ok(Stage {
+                dir,
+                journal,
+                _lock: lock,
+            }),
+            Err(e) => {
+                let _ = std::fs::remove_file(&journal);
+                Err(EngineError::io(format!("creating {}", dir.display()), e))
+            }
+        }
+    }
+
+    /// Puts `made` (inside the stage) at `out`. Replacing moves the old
+    /// `out` into the stage first; if the second rename fails the old one
+    /// goes back. A kill between the two leaves it in the stage, for the
+    /// reaper to restore.
+    fn commit(&self, made: &Path, out: &Path, exists: bool) -> Result<()> {
+        let parent = out.parent().unwrap_or(Path::new("/"));
+        if exists {
+            let old = self.dir.join(OLD);
+            std::fs::rename(out, &old)
+                .map_err(|e| EngineError::io(format!("moving aside {}", out.display()), e))?;
+            #[cfg(test)]
+            tests::kill_here_if_asked();
+            if let Err(e) = std::fs::rename(made, out) {
+                let _ = std::fs::rename(&old, out);
+                return Err(EngineError::io(format!("writing {}", out.display()), e));
+            }
+        } else {
+            rename_noreplace(made, out)
+                .map_err(|e| EngineError::io(format!("writing {}", out.display()), e))?;
+        }
+        sync_dir(parent);
+        Ok(())
+    }
+
+    /// Removes the stage (and the replaced original in it) and its journal.
+    fn finish(self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = std::fs::remove_file(&self.journal);
+    }
+}
+
+/// rename(2) that fails rather than replace something that appeared at
+/// `to` meanwhile (renameat2 RENAME_NOREPLACE; where the filesystem lacks
+/// it, a check right before a plain rename).
+fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    let c = |p: &Path| {
+        std::ffi::CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))
+    };
+    let (f, t) = (c(from)?, c(to)?);
+    // SAFETY: two valid NUL-terminated paths; renameat2 reads them only.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_renameat2,
+            libc::AT_FDCWD,
+            f.as_ptr(),
+            libc::AT_FDCWD,
+            t.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if r == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EINVAL) | Some(libc::ENOSYS) => {
+            if std::fs::symlink_metadata(to).is_ok() {
+                return Err(io::Error::from(io::ErrorKind::AlreadyExists));
+            }
+            std::fs::rename(from, to)
+        }
+        _ => Err(e),
+    }
+}
+
+/// What became of one stage directory.
+#[derive(Debug, PartialEq)]
+enum Reaped {
+    /// A live export holds it.
+    Busy,
+    /// Already gone (or not a stage).
+    Gone,
+    /// Removed; the destination was in place.
+    Removed,
+    /// The original was put back at this destination, then removed.
+    Restored(PathBuf),
+}
+
+/// Finishes or undoes an abandoned stage: the original goes back where it
+/// was if nothing took its place, then the stage is removed.
+fn reap_stage(stage: &Path) -> io::Result<Reaped> {
+    let Some(name) = stage.file_name().and_then(stage_target) else {
+        return Ok(Reaped::Gone);
+    };
+    let lock = match open_dir_nofollow(stage) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Reaped::Gone),
+        Err(e) => return Err(e),
+    };
+    if !flock_nb(&lock)? {
+        return Ok(Reaped::Busy);
+    }
+    let parent = stage.parent().unwrap_or(Path::new("/"));
+    let out = parent.join(name);
+    let old = stage.join(OLD);
+    let restore = std::fs::symlink_metadata(&old).is_ok()
+        && std::fs::symlink_metadata(&out).is_err_and(|e| e.kind() == io::ErrorKind::NotFound);
+    if restore {
+        rename_noreplace(&old, &out)?;
+        sync_dir(parent);
+    }
+    match std::fs::remove_dir_all(stage) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Reaped::Gone),
+        Err(e) => return Err(e),
+    }
+    Ok(if restore {
+        Reaped::Restored(out)
+    } else {
+        Reaped::Removed
+    })
+}
+
+fn report(stage: &Path, r: io::Result<Reaped>) {
+    match r {
+        Ok(Reaped::Restored(out)) => eprintln!(
+            "pyro: an interrupted export had moved {} aside; it is back in place",
+            out.display()
+        ),
+        Err(e) => eprintln!(
+            "pyro: could not clean up the interrupted export stage {}: {e}; if the export replaced something, the original is in its `old` entry",
+            stage.display()
+        ),
+        Ok(_) => {}
+    }
+}
+
+/// Reaps the stages of every export this PYRO_HOME's journal lists whose
+/// process is gone. Cheap when nothing was interrupted (one empty
+/// directory read); never creates anything.
+pub fn reap_stages() {
+    reap_journal(&journal_dir());
+}
+
+fn reap_journal(journals: &Path) {
+    let Ok(entries) = std::fs::read_dir(journals) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let j = e.path();
+        let Ok(bytes) = std::fs::read(&j) else {
+            continue;
+        };
+        let stage = PathBuf::from(OsString::from_vec(bytes));
+        let r = reap_stage(&stage);
+        let done = matches!(r, Ok(Reaped::Gone | Reaped::Removed | Reaped::Restored(_)));
+        report(&stage, r);
+        if done {
+            let _ = std::fs::remove_file(&j);
+        }
+    }
+}
+
+/// Reaps abandoned stages in `dir` (the directory an export writes into),
+/// journalled or not (an older pyro, another PYRO_HOME).
+fn reap_siblings(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if stage_target(&e.file_name()).is_some() {
+            let stage = e.path();
+            let r = reap_stage(&stage);
+            report(&stage, r);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -303,17 +629,202 @@ mod tests {
         std::fs::remove_dir_all(&d).unwrap();
     }
 
-    #[test]
-    fn output_paths_get_their_parents() {
-        let d = tmp("out");
-        let p = resolve_output(d.join("new/dir/file").to_str().unwrap()).unwrap();
-        assert!(p.parent().unwrap().is_dir());
-        std::fs::write(d.join("plain"), "x").unwrap();
-        assert!(resolve_output(d.join("plain/file").to_str().unwrap()).is_err());
+    /// Set in the child process of the SIGKILL test: the stage's commit
+    /// kills its own process between the two renames.
+    const KILL_BETWEEN_RENAMES: &str = "PYRO_TEST_KILL_BETWEEN_RENAMES";
+    /// The directory the SIGKILL test's child works in.
+    const CHILD_DIR: &str = "PYRO_TEST_EXPORT_CHILD_DIR";
+
+    pub(super) fn kill_here_if_asked() {
+        if std::env::var_os(KILL_BETWEEN_RENAMES).is_some() {
+            // SAFETY: signalling this process; SIGKILL cannot be caught,
+            // exactly like a kill from outside.
+            unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+        }
+    }
+
+    fn put(p: &Path, text: &str) {
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    /// `out/` with two files: the original an export replaces.
+    fn original(d: &Path) {
+        put(&d.join("out/a.txt"), "original a\n");
+        put(&d.join("out/sub/b.txt"), "original b\n");
+    }
+
+    fn assert_original(d: &Path) {
         assert_eq!(
-            resolve_output(d.join("x.txt").to_str().unwrap()).unwrap(),
-            std::fs::canonicalize(&d).unwrap().join("x.txt")
+            std::fs::read_to_string(d.join("out/a.txt")).unwrap(),
+            "original a\n"
         );
+        assert_eq!(
+            std::fs::read_to_string(d.join("out/sub/b.txt")).unwrap(),
+            "original b\n"
+        );
+    }
+
+    fn stages(d: &Path) -> Vec<PathBuf> {
+        std::fs::read_dir(d)
+            .unwrap()
+            .flatten()
+            .filter(|e| stage_target(&e.file_name()).is_some())
+            .map(|e| e.path())
+            .collect()
+    }
+
+    /// Not a test on its own: the child of the SIGKILL test, a no-op
+    /// unless that test started it.
+    #[test]
+    fn sigkill_child_replaces_out() {
+        let Some(d) = std::env::var_os(CHILD_DIR).map(PathBuf::from) else {
+            return;
+        };
+        let stage = Stage::create(&d, OsStr::new("out"), &d.join("journal")).unwrap();
+        let made = stage.dir.join("tree");
+        put(&made.join("new.txt"), "new\n");
+        stage.commit(&made, &d.join("out"), true).unwrap();
+        // Only reached if the kill did not happen: the parent sees "new".
+        stage.finish();
+    }
+
+    /// Runs the child above with the kill armed; returns its directory.
+    fn killed_between_renames(tag: &str) -> PathBuf {
+        use std::os::unix::process::ExitStatusExt;
+        let d = tmp(tag);
+        original(&d);
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "engine::workspace::export::tests::sigkill_child_replaces_out",
+                "--test-threads=1",
+                "--nocapture",
+            ])
+            .env(CHILD_DIR, &d)
+            .env(KILL_BETWEEN_RENAMES, "1")
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
+        // The state the kill left: no destination, the original in the stage.
+        assert!(!d.join("out").exists());
+        let st = stages(&d);
+        assert_eq!(st.len(), 1, "{st:?}");
+        assert_eq!(
+            std::fs::read_to_string(st[0].join("old/a.txt")).unwrap(),
+            "original a\n"
+        );
+        assert_eq!(std::fs::read_dir(d.join("journal")).unwrap().count(), 1);
+        d
+    }
+
+    #[test]
+    fn a_sigkill_between_the_renames_is_undone_by_the_journal_reaper() {
+        let d = killed_between_renames("kill-journal");
+        reap_journal(&d.join("journal"));
+        assert_original(&d);
+        assert!(!d.join("out/new.txt").exists());
+        assert!(stages(&d).is_empty());
+        assert_eq!(std::fs::read_dir(d.join("journal")).unwrap().count(), 0);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_sigkill_between_the_renames_is_undone_by_the_next_export_there() {
+        let d = killed_between_renames("kill-sibling");
+        // The next export into the same directory scans it first.
+        reap_siblings(&d);
+        assert_original(&d);
+        assert!(stages(&d).is_empty());
+        // The journal entry left behind is dropped once its stage is gone.
+        reap_journal(&d.join("journal"));
+        assert_eq!(std::fs::read_dir(d.join("journal")).unwrap().count(), 0);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_running_export_stage_is_left_alone_and_a_finished_one_leaves_nothing() {
+        let d = tmp("busy");
+        original(&d);
+        let journals = d.join("journal");
+        let stage = Stage::create(&d, OsStr::new("out"), &journals).unwrap();
+        let made = stage.dir.join("tree");
+        put(&made.join("new.txt"), "new\n");
+        reap_journal(&journals);
+        reap_siblings(&d);
+        assert!(stage.dir.is_dir(), "a held stage is not reaped");
+        assert_eq!(reap_stage(&stage.dir).unwrap(), Reaped::Busy);
+        stage.commit(&made, &d.join("out"), true).unwrap();
+        stage.finish();
+        assert_eq!(
+            std::fs::read_to_string(d.join("out/new.txt")).unwrap(),
+            "new\n"
+        );
+        assert!(!d.join("out/a.txt").exists());
+        assert!(stages(&d).is_empty());
+        assert_eq!(std::fs::read_dir(&journals).unwrap().count(), 0);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn an_abandoned_stage_after_both_renames_keeps_the_new_copy() {
+        let d = tmp("after");
+        put(&d.join("out/new.txt"), "new\n");
+        let stage = d.join(stage_name(OsStr::new("out"), "0123456789ab"));
+        put(&stage.join("old/a.txt"), "original a\n");
+        assert_eq!(reap_stage(&stage).unwrap(), Reaped::Removed);
+        assert_eq!(
+            std::fs::read_to_string(d.join("out/new.txt")).unwrap(),
+            "new\n"
+        );
+        assert!(!stage.exists());
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_new_destination_is_never_replaced_by_surprise() {
+        let d = tmp("noreplace");
+        let stage = Stage::create(&d, OsStr::new("out"), &d.join("journal")).unwrap();
+        let made = stage.dir.join("tree");
+        put(&made, "new\n");
+        // Something appeared at the destination while the export ran.
+        put(&d.join("out"), "someone else's\n");
+        assert!(stage.commit(&made, &d.join("out"), false).is_err());
+        assert_eq!(
+            std::fs::read_to_string(d.join("out")).unwrap(),
+            "someone else's\n"
+        );
+        stage.finish();
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn stage_names_map_back_to_their_destination() {
+        let n = stage_name(OsStr::new("my.file.tar"), "00ff00ff00ff");
+        assert_eq!(n, ".my.file.tar.pyro-export-00ff00ff00ff");
+        assert_eq!(stage_target(&n).unwrap(), "my.file.tar");
+        for not in [
+            "my.file",
+            ".x.pyro-export-short",
+            ".x.pyro-export-zzzzzzzzzzzz",
+            "..pyro-export-00ff00ff00ff",
+            "x.pyro-export-00ff00ff00ff",
+        ] {
+            assert!(stage_target(OsStr::new(not)).is_none(), "{not}");
+        }
+    }
+
+    #[test]
+    fn a_confined_export_does_not_replace_a_tree_with_hidden_entries() {
+        let d = tmp("hidden");
+        put(&d.join("plain/a/b.txt"), "x");
+        assert!(refuse_hidden_inside(&d.join("plain"), "plain").is_ok());
+        put(&d.join("repo/src/deep/.git/HEAD"), "ref");
+        let e = refuse_hidden_inside(&d.join("repo"), "repo")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("src/deep/.git"), "{e}");
         std::fs::remove_dir_all(&d).unwrap();
     }
 }

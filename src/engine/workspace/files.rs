@@ -9,6 +9,7 @@ use super::seed;
 use super::{guest_path, normalize_path, patch, EngineError, Result};
 use super::{FILE_MAX_BYTES, PATCH_MAX_BYTES};
 use crate::engine::agent;
+use crate::engine::hostpath::ReadPath;
 use pyro_proto::{base64_decode, base64_encode, ApplyRequest, ExecRequest, FileWrite};
 use pyro_proto::{Request, Response};
 use serde_json::{json, Value};
@@ -356,9 +357,13 @@ pub fn patch_apply(id: &str, patch_text: &str) -> Result<Value> {
 /// (or a directory inside it). Checked whole before anything is sent;
 /// files land through temporary names, but a sync that fails partway can
 /// leave earlier files in place (reset restores the baseline).
-pub fn sync_push(id: &str, source_path: &str, dest: &str) -> Result<Value> {
-    let plan = seed::plan_path(source_path)?;
+///
+/// The workspace is looked up before the source is read: for an unknown id
+/// no host tree is walked.
+pub fn sync_push(id: &str, source: &ReadPath, dest: &str) -> Result<Value> {
     let rel = normalize_path(dest)?;
+    super::store::load(id)?;
+    let plan = seed::plan_read(source)?;
     let start = Instant::now();
     let mut live = open_live(id, "sync push")?;
     let mut stats = seed::Written::default();

@@ -311,13 +311,10 @@ pub fn create(mut req: CreateRequest, progress: &mut dyn FnMut(&str)) -> Result<
     req.validate()?;
     let entry = environments::lookup(&req.environment)?;
     if let Some(why) = kvm_status().blocker() {
+        // No hint about host execution here: this text reaches MCP clients
+        // too (the CLI adds its own note).
         return Err(EngineError::Unavailable(format!(
-            "cannot boot a workspace VM here: {why}.{}",
-            if req.allow_host_compat {
-                " (--allow-host-compat applies to one-shot `pyro run` only: a workspace always needs a VM)"
-            } else {
-                ""
-            }
+            "cannot boot a workspace VM here: {why}."
         )));
     }
     let env = environments::installed(&req.environment)?;

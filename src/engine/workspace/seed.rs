@@ -9,6 +9,7 @@
 //! a fresh tar, so the guest only ever receives what was checked.
 
 use super::{EngineError, Result};
+use crate::engine::hostpath::ReadPath;
 use pyro_guest::archive::member_path;
 use pyro_guest::beneath::symlink_stays_inside;
 use pyro_proto::{ArtifactType, FileEntry};
@@ -22,8 +23,9 @@ use std::process::{Command, Stdio};
 #[derive(Debug, Clone, PartialEq)]
 pub enum SeedSource {
     Empty,
-    /// A `seed_path` (directory or archive), as the caller gave it.
-    Path(String),
+    /// A `seed_path` (directory or archive), resolved under the caller's
+    /// policy (confined to the allowed roots for an MCP client).
+    Path(ReadPath),
     /// A Git checkout's root: the files Git sees, without `.git`.
     GitCheckout(PathBuf),
     /// A clean clone of a repository, at an optional ref.
@@ -296,8 +298,22 @@ fn describe_file_type(m: &std::fs::Metadata) -> &'static str {
     }
 }
 
-/// Plans a `seed_path` (or a sync source): a directory or an archive.
-pub fn plan_path(given: &str) -> Result<Plan> {
+/// Plans a resolved `seed_path` (or a sync source): a directory or an
+/// archive. Only a [`ReadPath`] gets here, so the caller's path policy
+/// has been applied.
+pub fn plan_read(p: &ReadPath) -> Result<Plan> {
+    let shown = p.path().to_str().ok_or_else(|| {
+        bad_seed(format!(
+            "seed path {:?} resolves to a path that is not valid UTF-8",
+            p.given()
+        ))
+    })?;
+    plan_path(shown)
+}
+
+/// Plans a directory or an archive named by `given`, which must already be
+/// resolved (see [`plan_read`]).
+fn plan_path(given: &str) -> Result<Plan> {
     let trimmed = given.trim();
     if trimmed.is_empty() {
         return Err(bad_seed("seed path must not be empty".into()));
@@ -645,7 +661,7 @@ pub fn plan_repo(url: &str, git_ref: Option<&str>) -> Result<Plan> {
 pub fn plan(source: &SeedSource) -> Result<Plan> {
     match source {
         SeedSource::Empty => Ok(Plan::empty()),
-        SeedSource::Path(p) => plan_path(p),
+        SeedSource::Path(p) => plan_read(p),
         SeedSource::GitCheckout(root) => plan_git_checkout(root, false),
         SeedSource::Repo { url, git_ref } => plan_repo(url, git_ref.as_deref()),
     }
