@@ -168,7 +168,10 @@ fn main() {
     let seed_bytes = make_tree(&tree, SEED_FILES);
     let bulk_bytes = make_tree(&bulk, BULK_FILES);
     let _cleanup = DeleteAllAtEnd(a.pyro.clone());
-    let mut m = Mcp::start(&a.pyro, &a.work, &[]);
+    // Host paths over MCP are confined: the operator allows the work area
+    // (--allow-path takes an absolute path; --work may be relative).
+    let work = std::fs::canonicalize(&a.work).unwrap();
+    let mut m = Mcp::start(&a.pyro, &a.work, &["--allow-path", work.to_str().unwrap()]);
     let env = a.environment.as_str();
 
     // Create: seeded and empty, interleaved; keep the last empty one.

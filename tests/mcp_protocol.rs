@@ -1,11 +1,13 @@
 //! `pyro mcp serve` as a child process, driven over its real stdio: the
-//! protocol edge cases a client can hit, and (ignored unless run where VMs
-//! boot, e.g. `tests/vmhost/run -- <this test binary> --ignored`)
-//! cancellation and EOF while a VM is running.
+//! protocol edge cases a client can hit, what the operator lets a client
+//! reach on the host (host paths confined to the allowed roots, no host
+//! execution unless enabled), and (ignored unless run where VMs boot, e.g.
+//! `tests/vmhost/run -- <this test binary> --ignored`) cancellation and EOF
+//! while a VM is running.
 
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::Duration;
@@ -23,13 +25,41 @@ struct Server {
 
 impl Server {
     fn start(args: &[&str]) -> Server {
-        let mut child = Command::new(PYRO)
-            .arg("mcp")
-            .arg("serve")
-            .args(args)
+        Server::spawn(
+            Command::new(PYRO)
+                .arg("mcp")
+                .arg("serve")
+                .args(args)
+                .stderr(Stdio::inherit()),
+        )
+    }
+
+    /// Started in `cwd` with its own PYRO_HOME, initialized.
+    fn start_in(cwd: &Path, home: &Path, args: &[&str]) -> (Server, Value) {
+        let mut s = Server::spawn(
+            Command::new(PYRO)
+                .args(["mcp", "serve"])
+                .args(args)
+                .current_dir(cwd)
+                .env("PYRO_HOME", home)
+                // Each of these tests makes many failing calls; what they
+                // say is in the replies, not worth a log line each.
+                .stderr(Stdio::null()),
+        );
+        s.send(
+            &json!({"jsonrpc": "2.0", "id": "init", "method": "initialize",
+            "params": {"protocolVersion": "2025-11-25", "capabilities": {},
+                       "clientInfo": {"name": "mcp_protocol.rs", "version": "0"}}}),
+        );
+        let init = s.reply("init")["result"].clone();
+        s.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+        (s, init)
+    }
+
+    fn spawn(cmd: &mut Command) -> Server {
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
             .spawn()
             .expect("start pyro mcp serve");
         let stdout = child.stdout.take().unwrap();
@@ -89,6 +119,26 @@ impl Server {
                 return m;
             }
         }
+    }
+
+    /// Calls tool `name`; returns (isError, the text content).
+    fn tool(&mut self, name: &str, args: Value) -> (bool, String) {
+        let id = format!("{name}-{}", self.child.id());
+        self.send(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": {"name": name, "arguments": args}}));
+        let r = self.reply(id.as_str());
+        let r = &r["result"];
+        (
+            r["isError"] == true,
+            r["content"][0]["text"].as_str().unwrap_or("").to_string(),
+        )
+    }
+
+    /// Calls tool `name` and expects a tool error; returns its text.
+    fn refused(&mut self, name: &str, args: Value) -> String {
+        let (err, text) = self.tool(name, args.clone());
+        assert!(err, "{name} {args} should have failed: {text}");
+        text
     }
 
     fn ping(&mut self, id: &str) {
@@ -205,6 +255,8 @@ fn unknown_profile_and_bad_project_flags_exit_2() {
         &["--project-path", "relative/dir"],
         &["--project-path", "/nonexistent/pyro-project"],
         &["--repo-ref", "main"],
+        &["--allow-path", "relative/dir"],
+        &["--allow-path", "/nonexistent/pyro-allowed"],
         &["--repo-url", "not a url"],
         &[
             "--repo-url",
@@ -297,6 +349,373 @@ fn project_source_is_reported_in_initialize() {
     assert_eq!(project["head"]["branch"], "trunk");
     assert_eq!(r["result"]["_meta"]["pyro/profile"], "workspace-core");
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+// ---- what the operator lets a client reach on the host --------------------
+
+/// A scratch area: `proj/` (a Git checkout with `.git/hooks`, `src/`, a
+/// fifo), `outside/` (a secret), `extra/` (for --allow-path), and a
+/// PYRO_HOME beside them holding one workspace record, so calls that name
+/// it get as far as their host paths.
+struct Scratch {
+    base: PathBuf,
+    proj: PathBuf,
+    home: PathBuf,
+}
+
+/// The id of the workspace record `Scratch` writes (stopped, far from
+/// expiry; it has no disk, so anything that gets past the host path checks
+/// fails when it tries to boot it).
+const WS: &str = "0123456789ab";
+/// A well-formed id no workspace has.
+const NO_WS: &str = "ba9876543210";
+
+impl Scratch {
+    fn new(tag: &str) -> Scratch {
+        let base = std::env::temp_dir().join(format!("pyro-confine-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(&base).unwrap();
+        let base = std::fs::canonicalize(base).unwrap();
+        let proj = base.join("proj");
+        for d in [
+            "proj/.git/hooks",
+            "proj/src",
+            "proj/tree",
+            "outside/secrets",
+            "extra/data",
+        ] {
+            std::fs::create_dir_all(base.join(d)).unwrap();
+        }
+        std::fs::write(proj.join(".git/HEAD"), "ref: refs/heads/main\n").unwrap();
+        std::fs::write(proj.join("src/a.txt"), "a\n").unwrap();
+        std::fs::write(proj.join("tree/f.txt"), "f\n").unwrap();
+        std::fs::write(base.join("outside/secrets/id_rsa"), "KEY\n").unwrap();
+        std::fs::write(base.join("extra/data/d.txt"), "d\n").unwrap();
+        let fifo = std::ffi::CString::new(proj.join("tree/fifo").to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc_mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        std::os::unix::fs::symlink("../outside/secrets", proj.join("keys")).unwrap();
+        std::os::unix::fs::symlink(".", proj.join("up")).unwrap();
+        std::os::unix::fs::symlink("up/up/../../outside/secrets", proj.join("leak")).unwrap();
+        std::os::unix::fs::symlink(".git/hooks", proj.join("hooks")).unwrap();
+        let home =
+            std::env::temp_dir().join(format!("pyro-confine-{tag}-home-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&home);
+        let ws = home.join("workspaces").join(WS);
+        std::fs::create_dir_all(&ws).unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        let record = json!({"layout_version": 1, "workspace_id": WS, "environment": "debian:12",
+            "vcpu_count": 1, "mem_mib": 1024, "ttl_seconds": 604800, "created_at": now,
+            "expires_at": now + 604800.0, "last_activity_at": now, "state": "stopped"});
+        std::fs::write(ws.join("workspace.json"), record.to_string()).unwrap();
+        Scratch { base, proj, home }
+    }
+
+    /// Every path under the scratch area with its kind: what a refused
+    /// call must leave exactly as it was.
+    fn tree(&self) -> Vec<String> {
+        fn walk(d: &Path, base: &Path, out: &mut Vec<String>) {
+            for e in std::fs::read_dir(d).unwrap() {
+                let p = e.unwrap().path();
+                let m = std::fs::symlink_metadata(&p).unwrap();
+                let kind = if m.file_type().is_symlink() {
+                    "link"
+                } else if m.is_dir() {
+                    "dir"
+                } else {
+                    "file"
+                };
+                out.push(format!(
+                    "{kind} {}",
+                    p.strip_prefix(base).unwrap().display()
+                ));
+                if m.is_dir() {
+                    walk(&p, base, out);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.base, &self.base, &mut out);
+        out.sort();
+        out
+    }
+
+    fn serve(&self, args: &[&str]) -> (Server, Value) {
+        Server::start_in(&self.proj, &self.home, args)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.base);
+        let _ = std::fs::remove_dir_all(&self.home);
+    }
+}
+
+extern "C" {
+    #[link_name = "mkfifo"]
+    fn libc_mkfifo(path: *const std::ffi::c_char, mode: u32) -> i32;
+}
+
+/// A confinement refusal, as opposed to any later failure.
+fn is_confinement(text: &str) -> bool {
+    text.contains("host path") || text.contains("outside the host directories")
+}
+
+#[test]
+fn host_execution_is_refused_unless_the_operator_allowed_it_and_never_suggested() {
+    let sc = Scratch::new("compat");
+    let (mut s, init) = sc.serve(&["--profile", "workspace-core"]);
+    assert_eq!(
+        init["_meta"]["pyro/host_access"]["allow_host_compat"],
+        false
+    );
+    let text = init["instructions"].as_str().unwrap();
+    assert!(text.contains("allow_host_compat is refused"), "{text}");
+    let run = json!({"environment": "debian:12", "command": "touch /tmp/pyro-host-compat-was-here",
+                     "allow_host_compat": true});
+    let e = s.refused("vm_run", run.clone());
+    assert!(e.contains("never on the host"), "{e}");
+    let e2 = s.refused(
+        "workspace_create",
+        json!({"environment": "debian:12", "allow_host_compat": true}),
+    );
+    assert!(e2.contains("never on the host"), "{e2}");
+    // Nothing a client reads may point at the switch: not the refusals,
+    // not the plain failure (no guest here, or no environment in this
+    // PYRO_HOME), not the tool descriptions, not the instructions.
+    let (_, plain) = s.tool(
+        "vm_run",
+        json!({"environment": "debian:12", "command": "true"}),
+    );
+    s.send(&json!({"jsonrpc": "2.0", "id": "list", "method": "tools/list"}));
+    let listing = s.reply("list").to_string();
+    for t in [&e, &e2, &plain, &listing, &init.to_string()] {
+        assert!(!t.contains("--allow-host-compat"), "{t}");
+        assert!(!t.contains("allow-host-compat"), "{t}");
+    }
+    assert_eq!(s.close().0, 0);
+
+    // Enabled by the operator: the argument is honoured (on a host where no
+    // guest boots the command runs here; elsewhere the VM path is taken
+    // and fails for want of an installed environment), never refused.
+    let (mut s, init) = sc.serve(&["--allow-host-compat"]);
+    assert_eq!(init["_meta"]["pyro/host_access"]["allow_host_compat"], true);
+    assert!(init["instructions"]
+        .as_str()
+        .unwrap()
+        .contains("WITHOUT isolation"));
+    let (err, text) = s.tool(
+        "vm_run",
+        json!({"environment": "debian:12", "command": "echo compat", "allow_host_compat": true}),
+    );
+    assert!(!text.contains("never on the host"), "{text}");
+    if !err {
+        assert!(text.contains("compat"), "{text}");
+    }
+    assert_eq!(s.close().0, 0);
+}
+
+#[test]
+fn host_paths_outside_the_project_are_refused_and_refusals_touch_nothing() {
+    let sc = Scratch::new("outside");
+    let before = sc.tree();
+    let (mut s, init) = sc.serve(&[]);
+    let text = init["instructions"].as_str().unwrap();
+    assert!(text.contains(sc.proj.to_str().unwrap()), "{text}");
+    assert_eq!(
+        init["_meta"]["pyro/host_access"]["allowed_roots"],
+        json!([sc.proj])
+    );
+    let secrets = sc.base.join("outside/secrets");
+    let outside_reads = [
+        secrets.to_str().unwrap().to_string(),
+        "../outside/secrets".into(),
+        "src/../../outside/secrets".into(),
+        // Through symlinks: plain, and the `up -> .` chain that a lexical
+        // check lets through.
+        "keys".into(),
+        "keys/id_rsa".into(),
+        "leak".into(),
+        "up/up/../../outside/secrets".into(),
+        "/etc".into(),
+    ];
+    for p in &outside_reads {
+        let e = s.refused(
+            "workspace_create",
+            json!({"environment": "debian:12", "seed_path": p}),
+        );
+        assert!(e.contains("outside the host directories"), "{p}: {e}");
+        let e = s.refused(
+            "workspace_sync_push",
+            json!({"workspace_id": WS, "source_path": p}),
+        );
+        assert!(e.contains("outside the host directories"), "{p}: {e}");
+    }
+    let outside_writes = [
+        (
+            sc.base
+                .join("outside/new/out")
+                .to_str()
+                .unwrap()
+                .to_string(),
+            "outside the host directories",
+        ),
+        ("../outside/x".into(), "outside the host directories"),
+        (
+            "keys/authorized_keys".into(),
+            "outside the host directories",
+        ),
+        (
+            "up/up/../../outside/x".into(),
+            "outside the host directories",
+        ),
+        (".git/hooks/pre-commit".into(), "hidden \".git\""),
+        ("hooks/pre-commit".into(), "hidden \".git\""),
+        (".envrc".into(), "hidden \".envrc\""),
+        ("new/.github/workflows/ci.yml".into(), "hidden \".github\""),
+        (".".into(), "itself"),
+        (sc.proj.to_str().unwrap().to_string(), "itself"),
+        (
+            "new/../../../outside".into(),
+            "'..' after a directory that does not exist",
+        ),
+    ];
+    for (p, want) in &outside_writes {
+        let e = s.refused(
+            "workspace_export",
+            json!({"workspace_id": WS, "path": "x", "output_path": p, "overwrite": true}),
+        );
+        assert!(e.contains(want), "{p}: {e}");
+    }
+    assert_eq!(s.close().0, 0);
+    assert_eq!(sc.tree(), before, "a refused call changed the host");
+}
+
+#[test]
+fn an_unknown_workspace_is_reported_before_anything_on_the_host_is_touched() {
+    let sc = Scratch::new("unknown");
+    let before = sc.tree();
+    let (mut s, _) = sc.serve(&[]);
+    // Export: no directory of the destination is made for a missing id.
+    let e = s.refused(
+        "workspace_export",
+        json!({"workspace_id": NO_WS, "path": "x", "output_path": "made/a/b/out"}),
+    );
+    assert!(e.contains("does not exist"), "{e}");
+    // Sync push: the id comes before the source, so nothing is walked and
+    // the answer says nothing about the path (no existence oracle)...
+    for src in ["tree", "../outside/secrets", "no/such/dir"] {
+        let e = s.refused(
+            "workspace_sync_push",
+            json!({"workspace_id": NO_WS, "source_path": src}),
+        );
+        assert!(
+            e.contains(&format!("workspace \"{NO_WS}\" does not exist")),
+            "{e}"
+        );
+        assert!(!e.contains("fifo") && !is_confinement(&e), "{e}");
+    }
+    // ...while for a workspace that exists the same source is walked (and
+    // its fifo refused), so the check above was not vacuous.
+    let e = s.refused(
+        "workspace_sync_push",
+        json!({"workspace_id": WS, "source_path": "tree"}),
+    );
+    assert!(e.contains("fifo"), "{e}");
+    assert_eq!(s.close().0, 0);
+    assert_eq!(sc.tree(), before, "an unknown workspace changed the host");
+}
+
+#[test]
+fn allow_path_extends_the_roots_and_is_listed_in_the_instructions() {
+    let sc = Scratch::new("allow");
+    let extra = sc.base.join("extra");
+    // Without it, extra/ is outside.
+    let (mut s, _) = sc.serve(&[]);
+    let e = s.refused(
+        "workspace_export",
+        json!({"workspace_id": WS, "path": "x", "output_path": extra.join("out")}),
+    );
+    assert!(e.contains("outside the host directories"), "{e}");
+    assert_eq!(s.close().0, 0);
+
+    let (mut s, init) = sc.serve(&["--allow-path", extra.to_str().unwrap()]);
+    let text = init["instructions"].as_str().unwrap();
+    assert!(
+        text.contains(&format!("{}, {}", sc.proj.display(), extra.display())),
+        "{text}"
+    );
+    assert!(
+        text.contains("Relative host paths resolve against"),
+        "{text}"
+    );
+    assert_eq!(
+        init["_meta"]["pyro/host_access"]["allowed_roots"],
+        json!([sc.proj, extra])
+    );
+    // Accepted now: these calls get past the host path checks and fail only
+    // later, booting the record's VM (it has no disk) or for want of a VM.
+    for (tool, args) in [
+        (
+            "workspace_export",
+            json!({"workspace_id": WS, "path": "x", "output_path": extra.join("new/out")}),
+        ),
+        (
+            "workspace_export",
+            json!({"workspace_id": WS, "path": "x", "output_path": "src/b.txt"}),
+        ),
+        (
+            "workspace_sync_push",
+            json!({"workspace_id": WS, "source_path": extra.join("data")}),
+        ),
+        (
+            "workspace_create",
+            json!({"environment": "debian:12", "seed_path": extra.join("data")}),
+        ),
+        (
+            "workspace_create",
+            json!({"environment": "debian:12", "seed_path": "src"}),
+        ),
+    ] {
+        let e = s.refused(tool, args.clone());
+        assert!(!is_confinement(&e), "{tool} {args}: {e}");
+    }
+    // The export's directory is created only once the workspace is usable.
+    assert!(!extra.join("new").exists());
+    // Still confined: the allowed directory itself is not replaced, and
+    // everything else stays outside.
+    let e = s.refused(
+        "workspace_export",
+        json!({"workspace_id": WS, "path": "x", "output_path": extra, "overwrite": true}),
+    );
+    assert!(e.contains("itself"), "{e}");
+    let e = s.refused(
+        "workspace_sync_push",
+        json!({"workspace_id": WS, "source_path": sc.base.join("outside/secrets")}),
+    );
+    assert!(e.contains("outside the host directories"), "{e}");
+    assert_eq!(s.close().0, 0);
+}
+
+#[test]
+fn a_server_without_a_local_project_allows_no_host_path() {
+    let sc = Scratch::new("noproj");
+    // A --repo-url project is not on the host: no root at all.
+    let (mut s, init) = sc.serve(&["--repo-url", "https://example.org/app.git"]);
+    assert_eq!(
+        init["_meta"]["pyro/host_access"]["allowed_roots"],
+        json!([])
+    );
+    let e = s.refused(
+        "workspace_sync_push",
+        json!({"workspace_id": WS, "source_path": sc.proj.join("src")}),
+    );
+    assert!(e.contains("may not use any host directory"), "{e}");
+    assert_eq!(s.close().0, 0);
 }
 
 // ---- VM-backed: run where guests boot (the test host on this machine) ----

@@ -16,8 +16,14 @@ fn log(msg: &str) {
     eprintln!("[smoke] {msg}");
 }
 
+/// A server in the fixture directory `cwd`, which is not a checkout: the
+/// operator allows it explicitly, as host paths over MCP are confined.
 fn session(cwd: &Path) -> Mcp {
-    Mcp::start(Path::new(env!("CARGO_BIN_EXE_pyro")), cwd, &[])
+    Mcp::start(
+        Path::new(env!("CARGO_BIN_EXE_pyro")),
+        cwd,
+        &["--allow-path", cwd.to_str().unwrap()],
+    )
 }
 
 fn cleanup() -> DeleteAllAtEnd {
