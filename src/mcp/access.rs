@@ -6,7 +6,7 @@
 use super::project::ProjectSource;
 use crate::engine::hostpath::{HostPathError, Roots};
 use serde_json::{json, Value};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone)]
 pub struct HostAccess {
@@ -14,6 +14,8 @@ pub struct HostAccess {
     pub allow_host_compat: bool,
     /// Where `seed_path`, `source_path` and `output_path` may lead.
     pub roots: Roots,
+    /// Why the project is not among the roots, when it is not.
+    pub note: Option<String>,
 }
 
 /// The error text for `allow_host_compat: true` on a server that does not
@@ -30,9 +32,40 @@ impl HostAccess {
         allowed: &[PathBuf],
         allow_host_compat: bool,
     ) -> Result<HostAccess, HostPathError> {
+        let home = std::env::var_os("HOME").map(PathBuf::from);
+        HostAccess::with_home(project, allowed, allow_host_compat, home.as_deref())
+    }
+
+    /// `new`, with the user's home directory given. A checkout found by
+    /// walking up that holds the whole home directory (a dotfiles repo in
+    /// `~`, a checkout at `/`) is not a root: it would put `~/.ssh` and
+    /// every other private file in reach. An operator who means it says so
+    /// with `--project-path` or `--allow-path`.
+    fn with_home(
+        project: &ProjectSource,
+        allowed: &[PathBuf],
+        allow_host_compat: bool,
+        home: Option<&Path>,
+    ) -> Result<HostAccess, HostPathError> {
+        let home = home.and_then(|h| std::fs::canonicalize(h).ok());
+        let (root, note) = match project {
+            ProjectSource::Detected { root, .. }
+                if home.as_ref().is_some_and(|h| h.starts_with(root)) =>
+            {
+                (
+                    None,
+                    Some(format!(
+                        "The detected checkout {} holds the home directory, so it is not an allowed host directory.",
+                        root.display()
+                    )),
+                )
+            }
+            p => (p.host_root(), None),
+        };
         Ok(HostAccess {
             allow_host_compat,
-            roots: Roots::confined(project.host_root(), allowed)?,
+            roots: Roots::confined(root, allowed)?,
+            note,
         })
     }
 
@@ -42,6 +75,7 @@ impl HostAccess {
         HostAccess {
             allow_host_compat: false,
             roots: Roots::confined(None, &[]).expect("no roots to check"),
+            note: None,
         }
     }
 
@@ -49,6 +83,10 @@ impl HostAccess {
     pub fn describe(&self, paths: bool) -> String {
         let mut s = String::new();
         if paths {
+            if let Some(n) = &self.note {
+                s.push_str(n);
+                s.push(' ');
+            }
             let list: Vec<String> = self
                 .roots
                 .list()
@@ -97,5 +135,53 @@ impl HostAccess {
             "relative_to": self.roots.base(),
             "allow_host_compat": self.allow_host_compat,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_detected_checkout_holding_the_home_directory_is_not_a_root() {
+        let d = std::env::temp_dir().join(format!(
+            "pyro-access-{}",
+            crate::engine::paths::random_id(4)
+        ));
+        let home = d.join("home/me");
+        std::fs::create_dir_all(home.join("src/app")).unwrap();
+        let d = std::fs::canonicalize(&d).unwrap();
+        let detected = |root: PathBuf| ProjectSource::Detected { root, head: None };
+        // A dotfiles checkout at ~ (or anything above it): no root.
+        for root in [d.join("home/me"), d.join("home"), PathBuf::from("/")] {
+            let a =
+                HostAccess::with_home(&detected(root.clone()), &[], false, Some(&home)).unwrap();
+            assert!(a.roots.list().is_empty(), "{root:?}");
+            assert!(a.describe(true).contains("holds the home directory"));
+        }
+        // A checkout inside it is the project, as always.
+        let app = d.join("home/me/src/app");
+        let a = HostAccess::with_home(&detected(app.clone()), &[], false, Some(&home)).unwrap();
+        assert_eq!(a.roots.list(), vec![app.clone()]);
+        assert!(a.note.is_none());
+        // The operator naming it explicitly is obeyed.
+        let given = ProjectSource::Path {
+            path: d.join("home/me"),
+            git: None,
+        };
+        let a = HostAccess::with_home(&given, &[], false, Some(&home)).unwrap();
+        assert_eq!(a.roots.list(), vec![d.join("home/me")]);
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn instructions_list_the_roots_and_the_host_execution_setting() {
+        let a = HostAccess::none();
+        let t = a.describe(true);
+        assert!(t.contains("none are allowed"), "{t}");
+        assert!(t.contains("allow_host_compat is refused"), "{t}");
+        assert!(!t.contains("--allow"), "{t}");
+        assert!(!a.describe(false).contains("Host paths"));
+        assert_eq!(a.to_json()["allowed_roots"], serde_json::json!([]));
     }
 }

@@ -234,8 +234,9 @@ pub fn export(id: &str, path: &str, dest: &WritePath, overwrite: bool) -> Result
         stage.commit(&made, &out, exists)?;
         Ok((kind, n, bytes))
     });
-    stage.finish();
+    let finished = stage.finish(&out);
     let (kind, n, bytes) = outcome?;
+    finished?;
     review::append(
         id,
         &Event::new("export")
@@ -433,10 +434,29 @@ impl Stage {
         Ok(())
     }
 
-    /// Removes the stage (and the replaced original in it) and its journal.
-    fn finish(self) {
+    /// Removes the stage (and the replaced original in it) and its journal,
+    /// unless the original is still only in there (both renames failed):
+    /// then it goes back to `out`, or, if even that fails, the stage and
+    /// its journal stay for the reaper and the error says where it is.
+    fn finish(self, out: &Path) -> Result<()> {
+        let old = self.dir.join(OLD);
+        let stranded = std::fs::symlink_metadata(&old).is_ok()
+            && std::fs::symlink_metadata(out).is_err_and(|e| e.kind() == io::ErrorKind::NotFound);
+        if stranded {
+            if let Err(e) = rename_noreplace(&old, out) {
+                return Err(EngineError::io(
+                    format!(
+                        "putting {} back (the original is kept in {}; the next export or `pyro mcp serve` restores it)",
+                        out.display(),
+                        old.display()
+                    ),
+                    e,
+                ));
+            }
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
         let _ = std::fs::remove_file(&self.journal);
+        Ok(())
     }
 }
 
@@ -686,7 +706,7 @@ mod tests {
         put(&made.join("new.txt"), "new\n");
         stage.commit(&made, &d.join("out"), true).unwrap();
         // Only reached if the kill did not happen: the parent sees "new".
-        stage.finish();
+        stage.finish(&d.join("out")).unwrap();
     }
 
     /// Runs the child above with the kill armed; returns its directory.
@@ -756,7 +776,7 @@ mod tests {
         assert!(stage.dir.is_dir(), "a held stage is not reaped");
         assert_eq!(reap_stage(&stage.dir).unwrap(), Reaped::Busy);
         stage.commit(&made, &d.join("out"), true).unwrap();
-        stage.finish();
+        stage.finish(&d.join("out")).unwrap();
         assert_eq!(
             std::fs::read_to_string(d.join("out/new.txt")).unwrap(),
             "new\n"
@@ -795,7 +815,20 @@ mod tests {
             std::fs::read_to_string(d.join("out")).unwrap(),
             "someone else's\n"
         );
-        stage.finish();
+        stage.finish(&d.join("out")).unwrap();
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn finishing_a_stage_never_deletes_an_original_left_in_it() {
+        let d = tmp("stranded");
+        original(&d);
+        let stage = Stage::create(&d, OsStr::new("out"), &d.join("journal")).unwrap();
+        // As if the new copy's rename and the way back had both failed.
+        std::fs::rename(d.join("out"), stage.dir.join(OLD)).unwrap();
+        stage.finish(&d.join("out")).unwrap();
+        assert_original(&d);
+        assert!(stages(&d).is_empty());
         std::fs::remove_dir_all(&d).unwrap();
     }
 
