@@ -578,6 +578,34 @@ fn workspaces_outlive_processes_and_killed_vms() {
         json!({"workspace_id": id, "command": "echo kept > /workspace/state.txt"}),
     );
     assert_eq!(r["exit_code"], 0);
+    // Over MCP host paths are confined to the project: an export into it
+    // (relative paths start there) works and replaces with overwrite,
+    // leaving no stage behind; a hidden directory is refused untouched.
+    let r = m.call(
+        "workspace_export",
+        json!({"workspace_id": id, "path": "README.md", "output_path": "exported/README.md"}),
+    );
+    assert_eq!(r["overwrote"], false, "{r}");
+    let exported = project.join("exported/README.md");
+    assert_eq!(std::fs::read_to_string(&exported).unwrap(), "the project\n");
+    let r = m.call(
+        "workspace_export",
+        json!({"workspace_id": id, "path": "state.txt", "output_path": exported,
+               "overwrite": true}),
+    );
+    assert_eq!(r["overwrote"], true, "{r}");
+    assert_eq!(std::fs::read_to_string(&exported).unwrap(), "kept\n");
+    let left: Vec<_> = std::fs::read_dir(project.join("exported"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["README.md"], "no stage directory is left");
+    let e = m.call_err(
+        "workspace_export",
+        json!({"workspace_id": id, "path": "state.txt", "output_path": ".hidden/state.txt"}),
+    );
+    assert!(e.contains("hidden"), "{e}");
+    assert!(!project.join(".hidden").exists());
     let e = m.call_err(
         "workspace_file_read",
         json!({"workspace_id": id, "path": "../x"}),
