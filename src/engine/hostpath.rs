@@ -26,6 +26,14 @@
 //!
 //! The engine takes only [`ReadPath`] and [`WritePath`], which nothing but
 //! this resolver can construct, so no host path reaches it unresolved.
+//!
+//! Between resolution and use a path could change. The only host writes an
+//! MCP client can cause are exports, and every symlink they can create
+//! leads where a write is allowed ([`WritePath::check_link`]; links inside
+//! an exported tree stay inside it), so a client cannot plant a link that
+//! later redirects one of its own paths out of the roots. An export's
+//! directory is also checked again right before its final rename
+//! ([`WritePath::verify`]).
 
 use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
