@@ -174,11 +174,13 @@ pub struct ExecResult {
 
 impl ExecResult {
     /// The conventional shell exit code: the status, or 128 + signal.
+    /// The signal number comes from the guest, so one outside the range a
+    /// shell can report (1-127) gives 255 rather than an overflow.
     pub fn shell_exit_code(&self) -> i32 {
         match (self.exit_code, self.signal) {
             (Some(code), _) => code,
-            (None, Some(sig)) => 128 + sig,
-            (None, None) => 255,
+            (None, Some(sig)) if (1..128).contains(&sig) => 128 + sig,
+            (None, _) => 255,
         }
     }
 }
@@ -572,5 +574,16 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(r.shell_exit_code(), 137);
+    }
+
+    #[test]
+    fn shell_exit_code_survives_hostile_signal_numbers() {
+        for sig in [i32::MAX, i32::MIN, -1, 0, 128] {
+            let r = ExecResult {
+                signal: Some(sig),
+                ..Default::default()
+            };
+            assert_eq!(r.shell_exit_code(), 255, "{sig}");
+        }
     }
 }
