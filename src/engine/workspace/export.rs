@@ -3,7 +3,8 @@
 //!
 //! The guest is not trusted here: its tar stream is extracted on the host
 //! under the same rules as a seed (no absolute or `..` members, no hard
-//! links or devices, no symlink leading out, no write through a symlink).
+//! links or devices, no write through a symlink, and no symlink that could
+//! lead out, alone or chained with others: `beneath::check_symlink`).
 //! Everything is written into a fresh temporary sibling of the destination
 //! and renamed onto it only when complete, so a failed export leaves
 //! nothing behind, and an existing destination is replaced only with
@@ -14,7 +15,7 @@ use super::review::{self, Event};
 use super::{guest_path, normalize_path, EngineError, Result};
 use crate::engine::agent;
 use pyro_guest::archive::member_path;
-use pyro_guest::beneath::symlink_stays_inside;
+use pyro_guest::beneath::check_symlink;
 use pyro_proto::{ArtifactType, ChunkReader, Request, Response};
 use serde_json::{json, Value};
 use std::io::Read;
@@ -51,7 +52,7 @@ fn resolve_output(output_path: &str) -> Result<PathBuf> {
 
 /// Extracts a tar into `root` (a fresh directory), refusing anything that
 /// could land outside it. Returns (entries, bytes).
-pub fn extract_confined<R: Read>(input: R, root: &Path, single: bool) -> Result<(u64, u64)> {
+pub fn extract_confined<R: Read>(input: R, root: &Path) -> Result<(u64, u64)> {
     let mut ar = tar::Archive::new(input);
     let (mut n, mut bytes) = (0u64, 0u64);
     for entry in ar.entries().map_err(bad_stream)? {
@@ -116,14 +117,13 @@ pub fn extract_confined<R: Read>(input: R, root: &Path, single: bool) -> Result<
                 .flatten()
                 .map(|l| l.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            if !single && !symlink_stays_inside(&rel, &link) {
+            // Judged within what is written (a single exported link sits at
+            // its top, so it may not climb at all); its parent chain was
+            // checked above (no member is written through a symlink), which
+            // the rule relies on.
+            if let Err(why) = check_symlink(&rel, &link) {
                 return Err(EngineError::Guest(format!(
-                    "export refused: symlink {name:?} -> {link:?} points outside the exported tree"
-                )));
-            }
-            if single && (link.starts_with('/') || link.is_empty()) {
-                return Err(EngineError::Guest(format!(
-                    "export refused: symlink {name:?} has the absolute target {link:?}"
+                    "export refused: symlink {name:?} -> {link:?} points outside the exported tree: {why}"
                 )));
             }
             std::os::unix::fs::symlink(&link, &target)
@@ -184,7 +184,7 @@ pub fn export(id: &str, path: &str, output_path: &str, overwrite: bool) -> Resul
         std::fs::create_dir(&tree)
             .map_err(|e| EngineError::io(format!("creating {}", tree.display()), e))?;
         let mut chunks = ChunkReader::new(&mut s);
-        let extracted = extract_confined(&mut chunks, &tree, single);
+        let extracted = extract_confined(&mut chunks, &tree);
         // Read to the end so the agent's final word can be read.
         let drained = chunks.drain();
         let (n, bytes) = extracted?;
@@ -286,6 +286,24 @@ mod tests {
                 "through the symlink",
             ),
             (raw_tar(&[("h", Link, b"", "x")]), "not a file"),
+            // The review's chain: `up -> .` passes on its own, the climb
+            // through it does not.
+            (
+                raw_tar(&[
+                    ("up", Symlink, b"", "."),
+                    ("leak", Symlink, b"", "up/up/../../SECRET"),
+                ]),
+                "'..' after a name",
+            ),
+            (
+                raw_tar(&[("a", Symlink, b"", "."), ("b", Symlink, b"", "a/a/..")]),
+                "'..' after a name",
+            ),
+            (
+                raw_tar(&[("x", Symlink, b"", "y"), ("y", Symlink, b"", "..")]),
+                "climbs above the tree",
+            ),
+            (raw_tar(&[("l", Symlink, b"", "/etc/passwd")]), "absolute"),
             (
                 raw_tar(&[("f", Regular, b"1", ""), ("f", Regular, b"2", "")]),
                 "twice",
@@ -294,12 +312,33 @@ mod tests {
         for (i, (bytes, want)) in cases.into_iter().enumerate() {
             let root = d.join(format!("r{i}"));
             std::fs::create_dir(&root).unwrap();
-            let e = extract_confined(bytes.as_slice(), &root, false)
+            let e = extract_confined(bytes.as_slice(), &root)
                 .unwrap_err()
                 .to_string();
             assert!(e.contains(want), "{want}: {e}");
         }
         assert!(!d.join("evil").exists());
+        // Nothing of the chain is left to follow.
+        assert!(std::fs::symlink_metadata(d.join("r6/leak")).is_err());
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_single_exported_symlink_may_not_climb() {
+        use tar::EntryType::*;
+        let d = tmp("single");
+        for (target, ok) in [
+            ("x/y", true),
+            (".", true),
+            ("../x", false),
+            ("a/../x", false),
+        ] {
+            let root = d.join(format!("r{}", target.len()));
+            let _ = std::fs::remove_dir_all(&root);
+            std::fs::create_dir(&root).unwrap();
+            let r = extract_confined(raw_tar(&[("l", Symlink, b"", target)]).as_slice(), &root);
+            assert_eq!(r.is_ok(), ok, "{target}: {r:?}");
+        }
         std::fs::remove_dir_all(&d).unwrap();
     }
 
