@@ -9,8 +9,9 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Mutex;
 
-/// Entries a recursive listing or manifest returns at most.
-pub const MAX_ENTRIES: usize = 200_000;
+/// Entries a recursive listing or manifest returns at most: the host
+/// refuses a listing with more.
+pub const MAX_ENTRIES: usize = pyro_proto::MAX_LISTING_ENTRIES;
 
 fn entry_for(dirfd: i32, name: &str, rel: &str) -> io::Result<FileEntry> {
     let st = beneath::lstat_at(dirfd, name)?;

@@ -10,12 +10,18 @@ use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 
 pub mod client;
+pub mod reply;
+
+pub use reply::{read_reply, LISTING_REPLY_MAX_BYTES, MAX_LISTING_ENTRIES, SMALL_REPLY_MAX_BYTES};
 
 /// The vsock port the agent listens on.
 pub const AGENT_PORT: u32 = 52;
 
 /// Frames bigger than this are refused on both sides, so a confused peer
-/// cannot make the other allocate without bound.
+/// cannot make the other allocate without bound. The host asks for less
+/// per request ([`Request::reply_limit`]); this is the ceiling of both.
+/// 64 MiB holds the biggest honest frame (a 200,000-entry manifest, an
+/// exec's 1 MiB of output twice, escaped) with room to spare.
 pub const MAX_FRAME_BYTES: usize = 64 * 1024 * 1024;
 
 /// Bumped whenever a message changes shape.
@@ -443,6 +449,57 @@ pub fn write_frame<W: Write, T: Serialize>(w: &mut W, msg: &T) -> io::Result<()>
 
 /// Reads one frame; `Ok(None)` on a clean EOF before the first byte.
 pub fn read_frame<R: Read, T: for<'de> Deserialize<'de>>(r: &mut R) -> io::Result<Option<T>> {
+    read_frame_limited(r, MAX_FRAME_BYTES)
+}
+
+/// [`read_frame`] for a frame of at most `max` bytes (and never more than
+/// [`MAX_FRAME_BYTES`]): a longer one is refused from its length alone.
+/// The body is buffered as it arrives, never allocated up front from the
+/// length the peer claims, so a peer that announces a big frame and
+/// trickles it gets nothing big allocated.
+pub fn read_frame_limited<R: Read, T: for<'de> Deserialize<'de>>(
+    r: &mut R,
+    max: usize,
+) -> io::Result<Option<T>> {
+    let Some(len) = read_frame_len(r, max)? else {
+        return Ok(None);
+    };
+    let mut body = Vec::new();
+    (&mut *r).take(len as u64).read_to_end(&mut body)?;
+    if body.len() < len {
+        return Err(closed_inside(len));
+    }
+    serde_json::from_slice(&body)
+        .map(Some)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// A frame of at most `max` bytes parsed by `parse` straight from the
+/// stream, without buffering the body: for answers made of many records,
+/// whose parsed form is as big as their text (see [`reply`]). Several
+/// times slower than [`read_frame_limited`] per byte.
+pub fn read_frame_with<R: Read, T>(
+    r: &mut R,
+    max: usize,
+    parse: impl FnOnce(&mut dyn Read) -> serde_json::Result<T>,
+) -> io::Result<Option<T>> {
+    let Some(len) = read_frame_len(r, max)? else {
+        return Ok(None);
+    };
+    let body = (&mut *r).take(len as u64);
+    let mut body = io::BufReader::with_capacity(len.clamp(1, 64 * 1024), body);
+    // serde_json reads the body to its end (only whitespace may follow
+    // the value), so the stream is left at the next frame.
+    let v = parse(&mut body).map_err(io::Error::from)?;
+    if !body.buffer().is_empty() || body.into_inner().limit() > 0 {
+        return Err(closed_inside(len));
+    }
+    Ok(Some(v))
+}
+
+/// The length prefix of the next frame, checked against `max` (and
+/// [`MAX_FRAME_BYTES`]); `None` on a clean EOF before it.
+fn read_frame_len<R: Read>(r: &mut R, max: usize) -> io::Result<Option<usize>> {
     let mut len = [0u8; 4];
     let mut got = 0;
     while got < 4 {
@@ -455,17 +512,21 @@ pub fn read_frame<R: Read, T: for<'de> Deserialize<'de>>(r: &mut R) -> io::Resul
         }
     }
     let len = u32::from_be_bytes(len) as usize;
-    if len > MAX_FRAME_BYTES {
+    let max = max.min(MAX_FRAME_BYTES);
+    if len > max {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("peer sent a {len}-byte frame, over the {MAX_FRAME_BYTES}-byte limit"),
+            format!("peer sent a {len}-byte frame, over the {max}-byte limit for it"),
         ));
     }
-    let mut body = vec![0u8; len];
-    r.read_exact(&mut body)?;
-    serde_json::from_slice(&body)
-        .map(Some)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    Ok(Some(len))
+}
+
+fn closed_inside(len: usize) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        format!("peer closed the stream inside a {len}-byte frame"),
+    )
 }
 
 #[cfg(test)]
@@ -502,6 +563,58 @@ mod tests {
         let huge = ((MAX_FRAME_BYTES + 1) as u32).to_be_bytes();
         let err = read_frame::<_, Request>(&mut &huge[..]).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        // A frame within the ceiling but over the caller's limit.
+        let mut buf = Vec::new();
+        write_frame(&mut buf, &Response::Ok).unwrap();
+        let err = read_frame_limited::<_, Response>(&mut buf.as_slice(), 4).unwrap_err();
+        assert!(err.to_string().contains("over the 4-byte limit"), "{err}");
+        assert!(read_frame_limited::<_, Response>(&mut buf.as_slice(), 64).is_ok());
+    }
+
+    #[test]
+    fn a_trickled_frame_is_read_as_it_arrives_and_back_to_back_frames_stay_apart() {
+        /// Hands out one byte per read, as a trickling peer does.
+        struct Trickle<'a>(&'a [u8]);
+        impl Read for Trickle<'_> {
+            fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+                if self.0.is_empty() || out.is_empty() {
+                    return Ok(0);
+                }
+                out[0] = self.0[0];
+                self.0 = &self.0[1..];
+                Ok(1)
+            }
+        }
+        let mut buf = Vec::new();
+        write_frame(
+            &mut buf,
+            &Response::Error {
+                message: "one".into(),
+            },
+        )
+        .unwrap();
+        write_frame(&mut buf, &Response::Ok).unwrap();
+        let mut t = Trickle(&buf);
+        let a: Response = read_frame(&mut t).unwrap().unwrap();
+        let b: Response = read_frame(&mut t).unwrap().unwrap();
+        assert_eq!(
+            a,
+            Response::Error {
+                message: "one".into()
+            }
+        );
+        assert_eq!(b, Response::Ok);
+        // A frame that claims more than arrives ends in an EOF error,
+        // trailing garbage inside a frame in a data error.
+        let mut short = 100u32.to_be_bytes().to_vec();
+        short.extend_from_slice(br#"{"kind":"ok"}"#);
+        let e = read_frame::<_, Response>(&mut short.as_slice()).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+        let body = br#"{"kind":"ok"} x"#;
+        let mut junk = (body.len() as u32).to_be_bytes().to_vec();
+        junk.extend_from_slice(body);
+        let e = read_frame::<_, Response>(&mut junk.as_slice()).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
     }
 
     #[test]

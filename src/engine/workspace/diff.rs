@@ -118,9 +118,10 @@ fn guest_read(id: &str, rel: &str, max: u64) -> Result<Option<Vec<u8>>> {
             if truncated {
                 return Ok(None);
             }
-            Ok(Some(base64_decode(&data_b64).ok_or_else(|| {
-                EngineError::Guest("the agent sent invalid base64".into())
-            })?))
+            let data = base64_decode(&data_b64)
+                .ok_or_else(|| EngineError::Guest("the agent sent invalid base64".into()))?;
+            // More than asked (cut by `Response::clip_to` or not): too big.
+            Ok((data.len() as u64 <= max).then_some(data))
         }
         Ok(Response::Error { message }) => Err(lifecycle::agent_error(message)),
         Ok(other) => Err(EngineError::Guest(format!(

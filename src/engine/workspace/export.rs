@@ -167,9 +167,10 @@ pub fn export(id: &str, path: &str, output_path: &str, overwrite: bool) -> Resul
     let result = (|| -> Result<(ArtifactType, u64, u64, PathBuf)> {
         let mut s = agent::connect(&lifecycle::vsock(id), Duration::from_secs(120))
             .map_err(|e| lifecycle::lost_agent(id, "connecting to the guest agent", e))?;
-        pyro_proto::write_frame(&mut s, &Request::PullArchive { path: rel.clone() })
+        let req = Request::PullArchive { path: rel.clone() };
+        pyro_proto::write_frame(&mut s, &req)
             .map_err(|e| lifecycle::lost_agent(id, "asking for the export", e))?;
-        let kind = match pyro_proto::read_frame::<_, Response>(&mut s) {
+        let kind = match pyro_proto::read_reply(&mut s, &req) {
             Ok(Some(Response::ArchiveStart { artifact_type })) => artifact_type,
             Ok(Some(Response::Error { message })) => return Err(lifecycle::agent_error(message)),
             Ok(other) => {
@@ -189,7 +190,7 @@ pub fn export(id: &str, path: &str, output_path: &str, overwrite: bool) -> Resul
         let drained = chunks.drain();
         let (n, bytes) = extracted?;
         drained.map_err(|e| lifecycle::lost_agent(id, "receiving the export", e))?;
-        match pyro_proto::read_frame::<_, Response>(&mut s) {
+        match pyro_proto::read_reply(&mut s, &req) {
             Ok(Some(Response::ArchiveDone { .. })) => {}
             Ok(Some(Response::Error { message })) => return Err(lifecycle::agent_error(message)),
             Ok(other) => {

@@ -147,8 +147,12 @@ fn read_raw(live: &Live, rel: &str, max: u64) -> Result<(u64, Vec<u8>, bool)> {
             data_b64,
             truncated,
         } => {
-            let data = base64_decode(&data_b64)
+            let mut data = base64_decode(&data_b64)
                 .ok_or_else(|| EngineError::Guest("the agent sent invalid base64".into()))?;
+            // The answer was clipped to about `max` bytes' worth of base64
+            // (`Response::clip_to`); never pass on more than was asked.
+            let truncated = truncated || data.len() as u64 > max;
+            data.truncate(usize::try_from(max).unwrap_or(usize::MAX));
             Ok((size_bytes, data, truncated))
         }
         other => Err(unexpected("a read", other)),
