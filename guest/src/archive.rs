@@ -18,7 +18,11 @@ pub fn extract<R: Read>(root: &Root, dest: &str, input: R) -> io::Result<(u64, u
     let dest = check_rel(dest)?;
     let mut created = Vec::new();
     root.ensure_dir(&dest, &mut created)?;
-    let mut archive = tar::Archive::new(input);
+    // The host is the sender here, but a long name or PAX member is read
+    // whole by the tar crate: capped all the same.
+    let bounded =
+        crate::bounded_tar::BoundedTar::new(input, crate::bounded_tar::TarLimits::metadata_only());
+    let mut archive = tar::Archive::new(bounded);
     let mut entries = 0u64;
     let mut bytes = 0u64;
     let mut dirs = DirCache::default();

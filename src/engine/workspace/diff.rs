@@ -12,6 +12,7 @@ use super::lifecycle::{self, Live};
 use super::store;
 use super::{EngineError, Result, FILE_MAX_BYTES};
 use crate::engine::agent;
+use pyro_guest::bounded_tar::{BoundedTar, TarLimits};
 use pyro_proto::{base64_decode, ArtifactType, FileEntry, Request, Response};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -56,7 +57,10 @@ pub fn read_from_tar(tar: &Path, wanted: &BTreeSet<String>) -> Result<HashMap<St
     }
     let f = std::fs::File::open(tar)
         .map_err(|e| EngineError::io(format!("reading {}", tar.display()), e))?;
-    let mut ar = tar::Archive::new(std::io::BufReader::new(f));
+    let mut ar = tar::Archive::new(BoundedTar::new(
+        std::io::BufReader::new(f),
+        TarLimits::metadata_only(),
+    ));
     for entry in ar
         .entries()
         .map_err(|e| EngineError::io("reading the baseline", e))?

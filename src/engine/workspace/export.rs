@@ -16,6 +16,7 @@ use super::{guest_path, normalize_path, EngineError, Result};
 use crate::engine::agent;
 use pyro_guest::archive::member_path;
 use pyro_guest::beneath::check_symlink;
+use pyro_guest::bounded_tar::{limit_error, BoundedTar, TarLimits, MAX_TAR_META_BYTES};
 use pyro_proto::{ArtifactType, ChunkReader, Request, Response};
 use serde_json::{json, Value};
 use std::io::Read;
@@ -50,11 +51,36 @@ fn resolve_output(output_path: &str) -> Result<PathBuf> {
     Ok(parent.join(name))
 }
 
+/// Most bytes one export may carry from the guest (the tar stream: headers,
+/// content and padding). It is the size of a workspace disk (8 GiB,
+/// `scripts/build-image.sh`), so no honest export of what a guest stores is
+/// refused, while a sparse file (`truncate -s 1T`) or a lying stream is
+/// refused from its header instead of filling the host's disk.
+pub const EXPORT_MAX_BYTES: u64 = 8 << 30;
+
+/// Most entries one export may hold: the agent's own walk stops at this
+/// many, so only a hostile stream (say, millions of empty files to use up
+/// the host's inodes) reaches it.
+pub const EXPORT_MAX_ENTRIES: u64 = pyro_proto::MAX_LISTING_ENTRIES as u64;
+
+/// The limits of an export stream (see [`pyro_guest::bounded_tar`]).
+pub const EXPORT_LIMITS: TarLimits = TarLimits {
+    meta_bytes: MAX_TAR_META_BYTES,
+    member_bytes: EXPORT_MAX_BYTES,
+    total_bytes: EXPORT_MAX_BYTES,
+    members: EXPORT_MAX_ENTRIES,
+};
+
 /// Extracts a tar into `root` (a fresh directory), refusing anything that
-/// could land outside it. Returns (entries, bytes).
-pub fn extract_confined<R: Read>(input: R, root: &Path) -> Result<(u64, u64)> {
-    let mut ar = tar::Archive::new(input);
+/// could land outside it or exceeds `limits` (checked from each header,
+/// before its content is read), then reads the rest of `input` (still
+/// within the limits). Returns (entries, bytes). On an error the rest of
+/// the stream is left unread: the caller drops it.
+pub fn extract_confined<R: Read>(input: R, root: &Path, limits: TarLimits) -> Result<(u64, u64)> {
+    let mut ar = tar::Archive::new(BoundedTar::new(input, limits));
     let (mut n, mut bytes) = (0u64, 0u64);
+    // One buffer for every file: content is copied through it.
+    let mut buf = vec![0u8; pyro_proto::CHUNK_BYTES];
     for entry in ar.entries().map_err(bad_stream)? {
         let mut entry = entry.map_err(bad_stream)?;
         let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
@@ -107,7 +133,7 @@ pub fn extract_confined<R: Read>(input: R, root: &Path) -> Result<(u64, u64)> {
                 .create_new(true)
                 .open(&target)
                 .map_err(|e| EngineError::io(format!("creating {}", target.display()), e))?;
-            bytes += std::io::copy(&mut entry, &mut f)
+            bytes += write_sparse(&mut entry, &mut f, &mut buf)
                 .map_err(|e| EngineError::io(format!("writing {}", target.display()), e))?;
             let _ = std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode));
         } else if t.is_symlink() {
@@ -135,13 +161,68 @@ pub fn extract_confined<R: Read>(input: R, root: &Path) -> Result<(u64, u64)> {
         }
         n += 1;
     }
+    // After the end-of-archive block: padding (bounded like the rest).
+    ar.into_inner().drain().map_err(bad_stream)?;
     Ok((n, bytes))
 }
 
 fn bad_stream(e: std::io::Error) -> EngineError {
+    if let Some(limit) = limit_error(&e) {
+        return EngineError::Guest(format!(
+            "export refused: {limit}; an export carries at most {EXPORT_MAX_BYTES} bytes and {EXPORT_MAX_ENTRIES} entries, and no sparse file is expanded past that: export a smaller path (nothing was written)"
+        ));
+    }
     EngineError::Guest(format!(
         "the export stream from the guest is not a valid archive: {e}"
     ))
+}
+
+/// Block size below which zeros are written rather than skipped: the
+/// usual filesystem block, so a hole is only made where it saves space.
+const HOLE_BLOCK: usize = 4096;
+
+/// Copies `data` into the new file `f`, leaving holes where whole blocks
+/// of zeros arrive (a sparse file in the guest stays sparse on the host
+/// rather than turning into allocated zeros). Returns the bytes copied.
+fn write_sparse<R: Read>(
+    data: &mut R,
+    f: &mut std::fs::File,
+    buf: &mut [u8],
+) -> std::io::Result<u64> {
+    use std::io::{Seek, SeekFrom, Write};
+    let mut total = 0u64;
+    let mut pending_hole = false;
+    loop {
+        let n = match data.read(buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        // Runs of data blocks are written, runs of zero blocks skipped.
+        let mut at = 0;
+        while at < n {
+            let zero = |i: usize| buf[i..(i + HOLE_BLOCK).min(n)].iter().all(|b| *b == 0);
+            let hole = zero(at);
+            let mut end = at;
+            while end < n && zero(end) == hole {
+                end = (end + HOLE_BLOCK).min(n);
+            }
+            if hole {
+                f.seek(SeekFrom::Current((end - at) as i64))?;
+            } else {
+                f.write_all(&buf[at..end])?;
+            }
+            pending_hole = hole;
+            at = end;
+        }
+        total += n as u64;
+    }
+    if pending_hole {
+        // A file that ends in a hole gets its length from set_len.
+        f.set_len(total)?;
+    }
+    Ok(total)
 }
 
 /// Copies workspace `path` to host `output_path`.
@@ -184,12 +265,16 @@ pub fn export(id: &str, path: &str, output_path: &str, overwrite: bool) -> Resul
         let tree = stage.join("tree");
         std::fs::create_dir(&tree)
             .map_err(|e| EngineError::io(format!("creating {}", tree.display()), e))?;
+        // Extraction reads the stream to its end (so the agent's final word
+        // can be read) or fails; then the connection is dropped unread: a
+        // refused stream (1 TB of a sparse file) is never drained.
         let mut chunks = ChunkReader::new(&mut s);
-        let extracted = extract_confined(&mut chunks, &tree);
-        // Read to the end so the agent's final word can be read.
-        let drained = chunks.drain();
-        let (n, bytes) = extracted?;
-        drained.map_err(|e| lifecycle::lost_agent(id, "receiving the export", e))?;
+        let (n, bytes) = extract_confined(&mut chunks, &tree, EXPORT_LIMITS)?;
+        if !chunks.is_done() {
+            return Err(EngineError::Guest(
+                "the export stream from the guest did not end where its archive did".into(),
+            ));
+        }
         match pyro_proto::read_reply(&mut s, &req) {
             Ok(Some(Response::ArchiveDone { .. })) => {}
             Ok(Some(Response::Error { message })) => return Err(lifecycle::agent_error(message)),
@@ -313,7 +398,7 @@ mod tests {
         for (i, (bytes, want)) in cases.into_iter().enumerate() {
             let root = d.join(format!("r{i}"));
             std::fs::create_dir(&root).unwrap();
-            let e = extract_confined(bytes.as_slice(), &root)
+            let e = extract_confined(bytes.as_slice(), &root, EXPORT_LIMITS)
                 .unwrap_err()
                 .to_string();
             assert!(e.contains(want), "{want}: {e}");
@@ -321,6 +406,109 @@ mod tests {
         assert!(!d.join("evil").exists());
         // Nothing of the chain is left to follow.
         assert!(std::fs::symlink_metadata(d.join("r6/leak")).is_err());
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// A tar header alone, claiming `size` bytes of `kind` content.
+    fn header_only(name: &str, kind: tar::EntryType, size: u64) -> Vec<u8> {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_size(size);
+        h.set_mode(0o644);
+        h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        h.set_cksum();
+        h.as_bytes().to_vec()
+    }
+
+    #[test]
+    fn a_terabyte_sparse_file_is_refused_from_its_header_and_nothing_is_written() {
+        let d = tmp("sparse");
+        // What the guest sends for `truncate -s 1T big`: a header, then
+        // zeros it would stream for hours. Only the header is here: the
+        // refusal must not need the content.
+        let bytes = header_only("big", tar::EntryType::Regular, 1 << 40);
+        let e = extract_confined(bytes.as_slice(), &d, EXPORT_LIMITS)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("\"big\" is 1099511627776 bytes, over the 8589934592-byte limit"),
+            "{e}"
+        );
+        assert!(e.contains("export a smaller path"), "{e}");
+        assert_eq!(std::fs::read_dir(&d).unwrap().count(), 0);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn export_limits_on_bytes_entries_and_metadata_are_enforced() {
+        use tar::EntryType::*;
+        let d = tmp("limits");
+        // A 1 GiB long name claim: refused before anything is read.
+        let bomb = header_only("././@LongLink", GNULongName, 1 << 30);
+        let e = extract_confined(bomb.as_slice(), &d, EXPORT_LIMITS)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("GNU long name header of 1073741824 bytes"),
+            "{e}"
+        );
+        // The running total and the member count, with small limits.
+        let small = TarLimits {
+            meta_bytes: MAX_TAR_META_BYTES,
+            member_bytes: 1 << 20,
+            total_bytes: 8 * 1024,
+            members: 10,
+        };
+        let kb = vec![b'x'; 3000];
+        let three = raw_tar(&[
+            ("a", Regular, &kb, ""),
+            ("b", Regular, &kb, ""),
+            ("c", Regular, &kb, ""),
+        ]);
+        let root = d.join("total");
+        std::fs::create_dir(&root).unwrap();
+        let e = extract_confined(three.as_slice(), &root, small)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("over the 8192-byte limit"), "{e}");
+        assert!(
+            !root.join("c").exists(),
+            "the member over the limit is not written"
+        );
+        let root = d.join("count");
+        std::fs::create_dir(&root).unwrap();
+        let small = TarLimits {
+            total_bytes: 1 << 20,
+            members: 2,
+            ..small
+        };
+        let e = extract_confined(three.as_slice(), &root, small)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("more than 2 members"), "{e}");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn runs_of_zeros_become_holes_and_the_content_is_intact() {
+        use std::os::unix::fs::MetadataExt;
+        let d = tmp("holes");
+        let mut data = vec![0u8; 4 << 20];
+        data[1_000_000..1_000_010].copy_from_slice(b"0123456789");
+        let mut tail = data.clone();
+        tail.extend_from_slice(b"end");
+        let bytes = raw_tar(&[
+            ("zeros", tar::EntryType::Regular, &data, ""),
+            ("tail", tar::EntryType::Regular, &tail, ""),
+        ]);
+        let (n, written) = extract_confined(bytes.as_slice(), &d, EXPORT_LIMITS).unwrap();
+        assert_eq!((n, written), (2, (data.len() + tail.len()) as u64));
+        assert_eq!(std::fs::read(d.join("zeros")).unwrap(), data);
+        assert_eq!(std::fs::read(d.join("tail")).unwrap(), tail);
+        // Only the blocks around the data are allocated (where the
+        // filesystem has holes at all).
+        let m = std::fs::metadata(d.join("zeros")).unwrap();
+        assert!(m.blocks() * 512 <= 64 * 1024, "{} blocks", m.blocks());
         std::fs::remove_dir_all(&d).unwrap();
     }
 
@@ -337,7 +525,11 @@ mod tests {
             let root = d.join(format!("r{}", target.len()));
             let _ = std::fs::remove_dir_all(&root);
             std::fs::create_dir(&root).unwrap();
-            let r = extract_confined(raw_tar(&[("l", Symlink, b"", target)]).as_slice(), &root);
+            let r = extract_confined(
+                raw_tar(&[("l", Symlink, b"", target)]).as_slice(),
+                &root,
+                EXPORT_LIMITS,
+            );
             assert_eq!(r.is_ok(), ok, "{target}: {r:?}");
         }
         std::fs::remove_dir_all(&d).unwrap();

@@ -11,6 +11,7 @@
 use super::{EngineError, Result};
 use pyro_guest::archive::member_path;
 use pyro_guest::beneath::check_symlink;
+use pyro_guest::bounded_tar::{BoundedTar, TarLimits};
 use pyro_proto::{ArtifactType, FileEntry};
 use serde_json::{json, Value};
 use std::io::{self, Read, Write};
@@ -260,15 +261,18 @@ fn archive_err(path: &Path, e: io::Error) -> EngineError {
     bad_seed(format!("cannot read archive {}: {e}", path.display()))
 }
 
+/// The archive's tar stream, with long names and PAX members capped
+/// (`bounded_tar`): the tar crate would read them whole into memory.
 fn open_archive(path: &Path, gzip: bool) -> Result<Box<dyn Read>> {
     let f = std::fs::File::open(path)
         .map_err(|e| EngineError::io(format!("opening {}", path.display()), e))?;
     let r = io::BufReader::with_capacity(256 * 1024, f);
-    Ok(if gzip {
+    let raw: Box<dyn Read> = if gzip {
         Box::new(flate2::read::GzDecoder::new(r))
     } else {
         Box::new(r)
-    })
+    };
+    Ok(Box::new(BoundedTar::new(raw, TarLimits::metadata_only())))
 }
 
 /// PAX headers and the archive root ("./") carry no content of their own.
