@@ -363,7 +363,7 @@ pub fn tools() -> Vec<Tool> {
         tool(
             "workspace_diff",
             "Diff a workspace against its baseline",
-            "A unified diff of /workspace against the baseline (the tree right after seeding, or after the last reset): added, modified, deleted and type-changed paths; binary files are flagged, not diffed.",
+            "A unified diff of /workspace against the baseline (the tree right after seeding, or after the last reset): added, modified, deleted and type-changed paths; binary files are flagged, not diffed. At most 8 MiB of file content and 1000 files are diffed per call; beyond that, files are listed with sha256 and size only and `truncated` is true.",
             vec![workspace_id()],
             output(&[("workspace_id", "string"), ("changed", "boolean"), ("summary", "object"), ("entries", "array"), ("patch", "string")]),
             true,
@@ -591,11 +591,23 @@ fn render(name: &str, v: &Value) -> String {
                             e["status"].as_str().unwrap_or(""),
                             e["path"].as_str().unwrap_or(""),
                             e["artifact_type"].as_str().unwrap_or(""),
-                            if e["binary"] == true { ", binary" } else { "" }
+                            if e["binary"] == true {
+                                ", binary"
+                            } else if e["over_budget"] == true {
+                                ", not diffed: over the diff budget"
+                            } else {
+                                ""
+                            }
                         ));
                     }
                 }
                 s.push_str(v["patch"].as_str().unwrap_or(""));
+                if v["truncated"] == true {
+                    s.push_str(&format!(
+                        "[truncated: the diff budget ({} bytes of content, {} files) was spent; the files marked above are listed with sha256 and size only: read them with workspace_file_read]\n",
+                        v["budget"]["max_bytes"], v["budget"]["max_files"]
+                    ));
+                }
                 s
             }
         }

@@ -8,7 +8,7 @@
 //! (`similar`, Myers with a time bound); binary ones are flagged. Like the
 //! reference, directories count only when empty.
 
-use super::lifecycle::{self, Live};
+use super::lifecycle;
 use super::store;
 use super::{EngineError, Result, FILE_MAX_BYTES};
 use crate::engine::agent;
@@ -23,20 +23,26 @@ use std::time::Duration;
 /// Files bigger than this are compared by hash only (no text patch).
 pub const TEXT_DIFF_MAX_BYTES: u64 = FILE_MAX_BYTES;
 
-/// Non-directories plus empty directories, by path.
-fn significant(entries: &[FileEntry]) -> BTreeMap<String, &FileEntry> {
+/// Non-directories plus empty directories, by path (borrowed: a manifest
+/// may hold 200,000 entries).
+fn significant(entries: &[FileEntry]) -> BTreeMap<&str, &FileEntry> {
     let mut parents = BTreeSet::new();
     for e in entries {
         let mut p = e.path.as_str();
         while let Some((head, _)) = p.rsplit_once('/') {
-            parents.insert(head.to_string());
+            if !parents.insert(head) {
+                // Its own parents are in already.
+                break;
+            }
             p = head;
         }
     }
     entries
         .iter()
-        .filter(|e| e.artifact_type != ArtifactType::Directory || !parents.contains(&e.path))
-        .map(|e| (e.path.clone(), e))
+        .filter(|e| {
+            e.artifact_type != ArtifactType::Directory || !parents.contains(e.path.as_str())
+        })
+        .map(|e| (e.path.as_str(), e))
         .collect()
 }
 
@@ -69,8 +75,11 @@ pub fn read_from_tar(tar: &Path, wanted: &BTreeSet<String>) -> Result<HashMap<St
         let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let name = name.trim_end_matches('/').to_string();
         if wanted.contains(&name) {
+            // The baseline is the host's own, but never read a member past
+            // what a text diff can use.
             let mut data = Vec::new();
-            entry
+            (&mut entry)
+                .take(TEXT_DIFF_MAX_BYTES + 1)
                 .read_to_end(&mut data)
                 .map_err(|e| EngineError::io("reading the baseline", e))?;
             out.insert(name, data);
@@ -156,16 +165,81 @@ pub fn text_patch(path: &str, before: Option<&str>, after: Option<&str>) -> Stri
         .to_string()
 }
 
-/// The diff of a live workspace against its baseline.
-pub fn diff(live: &Live) -> Result<Value> {
-    let id = live.id().to_string();
-    let baseline = load_baseline(&id)?;
-    let current = guest_manifest(&id)?;
+/// Most bytes of file content (before and after, together) one diff reads
+/// to make text patches. Each text file is at most 1 MiB, so this covers
+/// a few large edits or hundreds of small ones; beyond it, changed files
+/// are listed with their hash and size only and the result says
+/// `truncated`. It bounds the host's memory (contents and patch text) and
+/// what is sent to the client, which gains nothing from more.
+pub const DIFF_MAX_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Most files one diff reads to make text patches (each costs an agent
+/// round trip); beyond it, as for [`DIFF_MAX_BYTES`].
+pub const DIFF_MAX_FILES: usize = 1000;
+
+/// Most changed paths one diff lists. A guest makes 200,000 files with
+/// one shell loop; listing them all would cost the host hundreds of MiB
+/// as JSON values and send the client a line of tens of MiB. The counts in
+/// `summary` always cover every change; past this many, entries are left
+/// out and the result says `truncated`.
+pub const DIFF_MAX_ENTRIES: usize = 10_000;
+
+/// What a diff may still read (see [`DIFF_MAX_BYTES`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    pub bytes: u64,
+    pub files: usize,
+}
+
+impl Budget {
+    pub const DEFAULT: Budget = Budget {
+        bytes: DIFF_MAX_BYTES,
+        files: DIFF_MAX_FILES,
+    };
+
+    /// Takes `bytes` for one more file if they fit.
+    fn take(&mut self, bytes: u64) -> bool {
+        if self.files == 0 || bytes > self.bytes {
+            return false;
+        }
+        self.files -= 1;
+        self.bytes -= bytes;
+        true
+    }
+}
+
+/// How one changed path is shown.
+enum Shown {
+    /// Not a file on both sides, or a type change: no content involved.
+    Plain,
+    /// A side is over [`TEXT_DIFF_MAX_BYTES`] or not text.
+    Binary,
+    /// A unified diff.
+    Text(String),
+    /// Text-sized, but the budget was spent: hash and size only.
+    OverBudget,
+}
+
+/// The diff of a live workspace against its baseline. With `keep_text`
+/// false the patches are made (to count them) but not kept: the summary
+/// needs only the list.
+pub fn diff(id: &str, keep_text: bool) -> Result<Value> {
+    diff_within(id, keep_text, Budget::DEFAULT)
+}
+
+/// `e` when it is a regular file.
+fn file(e: Option<&FileEntry>) -> Option<&FileEntry> {
+    e.filter(|e| e.artifact_type == ArtifactType::File)
+}
+
+/// [`diff`] within `budget`.
+pub fn diff_within(id: &str, keep_text: bool, budget: Budget) -> Result<Value> {
+    let baseline = load_baseline(id)?;
+    let current = guest_manifest(id)?;
     let old = significant(&baseline);
     let new = significant(&current);
-    let paths: BTreeSet<&String> = old.keys().chain(new.keys()).collect();
-    let mut changes: Vec<(String, &'static str, Option<&FileEntry>, Option<&FileEntry>)> =
-        Vec::new();
+    let paths: BTreeSet<&str> = old.keys().chain(new.keys()).copied().collect();
+    let mut changes: Vec<(&str, &'static str, Option<&FileEntry>, Option<&FileEntry>)> = Vec::new();
     for p in paths {
         let (o, n) = (old.get(p).copied(), new.get(p).copied());
         let status = match (o, n) {
@@ -185,19 +259,67 @@ pub fn diff(live: &Live) -> Result<Value> {
             }
             (None, None) => continue,
         };
-        changes.push((p.clone(), status, o, n));
+        changes.push((p, status, o, n));
     }
-    // Old contents of text candidates, from the baseline archive.
+    // Which files get a text diff: in path order, while the budget lasts.
+    // Sizes are the manifests' (the guest's may lie: its reads are capped
+    // at the size it claimed, so the budget holds whatever it sends).
+    let mut left = budget;
+    let mut shown: Vec<Shown> = Vec::with_capacity(changes.len());
+    for (_, status, o, n) in &changes {
+        let (fo, fn_) = (file(*o), file(*n));
+        shown.push(
+            if *status == "type_changed" || (fo.is_none() && fn_.is_none()) {
+                Shown::Plain
+            } else if fo.is_some_and(|e| e.size_bytes > TEXT_DIFF_MAX_BYTES)
+                || fn_.is_some_and(|e| e.size_bytes > TEXT_DIFF_MAX_BYTES)
+            {
+                Shown::Binary
+            } else {
+                let need = fo.map_or(0, |e| e.size_bytes) + fn_.map_or(0, |e| e.size_bytes);
+                if left.take(need) {
+                    Shown::Text(String::new())
+                } else {
+                    Shown::OverBudget
+                }
+            },
+        );
+    }
+    // Old contents of the chosen files, from the baseline archive.
     let want_old: BTreeSet<String> = changes
         .iter()
-        .filter(|(_, _, o, _)| {
-            o.is_some_and(|e| {
-                e.artifact_type == ArtifactType::File && e.size_bytes <= TEXT_DIFF_MAX_BYTES
-            })
-        })
-        .map(|(p, ..)| p.clone())
+        .zip(&shown)
+        .filter(|((_, _, o, _), s)| matches!(s, Shown::Text(_)) && file(*o).is_some())
+        .map(|((p, ..), _)| p.to_string())
         .collect();
-    let old_data = read_from_tar(&store::dir(&id).join("baseline.tar"), &want_old)?;
+    let mut old_data = read_from_tar(&store::dir(id).join("baseline.tar"), &want_old)?;
+    let mut bytes_read = 0u64;
+    let mut files_read = 0usize;
+    for ((path, _, o, n), s) in changes.iter().zip(shown.iter_mut()) {
+        if !matches!(s, Shown::Text(_)) {
+            continue;
+        }
+        files_read += 1;
+        let before = match file(*o) {
+            Some(_) => old_data.remove(*path),
+            None => Some(Vec::new()),
+        };
+        let after = match file(*n) {
+            Some(e) => guest_read(id, path, e.size_bytes)?,
+            None => Some(Vec::new()),
+        };
+        bytes_read += before.as_ref().map_or(0, |b| b.len() as u64)
+            + after.as_ref().map_or(0, |a| a.len() as u64);
+        *s = match (before, after) {
+            (Some(b), Some(a)) if is_text(&b) && is_text(&a) => Shown::Text(text_patch(
+                path,
+                o.map(|_| std::str::from_utf8(&b).unwrap_or("")),
+                n.map(|_| std::str::from_utf8(&a).unwrap_or("")),
+            )),
+            // Not text, or changed since the manifest (a read cut short).
+            _ => Shown::Binary,
+        };
+    }
     let mut summary: BTreeMap<&str, u64> = [
         "total",
         "added",
@@ -210,83 +332,85 @@ pub fn diff(live: &Live) -> Result<Value> {
     .into_iter()
     .map(|k| (k, 0))
     .collect();
-    let mut entries = Vec::new();
+    let mut entries = Vec::with_capacity(changes.len().min(DIFF_MAX_ENTRIES));
     let mut patch = String::new();
-    for (path, status, o, n) in &changes {
+    let mut over_budget = 0u64;
+    for ((path, status, o, n), s) in changes.iter().zip(shown) {
         let kind = n
             .or(*o)
             .map(|e| e.artifact_type)
             .unwrap_or(ArtifactType::File);
-        let file_side =
-            |e: &Option<&FileEntry>| e.is_some_and(|e| e.artifact_type == ArtifactType::File);
-        let mut binary = false;
-        let mut text = None;
-        if *status != "type_changed" && (file_side(o) || file_side(n)) {
-            let before = match o {
-                Some(_) => old_data.get(path).cloned(),
-                None => Some(Vec::new()),
-            };
-            let after = match n {
-                Some(e) if e.size_bytes <= TEXT_DIFF_MAX_BYTES => {
-                    guest_read(&id, path, TEXT_DIFF_MAX_BYTES)?
-                }
-                Some(_) => None,
-                None => Some(Vec::new()),
-            };
-            match (before, after) {
-                (Some(b), Some(a)) if is_text(&b) && is_text(&a) => {
-                    let t = text_patch(
-                        path,
-                        o.map(|_| std::str::from_utf8(&b).unwrap_or("")),
-                        n.map(|_| std::str::from_utf8(&a).unwrap_or("")),
-                    );
-                    if !t.is_empty() {
-                        text = Some(t);
-                    }
-                }
-                (Some(b), Some(a)) => binary = !is_text(&b) || !is_text(&a),
-                // Too large to diff as text: judged by hash only.
-                _ => binary = true,
+        let side = |e: &Option<&FileEntry>, p: &str| {
+            if e.is_some() {
+                format!("{p}/{path}")
+            } else {
+                "/dev/null".into()
             }
-            if binary {
-                patch.push_str(&format!(
-                    "Binary files {} and {} differ\n",
-                    if o.is_some() {
-                        format!("a/{path}")
-                    } else {
-                        "/dev/null".into()
-                    },
-                    if n.is_some() {
-                        format!("b/{path}")
-                    } else {
-                        "/dev/null".into()
-                    },
-                ));
-            }
-        }
+        };
         *summary.get_mut("total").unwrap() += 1;
         *summary.get_mut(status).unwrap() += 1;
-        if let Some(t) = &text {
-            patch.push_str(t);
-            *summary.get_mut("text_patched").unwrap() += 1;
-        } else {
-            *summary.get_mut("non_text").unwrap() += 1;
+        let binary = matches!(s, Shown::Binary);
+        let skipped = matches!(s, Shown::OverBudget);
+        let mut text = None;
+        match s {
+            Shown::Text(t) if !t.is_empty() => {
+                *summary.get_mut("text_patched").unwrap() += 1;
+                if keep_text {
+                    patch.push_str(&t);
+                    text = Some(t);
+                }
+            }
+            Shown::Binary => {
+                *summary.get_mut("non_text").unwrap() += 1;
+                if keep_text {
+                    patch.push_str(&format!(
+                        "Binary files {} and {} differ\n",
+                        side(o, "a"),
+                        side(n, "b")
+                    ));
+                }
+            }
+            Shown::OverBudget => {
+                *summary.get_mut("non_text").unwrap() += 1;
+                over_budget += 1;
+            }
+            Shown::Text(_) | Shown::Plain => *summary.get_mut("non_text").unwrap() += 1,
         }
-        entries.push(json!({
+        if entries.len() == DIFF_MAX_ENTRIES {
+            continue;
+        }
+        let mut e = json!({
             "path": path,
             "status": status,
             "artifact_type": kind.as_str(),
             "binary": binary,
             "size_bytes": n.or(*o).map(|e| e.size_bytes),
+            "sha256": n.or(*o).and_then(|e| e.sha256.clone()),
             "text_patch": text,
-        }));
+        });
+        if skipped {
+            e["over_budget"] = json!(true);
+        }
+        entries.push(e);
     }
+    let omitted = changes.len() - entries.len();
+    let truncated = over_budget > 0 || omitted > 0;
     Ok(json!({
         "workspace_id": id,
-        "changed": !entries.is_empty(),
+        "changed": !changes.is_empty(),
         "summary": summary,
         "entries": entries,
         "patch": patch,
+        "truncated": truncated,
+        "budget": {
+            "max_bytes": budget.bytes,
+            "max_files": budget.files,
+            "bytes_read": bytes_read,
+            "files_read": files_read,
+            "files_over_budget": over_budget,
+            "max_entries": DIFF_MAX_ENTRIES,
+            "entries_omitted": omitted,
+        },
     }))
 }
 

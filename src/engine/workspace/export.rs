@@ -225,6 +225,66 @@ fn write_sparse<R: Read>(
     Ok(total)
 }
 
+/// Receives the export of workspace path `rel` into `stage/tree`: asks
+/// the agent for the archive and extracts it under [`EXPORT_LIMITS`].
+/// Returns (type, entries, bytes, the path made in `stage`).
+fn receive(id: &str, rel: &str, stage: &Path) -> Result<(ArtifactType, u64, u64, PathBuf)> {
+    let mut s = agent::connect(&lifecycle::vsock(id), Duration::from_secs(120))
+        .map_err(|e| lifecycle::lost_agent(id, "connecting to the guest agent", e))?;
+    let req = Request::PullArchive {
+        path: rel.to_string(),
+    };
+    pyro_proto::write_frame(&mut s, &req)
+        .map_err(|e| lifecycle::lost_agent(id, "asking for the export", e))?;
+    let kind = match pyro_proto::read_reply(&mut s, &req) {
+        Ok(Some(Response::ArchiveStart { artifact_type })) => artifact_type,
+        Ok(Some(Response::Error { message })) => return Err(lifecycle::agent_error(message)),
+        Ok(other) => {
+            return Err(EngineError::Guest(format!(
+                "unexpected agent answer to an export: {other:?}"
+            )))
+        }
+        Err(e) => return Err(lifecycle::lost_agent(id, "starting the export", e)),
+    };
+    let single = kind != ArtifactType::Directory;
+    let tree = stage.join("tree");
+    std::fs::create_dir(&tree)
+        .map_err(|e| EngineError::io(format!("creating {}", tree.display()), e))?;
+    // Extraction reads the stream to its end (so the agent's final word
+    // can be read) or fails; then the connection is dropped unread: a
+    // refused stream (1 TB of a sparse file) is never drained.
+    let mut chunks = ChunkReader::new(&mut s);
+    let (n, bytes) = extract_confined(&mut chunks, &tree, EXPORT_LIMITS)?;
+    if !chunks.is_done() {
+        return Err(EngineError::Guest(
+            "the export stream from the guest did not end where its archive did".into(),
+        ));
+    }
+    match pyro_proto::read_reply(&mut s, &req) {
+        Ok(Some(Response::ArchiveDone { .. })) => {}
+        Ok(Some(Response::Error { message })) => return Err(lifecycle::agent_error(message)),
+        Ok(other) => {
+            return Err(EngineError::Guest(format!(
+                "unexpected end of an export: {other:?}"
+            )))
+        }
+        Err(e) => return Err(lifecycle::lost_agent(id, "finishing the export", e)),
+    }
+    let made = if single {
+        let name = rel.rsplit('/').next().unwrap_or("");
+        tree.join(name)
+    } else {
+        tree
+    };
+    if std::fs::symlink_metadata(&made).is_err() {
+        return Err(EngineError::Guest(format!(
+            "the export of {} arrived empty",
+            guest_path(rel)
+        )));
+    }
+    Ok((kind, n, bytes, made))
+}
+
 /// Copies workspace `path` to host `output_path`.
 pub fn export(id: &str, path: &str, output_path: &str, overwrite: bool) -> Result<Value> {
     let rel = normalize_path(path)?;
@@ -245,60 +305,7 @@ pub fn export(id: &str, path: &str, output_path: &str, overwrite: bool) -> Resul
     ));
     std::fs::create_dir(&stage)
         .map_err(|e| EngineError::io(format!("creating {}", stage.display()), e))?;
-    let result = (|| -> Result<(ArtifactType, u64, u64, PathBuf)> {
-        let mut s = agent::connect(&lifecycle::vsock(id), Duration::from_secs(120))
-            .map_err(|e| lifecycle::lost_agent(id, "connecting to the guest agent", e))?;
-        let req = Request::PullArchive { path: rel.clone() };
-        pyro_proto::write_frame(&mut s, &req)
-            .map_err(|e| lifecycle::lost_agent(id, "asking for the export", e))?;
-        let kind = match pyro_proto::read_reply(&mut s, &req) {
-            Ok(Some(Response::ArchiveStart { artifact_type })) => artifact_type,
-            Ok(Some(Response::Error { message })) => return Err(lifecycle::agent_error(message)),
-            Ok(other) => {
-                return Err(EngineError::Guest(format!(
-                    "unexpected agent answer to an export: {other:?}"
-                )))
-            }
-            Err(e) => return Err(lifecycle::lost_agent(id, "starting the export", e)),
-        };
-        let single = kind != ArtifactType::Directory;
-        let tree = stage.join("tree");
-        std::fs::create_dir(&tree)
-            .map_err(|e| EngineError::io(format!("creating {}", tree.display()), e))?;
-        // Extraction reads the stream to its end (so the agent's final word
-        // can be read) or fails; then the connection is dropped unread: a
-        // refused stream (1 TB of a sparse file) is never drained.
-        let mut chunks = ChunkReader::new(&mut s);
-        let (n, bytes) = extract_confined(&mut chunks, &tree, EXPORT_LIMITS)?;
-        if !chunks.is_done() {
-            return Err(EngineError::Guest(
-                "the export stream from the guest did not end where its archive did".into(),
-            ));
-        }
-        match pyro_proto::read_reply(&mut s, &req) {
-            Ok(Some(Response::ArchiveDone { .. })) => {}
-            Ok(Some(Response::Error { message })) => return Err(lifecycle::agent_error(message)),
-            Ok(other) => {
-                return Err(EngineError::Guest(format!(
-                    "unexpected end of an export: {other:?}"
-                )))
-            }
-            Err(e) => return Err(lifecycle::lost_agent(id, "finishing the export", e)),
-        }
-        let made = if single {
-            let name = rel.rsplit('/').next().unwrap_or("");
-            tree.join(name)
-        } else {
-            tree
-        };
-        if std::fs::symlink_metadata(&made).is_err() {
-            return Err(EngineError::Guest(format!(
-                "the export of {} arrived empty",
-                guest_path(&rel)
-            )));
-        }
-        Ok((kind, n, bytes, made))
-    })();
+    let result = receive(id, &rel, &stage);
     let outcome = result.and_then(|(kind, n, bytes, made)| {
         if exists {
             // Replace: move the old one aside, the new one in, drop the old.

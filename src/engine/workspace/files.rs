@@ -18,11 +18,11 @@ pub const DEFAULT_TIMEOUT_SECONDS: u64 = 30;
 pub const MAX_TIMEOUT_SECONDS: u64 = 24 * 3600;
 const OP_TIMEOUT: Duration = Duration::from_secs(120);
 
-fn call(live: &Live, req: &Request, timeout: Duration, what: &str) -> Result<Response> {
-    match agent::call(&lifecycle::vsock(live.id()), req, timeout) {
+fn call(id: &str, req: &Request, timeout: Duration, what: &str) -> Result<Response> {
+    match agent::call(&lifecycle::vsock(id), req, timeout) {
         Ok(Response::Error { message }) => Err(lifecycle::agent_error(message)),
         Ok(r) => Ok(r),
-        Err(e) => Err(lifecycle::lost_agent(live.id(), what, e)),
+        Err(e) => Err(lifecycle::lost_agent(id, what, e)),
     }
 }
 
@@ -47,7 +47,7 @@ pub fn exec(id: &str, command: &str, timeout_seconds: u64) -> Result<Value> {
         ..Default::default()
     };
     let r = match call(
-        &live,
+        live.id(),
         &Request::Exec(req),
         Duration::from_secs(timeout_seconds + 30),
         "running the command",
@@ -107,7 +107,7 @@ pub fn list(id: &str, path: &str, recursive: bool) -> Result<Value> {
     let rel = normalize_path(path)?;
     let live = open_live(id, "file list")?;
     match call(
-        &live,
+        live.id(),
         &Request::ListFiles {
             path: rel.clone(),
             recursive,
@@ -132,9 +132,9 @@ pub fn list(id: &str, path: &str, recursive: bool) -> Result<Value> {
     }
 }
 
-fn read_raw(live: &Live, rel: &str, max: u64) -> Result<(u64, Vec<u8>, bool)> {
+pub(super) fn read_raw(id: &str, rel: &str, max: u64) -> Result<(u64, Vec<u8>, bool)> {
     match call(
-        live,
+        id,
         &Request::ReadFile {
             path: rel.to_string(),
             max_bytes: max,
@@ -169,7 +169,7 @@ pub fn read(id: &str, path: &str, max_bytes: u64) -> Result<Value> {
     }
     let rel = normalize_path(path)?;
     let live = open_live(id, "file read")?;
-    let (size, data, truncated) = read_raw(&live, &rel, max_bytes)?;
+    let (size, data, truncated) = read_raw(live.id(), &rel, max_bytes)?;
     // A cut through a multi-byte character is not binary content.
     let (content, encoding, returned) = match std::str::from_utf8(&data) {
         Ok(s) if !s.contains('\0') => (s.to_string(), "utf-8", data.len()),
@@ -208,7 +208,7 @@ fn apply(live: &Live, writes: Vec<(String, Vec<u8>)>, deletes: Vec<String>) -> R
             .collect(),
         deletes,
     };
-    match call(live, &Request::Apply(req), OP_TIMEOUT, "writing files")? {
+    match call(live.id(), &Request::Apply(req), OP_TIMEOUT, "writing files")? {
         Response::Applied { bytes_written, .. } => Ok(bytes_written),
         other => Err(unexpected("a write", other)),
     }
@@ -269,7 +269,7 @@ pub fn patch_apply(id: &str, patch_text: &str) -> Result<Value> {
     let mut summary = json!({"total": 0, "added": 0, "modified": 0, "deleted": 0, "renamed": 0});
     for fp in &files {
         let source = &fp.old_path;
-        let current = match read_raw(&live, source, FILE_MAX_BYTES) {
+        let current = match read_raw(live.id(), source, FILE_MAX_BYTES) {
             Ok((_, data, false)) => Some(String::from_utf8(data).map_err(|_| {
                 EngineError::Invalid(format!(
                     "{} is not UTF-8 text; patches only change text files (nothing was changed)",
@@ -301,7 +301,7 @@ pub fn patch_apply(id: &str, patch_text: &str) -> Result<Value> {
             _ => {}
         }
         if fp.status == patch::Status::Renamed {
-            match read_raw(&live, &fp.new_path, 1) {
+            match read_raw(live.id(), &fp.new_path, 1) {
                 Err(EngineError::NotFound(_)) => {}
                 Ok(_) => {
                     return Err(EngineError::Invalid(format!(
@@ -401,7 +401,7 @@ pub fn sync_push(id: &str, source_path: &str, dest: &str) -> Result<Value> {
 /// `workspace_diff`.
 pub fn diff(id: &str) -> Result<Value> {
     let live = open_live(id, "diff")?;
-    let v = super::diff::diff(&live)?;
+    let v = super::diff::diff(live.id(), true)?;
     Ok(live.annotate(v))
 }
 
@@ -415,7 +415,7 @@ pub fn logs(id: &str) -> Result<Value> {
 /// `workspace_summary`: the session since the last reset.
 pub fn summary(id: &str) -> Result<Value> {
     let live = open_live(id, "summary")?;
-    let d = super::diff::diff(&live)?;
+    let d = super::diff::diff(live.id(), false)?;
     let ws = lifecycle::describe(&live.record);
     Ok(live.annotate(review::summary(&ws, &d)))
 }
