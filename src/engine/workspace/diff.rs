@@ -437,7 +437,7 @@ mod tests {
             fe("b", ArtifactType::Directory),
         ];
         let s = significant(&e);
-        assert_eq!(s.keys().collect::<Vec<_>>(), ["a/f", "b"]);
+        assert_eq!(s.keys().copied().collect::<Vec<_>>(), ["a/f", "b"]);
     }
 
     #[test]
