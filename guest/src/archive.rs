@@ -468,7 +468,7 @@ fn add_one<W: Write>(
 
 #[cfg(test)]
 #[path = "../../tests/support/raw_tar.rs"]
-mod raw_tar;
+pub(crate) mod raw_tar;
 
 #[cfg(test)]
 mod tests {

@@ -128,9 +128,66 @@ pub struct FileEntry {
     /// Permission bits.
     #[serde(default)]
     pub mode: u32,
-    /// Hex SHA-256 of a regular file's content (manifests only).
+    /// SHA-256 of a regular file's content (manifests only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sha256: Option<String>,
+    pub sha256: Option<Sha256Digest>,
+}
+
+/// A SHA-256 digest: 64 lowercase hex digits on the wire and in records,
+/// 32 bytes in memory (a manifest may hold 200,000 of them, and as hex
+/// strings they made up a third of its size).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Sha256Digest(pub [u8; 32]);
+
+impl Sha256Digest {
+    /// From 64 hex digits (either case).
+    pub fn from_hex(hex: &str) -> Option<Sha256Digest> {
+        let b = hex.as_bytes();
+        if b.len() != 64 {
+            return None;
+        }
+        let nibble = |c: u8| (c as char).to_digit(16).map(|v| v as u8);
+        let mut out = [0u8; 32];
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = nibble(b[2 * i])? << 4 | nibble(b[2 * i + 1])?;
+        }
+        Some(Sha256Digest(out))
+    }
+}
+
+impl std::fmt::Display for Sha256Digest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+impl std::fmt::Debug for Sha256Digest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
+impl Serialize for Sha256Digest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Sha256Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Hex;
+        impl serde::de::Visitor<'_> for Hex {
+            type Value = Sha256Digest;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a SHA-256 as 64 hex digits")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Sha256Digest, E> {
+                Sha256Digest::from_hex(v)
+                    .ok_or_else(|| E::invalid_value(serde::de::Unexpected::Str(v), &self))
+            }
+        }
+        d.deserialize_str(Hex)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -678,6 +735,20 @@ mod tests {
             serde_json::to_string(&r).unwrap(),
             r#"{"kind":"archive_start","artifact_type":"directory"}"#
         );
+    }
+
+    #[test]
+    fn digests_travel_as_hex() {
+        let hex = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        let d = Sha256Digest::from_hex(hex).unwrap();
+        assert_eq!(d.to_string(), hex);
+        assert_eq!(serde_json::to_string(&d).unwrap(), format!("\"{hex}\""));
+        let back: Sha256Digest =
+            serde_json::from_str(&format!("\"{}\"", hex.to_uppercase())).unwrap();
+        assert_eq!(back, d);
+        for bad in ["", "zz", &hex[..63], &format!("{hex}0")] {
+            assert!(serde_json::from_str::<Sha256Digest>(&format!("\"{bad}\"")).is_err());
+        }
     }
 
     #[test]

@@ -363,7 +363,7 @@ pub fn tools() -> Vec<Tool> {
         tool(
             "workspace_diff",
             "Diff a workspace against its baseline",
-            "A unified diff of /workspace against the baseline (the tree right after seeding, or after the last reset): added, modified, deleted and type-changed paths; binary files are flagged, not diffed. At most 8 MiB of file content and 1000 files are diffed per call; beyond that, files are listed with sha256 and size only and `truncated` is true.",
+            "A unified diff of /workspace against the baseline (the tree right after seeding, or after the last reset): added, modified, deleted and type-changed paths; binary files are flagged, not diffed. At most 4 MiB of file content in 1000 files is diffed and 5000 changed paths are listed per call; beyond that, files are listed with sha256 and size only (or only counted in summary) and `truncated` is true.",
             vec![workspace_id()],
             output(&[("workspace_id", "string"), ("changed", "boolean"), ("summary", "object"), ("entries", "array"), ("patch", "string")]),
             true,
@@ -620,6 +620,20 @@ fn render(name: &str, v: &Value) -> String {
 mod tests {
     use super::*;
     use crate::mcp::schema::object_schema;
+
+    #[test]
+    fn the_diff_tool_states_the_diff_budgets() {
+        use crate::engine::workspace::diff::{DIFF_MAX_BYTES, DIFF_MAX_ENTRIES, DIFF_MAX_FILES};
+        let all = tools();
+        let d = all.iter().find(|t| t.name == "workspace_diff").unwrap();
+        for want in [
+            format!("{} MiB of file content", DIFF_MAX_BYTES >> 20),
+            format!("in {DIFF_MAX_FILES} files"),
+            format!("{DIFF_MAX_ENTRIES} changed paths"),
+        ] {
+            assert!(d.description.contains(&want), "{want}: {}", d.description);
+        }
+    }
 
     #[test]
     fn schemas_follow_the_reference_arguments() {

@@ -15,7 +15,7 @@ use crate::engine::agent;
 use pyro_guest::bounded_tar::{BoundedTar, TarLimits};
 use pyro_proto::{base64_decode, ArtifactType, FileEntry, Request, Response};
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::Read;
 use std::path::Path;
 use std::time::Duration;
@@ -23,27 +23,30 @@ use std::time::Duration;
 /// Files bigger than this are compared by hash only (no text patch).
 pub const TEXT_DIFF_MAX_BYTES: u64 = FILE_MAX_BYTES;
 
-/// Non-directories plus empty directories, by path (borrowed: a manifest
-/// may hold 200,000 entries).
-fn significant(entries: &[FileEntry]) -> BTreeMap<&str, &FileEntry> {
-    let mut parents = BTreeSet::new();
+/// Non-directories plus empty directories, sorted by path (borrowed: a
+/// manifest may hold 200,000 entries). A path listed twice (only a hostile
+/// agent does that) counts once.
+fn significant(entries: &[FileEntry]) -> Vec<&FileEntry> {
+    let mut parents = HashSet::new();
     for e in entries {
         let mut p = e.path.as_str();
         while let Some((head, _)) = p.rsplit_once('/') {
             if !parents.insert(head) {
-                // Its own parents are in already.
+                // Its own parents went in with it.
                 break;
             }
             p = head;
         }
     }
-    entries
+    let mut out: Vec<&FileEntry> = entries
         .iter()
         .filter(|e| {
             e.artifact_type != ArtifactType::Directory || !parents.contains(e.path.as_str())
         })
-        .map(|e| (e.path.as_str(), e))
-        .collect()
+        .collect();
+    out.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+    out.dedup_by(|a, b| a.path == b.path);
+    out
 }
 
 pub fn load_baseline(id: &str) -> Result<Vec<FileEntry>> {
@@ -166,12 +169,13 @@ pub fn text_patch(path: &str, before: Option<&str>, after: Option<&str>) -> Stri
 }
 
 /// Most bytes of file content (before and after, together) one diff reads
-/// to make text patches. Each text file is at most 1 MiB, so this covers
-/// a few large edits or hundreds of small ones; beyond it, changed files
-/// are listed with their hash and size only and the result says
-/// `truncated`. It bounds the host's memory (contents and patch text) and
-/// what is sent to the client, which gains nothing from more.
-pub const DIFF_MAX_BYTES: u64 = 8 * 1024 * 1024;
+/// to make text patches: about a million tokens of patch, more than any
+/// client reads. Each text file is at most 1 MiB, so this covers a few
+/// large edits or hundreds of small ones; beyond it, changed files are
+/// listed with their hash and size only and the result says `truncated`.
+/// It bounds the host's memory (contents, and the patch text that the
+/// result carries twice: whole and per file) and what the client gets.
+pub const DIFF_MAX_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Most files one diff reads to make text patches (each costs an agent
 /// round trip); beyond it, as for [`DIFF_MAX_BYTES`].
@@ -179,10 +183,11 @@ pub const DIFF_MAX_FILES: usize = 1000;
 
 /// Most changed paths one diff lists. A guest makes 200,000 files with
 /// one shell loop; listing them all would cost the host hundreds of MiB
-/// as JSON values and send the client a line of tens of MiB. The counts in
+/// as JSON values and send the client a line of tens of MiB. 5,000 is
+/// about 1 MiB of JSON. The counts in
 /// `summary` always cover every change; past this many, entries are left
 /// out and the result says `truncated`.
-pub const DIFF_MAX_ENTRIES: usize = 10_000;
+pub const DIFF_MAX_ENTRIES: usize = 5_000;
 
 /// What a diff may still read (see [`DIFF_MAX_BYTES`]).
 #[derive(Debug, Clone, Copy)]
@@ -208,16 +213,97 @@ impl Budget {
     }
 }
 
+/// What happened to one path.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Status {
+    Added,
+    Deleted,
+    TypeChanged,
+    Modified,
+}
+
+impl Status {
+    fn as_str(self) -> &'static str {
+        match self {
+            Status::Added => "added",
+            Status::Deleted => "deleted",
+            Status::TypeChanged => "type_changed",
+            Status::Modified => "modified",
+        }
+    }
+}
+
 /// How one changed path is shown.
+#[derive(Debug, Clone, Copy, PartialEq)]
 enum Shown {
-    /// Not a file on both sides, or a type change: no content involved.
+    /// Not a file on either side, a type change, or no textual difference.
     Plain,
     /// A side is over [`TEXT_DIFF_MAX_BYTES`] or not text.
     Binary,
-    /// A unified diff.
-    Text(String),
+    /// Within the budget, not read yet.
+    Pending,
+    /// A unified diff: index into the texts.
+    Text(usize),
     /// Text-sized, but the budget was spent: hash and size only.
     OverBudget,
+}
+
+/// One changed path, kept small: there may be 200,000.
+struct Change<'a> {
+    old: Option<&'a FileEntry>,
+    new: Option<&'a FileEntry>,
+    status: Status,
+    shown: Shown,
+}
+
+impl Change<'_> {
+    fn path(&self) -> &str {
+        self.new.or(self.old).map(|e| e.path.as_str()).unwrap_or("")
+    }
+}
+
+/// The changes from `old` to `new` (both sorted by path), in path order.
+fn changes<'a>(old: &[&'a FileEntry], new: &[&'a FileEntry]) -> Vec<Change<'a>> {
+    use std::cmp::Ordering;
+    let mut out = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    loop {
+        let (o, n) = (old.get(i).copied(), new.get(j).copied());
+        let (o, n) = match (o, n) {
+            (None, None) => break,
+            (Some(a), Some(b)) => match a.path.cmp(&b.path) {
+                Ordering::Less => (Some(a), None),
+                Ordering::Greater => (None, Some(b)),
+                Ordering::Equal => (Some(a), Some(b)),
+            },
+            other => other,
+        };
+        i += usize::from(o.is_some());
+        j += usize::from(n.is_some());
+        let status = match (o, n) {
+            (None, _) => Status::Added,
+            (_, None) => Status::Deleted,
+            (Some(a), Some(b)) if a.artifact_type != b.artifact_type => Status::TypeChanged,
+            (Some(a), Some(b)) => {
+                let same = match a.artifact_type {
+                    ArtifactType::File => a.sha256 == b.sha256,
+                    ArtifactType::Symlink => a.link_target == b.link_target,
+                    _ => true,
+                };
+                if same {
+                    continue;
+                }
+                Status::Modified
+            }
+        };
+        out.push(Change {
+            old: o,
+            new: n,
+            status,
+            shown: Shown::Plain,
+        });
+    }
+    out
 }
 
 /// The diff of a live workspace against its baseline. With `keep_text`
@@ -236,86 +322,63 @@ fn file(e: Option<&FileEntry>) -> Option<&FileEntry> {
 pub fn diff_within(id: &str, keep_text: bool, budget: Budget) -> Result<Value> {
     let baseline = load_baseline(id)?;
     let current = guest_manifest(id)?;
-    let old = significant(&baseline);
-    let new = significant(&current);
-    let paths: BTreeSet<&str> = old.keys().chain(new.keys()).copied().collect();
-    let mut changes: Vec<(&str, &'static str, Option<&FileEntry>, Option<&FileEntry>)> = Vec::new();
-    for p in paths {
-        let (o, n) = (old.get(p).copied(), new.get(p).copied());
-        let status = match (o, n) {
-            (None, Some(_)) => "added",
-            (Some(_), None) => "deleted",
-            (Some(a), Some(b)) if a.artifact_type != b.artifact_type => "type_changed",
-            (Some(a), Some(b)) => {
-                let same = match a.artifact_type {
-                    ArtifactType::File => a.sha256 == b.sha256,
-                    ArtifactType::Symlink => a.link_target == b.link_target,
-                    _ => true,
-                };
-                if same {
-                    continue;
-                }
-                "modified"
-            }
-            (None, None) => continue,
-        };
-        changes.push((p, status, o, n));
-    }
+    let mut changes = changes(&significant(&baseline), &significant(&current));
     // Which files get a text diff: in path order, while the budget lasts.
     // Sizes are the manifests' (the guest's may lie: its reads are capped
     // at the size it claimed, so the budget holds whatever it sends).
     let mut left = budget;
-    let mut shown: Vec<Shown> = Vec::with_capacity(changes.len());
-    for (_, status, o, n) in &changes {
-        let (fo, fn_) = (file(*o), file(*n));
-        shown.push(
-            if *status == "type_changed" || (fo.is_none() && fn_.is_none()) {
-                Shown::Plain
-            } else if fo.is_some_and(|e| e.size_bytes > TEXT_DIFF_MAX_BYTES)
-                || fn_.is_some_and(|e| e.size_bytes > TEXT_DIFF_MAX_BYTES)
-            {
-                Shown::Binary
-            } else {
-                let need = fo.map_or(0, |e| e.size_bytes) + fn_.map_or(0, |e| e.size_bytes);
-                if left.take(need) {
-                    Shown::Text(String::new())
-                } else {
-                    Shown::OverBudget
-                }
-            },
-        );
+    for c in changes.iter_mut() {
+        let (fo, fnew) = (file(c.old), file(c.new));
+        c.shown = if c.status == Status::TypeChanged || (fo.is_none() && fnew.is_none()) {
+            Shown::Plain
+        } else if fo.is_some_and(|e| e.size_bytes > TEXT_DIFF_MAX_BYTES)
+            || fnew.is_some_and(|e| e.size_bytes > TEXT_DIFF_MAX_BYTES)
+        {
+            Shown::Binary
+        } else if left.take(fo.map_or(0, |e| e.size_bytes) + fnew.map_or(0, |e| e.size_bytes)) {
+            Shown::Pending
+        } else {
+            Shown::OverBudget
+        };
     }
     // Old contents of the chosen files, from the baseline archive.
     let want_old: BTreeSet<String> = changes
         .iter()
-        .zip(&shown)
-        .filter(|((_, _, o, _), s)| matches!(s, Shown::Text(_)) && file(*o).is_some())
-        .map(|((p, ..), _)| p.to_string())
+        .filter(|c| c.shown == Shown::Pending && file(c.old).is_some())
+        .map(|c| c.path().to_string())
         .collect();
     let mut old_data = read_from_tar(&store::dir(id).join("baseline.tar"), &want_old)?;
+    drop(want_old);
+    let mut texts: Vec<String> = Vec::new();
     let mut bytes_read = 0u64;
     let mut files_read = 0usize;
-    for ((path, _, o, n), s) in changes.iter().zip(shown.iter_mut()) {
-        if !matches!(s, Shown::Text(_)) {
-            continue;
-        }
+    for c in changes.iter_mut().filter(|c| c.shown == Shown::Pending) {
         files_read += 1;
-        let before = match file(*o) {
-            Some(_) => old_data.remove(*path),
+        let path = c.new.or(c.old).map(|e| e.path.as_str()).unwrap_or("");
+        let before = match file(c.old) {
+            Some(_) => old_data.remove(path),
             None => Some(Vec::new()),
         };
-        let after = match file(*n) {
+        let after = match file(c.new) {
             Some(e) => guest_read(id, path, e.size_bytes)?,
             None => Some(Vec::new()),
         };
         bytes_read += before.as_ref().map_or(0, |b| b.len() as u64)
             + after.as_ref().map_or(0, |a| a.len() as u64);
-        *s = match (before, after) {
-            (Some(b), Some(a)) if is_text(&b) && is_text(&a) => Shown::Text(text_patch(
-                path,
-                o.map(|_| std::str::from_utf8(&b).unwrap_or("")),
-                n.map(|_| std::str::from_utf8(&a).unwrap_or("")),
-            )),
+        c.shown = match (before, after) {
+            (Some(b), Some(a)) if is_text(&b) && is_text(&a) => {
+                let t = text_patch(
+                    path,
+                    c.old.map(|_| std::str::from_utf8(&b).unwrap_or("")),
+                    c.new.map(|_| std::str::from_utf8(&a).unwrap_or("")),
+                );
+                if t.is_empty() {
+                    Shown::Plain
+                } else {
+                    texts.push(if keep_text { t } else { String::new() });
+                    Shown::Text(texts.len() - 1)
+                }
+            }
             // Not text, or changed since the manifest (a read cut short).
             _ => Shown::Binary,
         };
@@ -335,27 +398,16 @@ pub fn diff_within(id: &str, keep_text: bool, budget: Budget) -> Result<Value> {
     let mut entries = Vec::with_capacity(changes.len().min(DIFF_MAX_ENTRIES));
     let mut patch = String::new();
     let mut over_budget = 0u64;
-    for ((path, status, o, n), s) in changes.iter().zip(shown) {
-        let kind = n
-            .or(*o)
-            .map(|e| e.artifact_type)
-            .unwrap_or(ArtifactType::File);
-        let side = |e: &Option<&FileEntry>, p: &str| {
-            if e.is_some() {
-                format!("{p}/{path}")
-            } else {
-                "/dev/null".into()
-            }
-        };
+    for c in &changes {
+        let path = c.path();
         *summary.get_mut("total").unwrap() += 1;
-        *summary.get_mut(status).unwrap() += 1;
-        let binary = matches!(s, Shown::Binary);
-        let skipped = matches!(s, Shown::OverBudget);
+        *summary.get_mut(c.status.as_str()).unwrap() += 1;
         let mut text = None;
-        match s {
-            Shown::Text(t) if !t.is_empty() => {
+        match c.shown {
+            Shown::Text(i) => {
                 *summary.get_mut("text_patched").unwrap() += 1;
                 if keep_text {
+                    let t = std::mem::take(&mut texts[i]);
                     patch.push_str(&t);
                     text = Some(t);
                 }
@@ -363,10 +415,14 @@ pub fn diff_within(id: &str, keep_text: bool, budget: Budget) -> Result<Value> {
             Shown::Binary => {
                 *summary.get_mut("non_text").unwrap() += 1;
                 if keep_text {
+                    let side = |e: Option<&FileEntry>, p: &str| match e {
+                        Some(_) => format!("{p}/{path}"),
+                        None => "/dev/null".into(),
+                    };
                     patch.push_str(&format!(
                         "Binary files {} and {} differ\n",
-                        side(o, "a"),
-                        side(n, "b")
+                        side(c.old, "a"),
+                        side(c.new, "b")
                     ));
                 }
             }
@@ -374,33 +430,33 @@ pub fn diff_within(id: &str, keep_text: bool, budget: Budget) -> Result<Value> {
                 *summary.get_mut("non_text").unwrap() += 1;
                 over_budget += 1;
             }
-            Shown::Text(_) | Shown::Plain => *summary.get_mut("non_text").unwrap() += 1,
+            Shown::Plain | Shown::Pending => *summary.get_mut("non_text").unwrap() += 1,
         }
         if entries.len() == DIFF_MAX_ENTRIES {
             continue;
         }
-        let mut e = json!({
+        let e = c.new.or(c.old);
+        let mut entry = json!({
             "path": path,
-            "status": status,
-            "artifact_type": kind.as_str(),
-            "binary": binary,
-            "size_bytes": n.or(*o).map(|e| e.size_bytes),
-            "sha256": n.or(*o).and_then(|e| e.sha256.clone()),
-            "text_patch": text,
+            "status": c.status.as_str(),
+            "artifact_type": e.map(|e| e.artifact_type).unwrap_or(ArtifactType::File).as_str(),
+            "binary": c.shown == Shown::Binary,
+            "size_bytes": e.map(|e| e.size_bytes),
+            "sha256": e.and_then(|e| e.sha256).map(|h| h.to_string()),
         });
-        if skipped {
-            e["over_budget"] = json!(true);
+        // Moved in, not through json! (which copies what it is given).
+        entry["text_patch"] = text.map(Value::String).unwrap_or(Value::Null);
+        if c.shown == Shown::OverBudget {
+            entry["over_budget"] = json!(true);
         }
-        entries.push(e);
+        entries.push(entry);
     }
     let omitted = changes.len() - entries.len();
     let truncated = over_budget > 0 || omitted > 0;
-    Ok(json!({
+    let mut v = json!({
         "workspace_id": id,
         "changed": !changes.is_empty(),
         "summary": summary,
-        "entries": entries,
-        "patch": patch,
         "truncated": truncated,
         "budget": {
             "max_bytes": budget.bytes,
@@ -411,7 +467,10 @@ pub fn diff_within(id: &str, keep_text: bool, budget: Budget) -> Result<Value> {
             "max_entries": DIFF_MAX_ENTRIES,
             "entries_omitted": omitted,
         },
-    }))
+    });
+    v["entries"] = Value::Array(entries);
+    v["patch"] = Value::String(patch);
+    Ok(v)
 }
 
 #[cfg(test)]
@@ -437,7 +496,8 @@ mod tests {
             fe("b", ArtifactType::Directory),
         ];
         let s = significant(&e);
-        assert_eq!(s.keys().copied().collect::<Vec<_>>(), ["a/f", "b"]);
+        let paths: Vec<&str> = s.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["a/f", "b"]);
     }
 
     #[test]

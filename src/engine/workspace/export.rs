@@ -228,7 +228,11 @@ fn write_sparse<R: Read>(
 /// Receives the export of workspace path `rel` into `stage/tree`: asks
 /// the agent for the archive and extracts it under [`EXPORT_LIMITS`].
 /// Returns (type, entries, bytes, the path made in `stage`).
-fn receive(id: &str, rel: &str, stage: &Path) -> Result<(ArtifactType, u64, u64, PathBuf)> {
+pub(super) fn receive(
+    id: &str,
+    rel: &str,
+    stage: &Path,
+) -> Result<(ArtifactType, u64, u64, PathBuf)> {
     let mut s = agent::connect(&lifecycle::vsock(id), Duration::from_secs(120))
         .map_err(|e| lifecycle::lost_agent(id, "connecting to the guest agent", e))?;
     let req = Request::PullArchive {

@@ -12,7 +12,7 @@ use super::{EngineError, Result};
 use pyro_guest::archive::member_path;
 use pyro_guest::beneath::check_symlink;
 use pyro_guest::bounded_tar::{BoundedTar, TarLimits};
-use pyro_proto::{ArtifactType, FileEntry};
+use pyro_proto::{ArtifactType, FileEntry, Sha256Digest};
 use serde_json::{json, Value};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -197,7 +197,11 @@ fn add_file<W: Write, R: Read>(
         size_bytes: size,
         link_target: None,
         mode: mode & 0o7777,
-        sha256: hasher.map(|h| h.finalize().iter().map(|b| format!("{b:02x}")).collect()),
+        sha256: hasher.map(|h| {
+            let mut d = Sha256Digest([0; 32]);
+            d.0.copy_from_slice(&h.finalize());
+            d
+        }),
     });
     Ok(())
 }
@@ -722,7 +726,7 @@ mod tests {
         assert_eq!(w.bytes, 3);
         let a = w.manifest.iter().find(|e| e.path == "src/a.txt").unwrap();
         assert_eq!(
-            a.sha256.as_deref(),
+            a.sha256.map(|h| h.to_string()).as_deref(),
             Some("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
         );
         // The tar re-plans to the same entries (it is a valid seed itself).
