@@ -379,8 +379,8 @@ impl<R: Read> Read for BoundedTar<R> {
 
 #[cfg(test)]
 mod tests {
-    use crate::archive::raw_tar::raw_tar;
     use super::*;
+    use crate::archive::raw_tar::raw_tar;
 
     /// A stream that says it has `claim` bytes of long name and then
     /// produces them on demand (zeros), never holding them.
