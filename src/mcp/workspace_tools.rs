@@ -365,7 +365,7 @@ pub fn tools() -> Vec<Tool> {
             "Diff a workspace against its baseline",
             "A unified diff of /workspace against the baseline (the tree right after seeding, or after the last reset): added, modified, deleted and type-changed paths; binary files are flagged, not diffed. At most 4 MiB of file content in 1000 files is diffed and 5000 changed paths are listed per call; beyond that, files are listed with sha256 and size only (or only counted in summary) and `truncated` is true.",
             vec![workspace_id()],
-            output(&[("workspace_id", "string"), ("changed", "boolean"), ("summary", "object"), ("entries", "array"), ("patch", "string")]),
+            output(&[("workspace_id", "string"), ("changed", "boolean"), ("summary", "object"), ("entries", "array"), ("patch", "string"), ("truncated", "boolean"), ("budget", "object")]),
             true,
             false,
         ),
