@@ -102,32 +102,44 @@ fn entry_json(e: &pyro_proto::FileEntry) -> Value {
     })
 }
 
+/// Most entries a file listing returns (`count` is the full number and
+/// `truncated` says when there were more). A guest makes 200,000 files
+/// with one shell loop; as JSON values they would cost the host hundreds
+/// of MiB, and no client reads that many.
+pub const LIST_MAX_ENTRIES: usize = 10_000;
+
 /// `workspace_file_list`.
 pub fn list(id: &str, path: &str, recursive: bool) -> Result<Value> {
     let rel = normalize_path(path)?;
     let live = open_live(id, "file list")?;
+    Ok(live.annotate(listing(id, &rel, recursive)?))
+}
+
+/// The listing of `rel` in a running workspace (see [`LIST_MAX_ENTRIES`]).
+pub(super) fn listing(id: &str, rel: &str, recursive: bool) -> Result<Value> {
     match call(
-        live.id(),
+        id,
         &Request::ListFiles {
-            path: rel.clone(),
+            path: rel.to_string(),
             recursive,
         },
         OP_TIMEOUT,
         "listing files",
     )? {
-        Response::Files { entry, entries } => Ok(live.annotate(json!({
+        Response::Files { entry, entries } => Ok(json!({
             "workspace_id": id,
-            "path": guest_path(&rel),
+            "path": guest_path(rel),
             "artifact_type": entry.artifact_type.as_str(),
             "recursive": recursive,
             "count": entries.len(),
             "entries": if entry.artifact_type == pyro_proto::ArtifactType::Directory {
-                entries.iter().map(entry_json).collect::<Vec<_>>()
+                entries.iter().take(LIST_MAX_ENTRIES).map(entry_json).collect::<Vec<_>>()
             } else {
                 vec![entry_json(&entry)]
             },
+            "truncated": entries.len() > LIST_MAX_ENTRIES,
             "execution_mode": "guest_vsock",
-        }))),
+        })),
         other => Err(unexpected("a listing", other)),
     }
 }

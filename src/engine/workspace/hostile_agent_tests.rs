@@ -502,6 +502,17 @@ fn host_side(scenario: &str, id: &str) {
             assert_eq!(s["changes"]["truncated"], true);
             assert_eq!(s["changes"]["summary"]["total"], MAX_LISTING_ENTRIES as u64);
         }
+        "huge_listing" => {
+            let v = files::listing(id, "", true).unwrap();
+            assert_eq!(v["count"], MAX_LISTING_ENTRIES as u64);
+            assert_eq!(
+                v["entries"].as_array().unwrap().len(),
+                files::LIST_MAX_ENTRIES
+            );
+            assert_eq!(v["truncated"], true);
+            let line = serde_json::to_string(&v).unwrap();
+            assert!(line.len() < 4 << 20, "{} bytes", line.len());
+        }
         "diff_file_budget" => {
             let v = diff::diff(id, true).unwrap();
             assert_eq!(v["budget"]["files_read"], DIFF_MAX_FILES as u64);
@@ -701,6 +712,23 @@ fn a_huge_manifest_and_diff_stay_within_the_diff_budgets_and_host_memory() {
         other => answer_read(&other, out),
     });
     rig.run_host("huge_manifest_and_diff");
+}
+
+#[test]
+fn a_huge_listing_is_returned_up_to_its_entry_cap() {
+    let rig = Rig::new(|_, _, out| {
+        // `write_manifest`'s entries in a `files` answer.
+        let mut body = Vec::new();
+        write_manifest(&mut body, MAX_LISTING_ENTRIES, 20, 1)?;
+        let text = std::str::from_utf8(&body[4..]).unwrap().replacen(
+            r#"{"kind":"manifest","#,
+            r#"{"kind":"files","entry":{"path":"","artifact_type":"directory","size_bytes":0},"#,
+            1,
+        );
+        out.write_all(&(text.len() as u32).to_be_bytes())?;
+        out.write_all(text.as_bytes())
+    });
+    rig.run_host("huge_listing");
 }
 
 #[test]
