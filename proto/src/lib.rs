@@ -521,7 +521,9 @@ pub fn read_frame_limited<R: Read, T: for<'de> Deserialize<'de>>(
     let Some(len) = read_frame_len(r, max)? else {
         return Ok(None);
     };
-    let mut body = Vec::new();
+    // Up to 64 KiB up front (one read for the usual small frame), the
+    // rest as it comes.
+    let mut body = Vec::with_capacity(len.min(64 * 1024));
     (&mut *r).take(len as u64).read_to_end(&mut body)?;
     if body.len() < len {
         return Err(closed_inside(len));
