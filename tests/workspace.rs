@@ -416,8 +416,67 @@ fn bad_input_is_refused_clearly_and_loses_nothing() {
         "--output",
         d.join("x").to_str().unwrap(),
     ]);
-    assert!(e.contains("absolute target"), "{e}");
+    assert!(e.contains("is absolute"), "{e}");
     assert!(!d.join("x").exists());
+    // The symlink chain of the security review, made in the guest: each
+    // link alone looks harmless, together they climb out of the export.
+    exec(
+        &id,
+        "mkdir chain && ln -s . chain/up && ln -s up/up/../../SECRET chain/leak",
+    );
+    let e = fails(&[
+        "export",
+        &id,
+        "chain",
+        "--output",
+        d.join("chain").to_str().unwrap(),
+    ]);
+    assert!(e.contains("'..' after a name"), "{e}");
+    assert!(!d.join("chain").exists());
+    // A terabyte sparse file is refused from its header: no dense write,
+    // no partial output, no stage directory left behind.
+    exec(
+        &id,
+        "mkdir out && truncate -s 1T out/big && echo small > out/note",
+    );
+    let e = fails(&[
+        "export",
+        &id,
+        "out",
+        "--output",
+        d.join("out").to_str().unwrap(),
+    ]);
+    assert!(
+        e.contains("\"big\" is 1099511627776 bytes, over the 8589934592-byte limit"),
+        "{e}"
+    );
+    assert!(!d.join("out").exists());
+    assert!(
+        std::fs::read_dir(&d)
+            .unwrap()
+            .flatten()
+            .all(|e| !e.file_name().to_string_lossy().contains("pyro-export")),
+        "no stage directory is left"
+    );
+    // Within the limit, a sparse file stays sparse on the host.
+    exec(&id, "truncate -s 64M out/big && printf x >> out/big");
+    ok(&[
+        "export",
+        &id,
+        "out/big",
+        "--output",
+        d.join("big").to_str().unwrap(),
+    ]);
+    let m = std::fs::metadata(d.join("big")).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(m.len(), (64 << 20) + 1);
+    assert!(
+        m.blocks() * 512 < 1 << 20,
+        "{} blocks allocated",
+        m.blocks()
+    );
+    std::fs::remove_file(d.join("big")).unwrap();
+    exec(&id, "rm -rf chain out");
     // Archive tricks in a sync push.
     let t = d.join("push.tar");
     tar_with(

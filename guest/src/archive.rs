@@ -2,7 +2,9 @@
 //!
 //! Extraction refuses members that could land outside the destination:
 //! absolute names, `..`, hard links, device nodes, and symlinks whose
-//! target leaves the workspace. A file that replaces another is written to
+//! target could leave the workspace (the rule is `beneath::check_symlink`'s,
+//! which holds for chains of links too; a symlink is only created in a
+//! directory reached without symlinks). A file that replaces another is written to
 //! a temporary name and renamed into place, so a failure (a full disk)
 //! never leaves a half written file where an intact one was.
 
@@ -16,7 +18,11 @@ pub fn extract<R: Read>(root: &Root, dest: &str, input: R) -> io::Result<(u64, u
     let dest = check_rel(dest)?;
     let mut created = Vec::new();
     root.ensure_dir(&dest, &mut created)?;
-    let mut archive = tar::Archive::new(input);
+    // The host is the sender here, but a long name or PAX member is read
+    // whole by the tar crate: capped all the same.
+    let bounded =
+        crate::bounded_tar::BoundedTar::new(input, crate::bounded_tar::TarLimits::metadata_only());
+    let mut archive = tar::Archive::new(bounded);
     let mut entries = 0u64;
     let mut bytes = 0u64;
     let mut dirs = DirCache::default();
@@ -53,9 +59,11 @@ pub fn extract<R: Read>(root: &Root, dest: &str, input: R) -> io::Result<(u64, u
                 .flatten()
                 .map(|t| t.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            if !beneath::symlink_stays_inside(&rel, &target) {
+            // Judged from where it lands in the workspace, so a link into
+            // `dest` may climb out of `dest` but never out of /workspace.
+            if let Err(why) = beneath::check_symlink(&rel, &target) {
                 return Err(bad_archive(format!(
-                    "symlink {name:?} -> {target:?} would point outside /workspace"
+                    "symlink {name:?} -> {target:?} would point outside /workspace: {why}"
                 )));
             }
             make_symlink(root, &rel, &target)?;
@@ -256,7 +264,19 @@ fn copy_large<R: Read>(data: &mut R, f: &mut std::fs::File) -> io::Result<u64> {
 fn make_symlink(root: &Root, rel: &str, target: &str) -> io::Result<()> {
     let (parent, name) = split_parent(rel);
     let mut created = Vec::new();
-    let dir = root.ensure_dir(parent, &mut created)?;
+    root.ensure_dir(parent, &mut created)?;
+    // `check_symlink` counted the link's depth from its path: that is its
+    // real depth only if no directory on the way is a symlink.
+    let dir = root.open_real_dir(parent).map_err(|e| {
+        if e.raw_os_error() == Some(libc::ELOOP) {
+            bad_archive(format!(
+                "symlink {} would be created under a symlinked directory; symlinks may only be made in real directories",
+                root.show(rel)
+            ))
+        } else {
+            root.explain(parent, e)
+        }
+    })?;
     let c = beneath::cname(name)?;
     if let Ok(st) = beneath::lstat_at(dir.as_raw_fd(), name) {
         match beneath::kind_of(&st) {
@@ -448,7 +468,7 @@ fn add_one<W: Write>(
 
 #[cfg(test)]
 #[path = "../../tests/support/raw_tar.rs"]
-mod raw_tar;
+pub(crate) mod raw_tar;
 
 #[cfg(test)]
 mod tests {
@@ -523,6 +543,56 @@ mod tests {
                 .to_string();
             assert!(e.contains(want), "want {want:?}: {e}");
         }
+        // The review's chain: `up -> .` is fine, `leak -> up/up/../../x`
+        // is refused, and nothing lands outside.
+        let chain = raw_tar(&[
+            ("up", tar::EntryType::Symlink, b"", "."),
+            ("leak", tar::EntryType::Symlink, b"", "up/up/../../outside"),
+        ]);
+        let e = extract(&t.root(), "", chain.as_slice())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("'..' after a name"), "{e}");
+        assert!(std::fs::symlink_metadata(t.ws().join("leak")).is_err());
+        // Its variants: `b -> a/a/..`, and `x -> y` then `y -> ..`.
+        for (members, want) in [
+            (
+                vec![
+                    ("a", tar::EntryType::Symlink, &b""[..], "."),
+                    ("b", tar::EntryType::Symlink, &b""[..], "a/a/.."),
+                ],
+                "'..' after a name",
+            ),
+            (
+                vec![
+                    ("x", tar::EntryType::Symlink, &b""[..], "y"),
+                    ("y", tar::EntryType::Symlink, &b""[..], ".."),
+                ],
+                "climbs above the tree",
+            ),
+            (
+                vec![("abs", tar::EntryType::Symlink, &b""[..], "/workspace/x")],
+                "is absolute",
+            ),
+        ] {
+            let t2 = TempRoot::new("arc-chain");
+            let e = extract(&t2.root(), "", raw_tar(&members).as_slice())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(want), "want {want:?}: {e}");
+        }
+        // A link made under a symlinked directory would sit at another
+        // depth than its path says: `d -> .` then `d/d/l -> ../../x`.
+        let t3 = TempRoot::new("arc-under");
+        let under = raw_tar(&[
+            ("d", tar::EntryType::Symlink, b"", "."),
+            ("d/d/l", tar::EntryType::Symlink, b"", "../../outside"),
+        ]);
+        let e = extract(&t3.root(), "", under.as_slice())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("under a symlinked directory"), "{e}");
+        assert!(std::fs::symlink_metadata(t3.ws().join("l")).is_err());
         // A symlink already in the workspace cannot carry later members out.
         std::os::unix::fs::symlink("..", t.ws().join("esc")).unwrap();
         let a = raw_tar(&[("esc/outside", tar::EntryType::Regular, b"pwned", "")]);

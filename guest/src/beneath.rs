@@ -3,6 +3,27 @@
 //! neither `..` nor a symlink (absolute or relative) can lead an operation
 //! outside it. Paths are checked lexically first for a clear message; the
 //! kernel's check is what actually holds.
+//!
+//! Symlinks that archives carry (a seed into the guest, an export out to the
+//! host) are judged by [`check_symlink`], whose rule holds however the links
+//! of one tree point at each other, not only for each link on its own:
+//!
+//! - the target is relative and not empty;
+//! - every `..` comes first (`../../lib/x` passes, `a/../b` and
+//!   `up/up/../../x` do not): a `..` after a name would climb from wherever
+//!   that name leads if it is (or later becomes) a symlink, so it is refused
+//!   whatever the name is today;
+//! - the leading `..`s climb no higher than the link's own directory is
+//!   deep in the tree;
+//! - the link's directory is reached without passing through a symlink
+//!   (each caller makes sure of this: the host refuses members under a
+//!   symlink, the agent creates links only in real directories), so its
+//!   depth in the tree is its real depth.
+//!
+//! Then, by induction on resolution steps, every link resolves inside the
+//! tree: its leading `..`s climb real directories to one still inside, and
+//! each name after them either descends into a child or is a link that
+//! resolves inside by the same rule.
 
 use std::ffi::CString;
 use std::io;
@@ -10,6 +31,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 
 const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+const RESOLVE_NO_SYMLINKS: u64 = 0x04;
 const RESOLVE_BENEATH: u64 = 0x08;
 
 /// `struct open_how` of openat2(2).
@@ -78,6 +100,22 @@ impl Root {
 
     /// [`Root::open_beneath`] with the bare OS error.
     pub fn open_beneath_raw(&self, rel: &str, flags: i32, mode: u32) -> io::Result<OwnedFd> {
+        self.openat2(rel, flags, mode, RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)
+    }
+
+    /// Directory `rel` beneath the root, reached without following any
+    /// symlink on the way (`ELOOP` if one is met): where a symlink may be
+    /// created, see [`check_symlink`].
+    pub fn open_real_dir(&self, rel: &str) -> io::Result<OwnedFd> {
+        self.openat2(
+            rel,
+            libc::O_RDONLY | libc::O_DIRECTORY,
+            0,
+            RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS,
+        )
+    }
+
+    fn openat2(&self, rel: &str, flags: i32, mode: u32, resolve: u64) -> io::Result<OwnedFd> {
         let path = if rel.is_empty() { "." } else { rel };
         let c = CString::new(path)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))?;
@@ -88,7 +126,7 @@ impl Root {
             } else {
                 0
             },
-            resolve: RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
+            resolve,
         };
         // SAFETY: valid pointers for the call; the result is checked.
         let fd = unsafe {
@@ -239,27 +277,44 @@ pub fn cname(name: &str) -> io::Result<CString> {
     CString::new(name).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in name"))
 }
 
-/// Whether a symlink at `link_rel` pointing to `target` stays inside the
-/// root when resolved lexically. Absolute targets never do: the same tree
-/// is exported to hosts where `/` means something else.
-pub fn symlink_stays_inside(link_rel: &str, target: &str) -> bool {
-    if target.is_empty() || target.starts_with('/') {
-        return false;
+/// Whether a symlink at `link_rel` (relative to the tree's root) pointing
+/// to `target` is allowed in an archive: see the module doc for the rule
+/// and why it holds for chains of links. `Err` says why not, to finish a
+/// sentence like "symlink a -> b is refused: ...". Absolute targets never
+/// pass: the same tree is exported to hosts where `/` means something else.
+pub fn check_symlink(link_rel: &str, target: &str) -> Result<(), &'static str> {
+    if target.is_empty() {
+        return Err("its target is empty");
+    }
+    if target.starts_with('/') {
+        return Err("its target is absolute");
+    }
+    if target.contains('\0') {
+        return Err("its target contains a NUL byte");
     }
     let (parent, _) = split_parent(link_rel);
-    let mut depth: Vec<&str> = parent.split('/').filter(|c| !c.is_empty()).collect();
+    let depth = parent.split('/').filter(|c| !c.is_empty()).count();
+    let mut ups = 0usize;
+    let mut named = false;
     for comp in target.split('/') {
         match comp {
             "" | "." => {}
-            ".." => {
-                if depth.pop().is_none() {
-                    return false;
-                }
-            }
-            c => depth.push(c),
+            ".." if named => return Err(
+                "its target has '..' after a name (that name may be a symlink leading anywhere)",
+            ),
+            ".." => ups += 1,
+            _ => named = true,
         }
     }
-    true
+    if ups > depth {
+        return Err("its target climbs above the tree");
+    }
+    Ok(())
+}
+
+/// [`check_symlink`] as a yes/no.
+pub fn symlink_stays_inside(link_rel: &str, target: &str) -> bool {
+    check_symlink(link_rel, target).is_ok()
 }
 
 /// `fstatat(dirfd, name, AT_SYMLINK_NOFOLLOW)`.
@@ -382,9 +437,37 @@ mod tests {
     fn symlink_targets_are_judged_from_the_link() {
         assert!(symlink_stays_inside("a/link", "../b"));
         assert!(symlink_stays_inside("a/b/link", "../../c"));
+        assert!(symlink_stays_inside("a/b/link", "./../.././c/d"));
         assert!(!symlink_stays_inside("a/link", "../../b"));
         assert!(!symlink_stays_inside("link", "/etc/passwd"));
         assert!(!symlink_stays_inside("link", ""));
         assert!(symlink_stays_inside("link", "x/./y"));
+        assert!(symlink_stays_inside("link", "."));
+    }
+
+    #[test]
+    fn a_dot_dot_after_a_name_is_refused_whatever_the_name_is() {
+        // The chain of the security review: `up -> .` passes on its own,
+        // and `up/up/../..` would climb two levels above the tree.
+        assert!(symlink_stays_inside("up", "."));
+        assert_eq!(
+            check_symlink("leak", "up/up/../../SECRET"),
+            Err("its target has '..' after a name (that name may be a symlink leading anywhere)")
+        );
+        // Variants: the climb hidden at any depth, or cancelling out.
+        assert!(symlink_stays_inside("a", "."));
+        assert!(!symlink_stays_inside("b", "a/a/.."));
+        assert!(!symlink_stays_inside("d/e/l", "x/.."));
+        assert!(!symlink_stays_inside("d/e/l", "../x/../y"));
+        // `x -> y` with `y -> ..` made later: `x` is harmless, `y` at the
+        // root is refused; one level down it stays inside.
+        assert!(symlink_stays_inside("x", "y"));
+        assert_eq!(
+            check_symlink("y", ".."),
+            Err("its target climbs above the tree")
+        );
+        assert!(symlink_stays_inside("d/y", ".."));
+        assert!(!symlink_stays_inside("l", "/"));
+        assert!(!symlink_stays_inside("l", "//etc"));
     }
 }

@@ -3,14 +3,15 @@
 //! [`Root`], so none can reach outside the workspace.
 
 use crate::beneath::{self, check_rel, join, split_parent, Root};
-use pyro_proto::{base64_decode, ApplyRequest, ArtifactType, FileEntry};
+use pyro_proto::{base64_decode, ApplyRequest, ArtifactType, FileEntry, Sha256Digest};
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Mutex;
 
-/// Entries a recursive listing or manifest returns at most.
-pub const MAX_ENTRIES: usize = 200_000;
+/// Entries a recursive listing or manifest returns at most: the host
+/// refuses a listing with more.
+pub const MAX_ENTRIES: usize = pyro_proto::MAX_LISTING_ENTRIES;
 
 fn entry_for(dirfd: i32, name: &str, rel: &str) -> io::Result<FileEntry> {
     let st = beneath::lstat_at(dirfd, name)?;
@@ -377,7 +378,7 @@ pub fn sync_root(root: &Root) {
 /// Content hashes keyed by what changes when a file does, so repeated
 /// manifests only hash what changed since the last one.
 type HashKey = (u64, u64, i64, i64, i64, i64, i64);
-static HASH_CACHE: Mutex<Option<HashMap<HashKey, String>>> = Mutex::new(None);
+static HASH_CACHE: Mutex<Option<HashMap<HashKey, Sha256Digest>>> = Mutex::new(None);
 
 fn hash_key(st: &libc::stat) -> HashKey {
     (
@@ -391,7 +392,7 @@ fn hash_key(st: &libc::stat) -> HashKey {
     )
 }
 
-fn file_sha256(dirfd: i32, name: &str) -> io::Result<String> {
+fn file_sha256(dirfd: i32, name: &str) -> io::Result<Sha256Digest> {
     use sha2::Digest;
     let c = beneath::cname(name)?;
     // SAFETY: valid descriptor and C string; result checked.
@@ -415,7 +416,7 @@ fn file_sha256(dirfd: i32, name: &str) -> io::Result<String> {
         .as_ref()
         .and_then(|m| m.get(&key))
     {
-        return Ok(h.clone());
+        return Ok(*h);
     }
     let mut hasher = sha2::Sha256::new();
     let mut buf = vec![0u8; 256 * 1024];
@@ -426,18 +427,15 @@ fn file_sha256(dirfd: i32, name: &str) -> io::Result<String> {
         }
         hasher.update(&buf[..n]);
     }
-    let hex: String = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let mut digest = Sha256Digest([0; 32]);
+    digest.0.copy_from_slice(&hasher.finalize());
     let mut cache = HASH_CACHE.lock().unwrap();
     let map = cache.get_or_insert_with(HashMap::new);
     if map.len() > 500_000 {
         map.clear();
     }
-    map.insert(key, hex.clone());
-    Ok(hex)
+    map.insert(key, digest);
+    Ok(digest)
 }
 
 /// Every entry below `path` (relative to it), files with their SHA-256.
@@ -688,7 +686,7 @@ pub(crate) mod tests {
         let names: Vec<&str> = m.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(names, ["a.txt", "empty"]);
         assert_eq!(
-            m[0].sha256.as_deref(),
+            m[0].sha256.map(|h| h.to_string()).as_deref(),
             Some("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
         );
         // Cached hashes follow content changes.

@@ -2,7 +2,7 @@
 //! hybrid vsock socket (Firecracker's `CONNECT <port>` convention) and
 //! exchange one request per connection.
 
-use crate::{read_frame, write_frame, Request, Response, AGENT_PORT};
+use crate::{read_reply, write_frame, Request, Response, AGENT_PORT};
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -53,10 +53,11 @@ pub fn call(uds: &Path, req: &Request, timeout: Duration) -> io::Result<Response
 }
 
 /// Sends one request on a connected stream and reads the answer, within
-/// the stream's own timeouts.
+/// the stream's own timeouts, bounded and clipped to what was asked
+/// ([`read_reply`]).
 pub fn exchange(s: &mut UnixStream, req: &Request) -> io::Result<Response> {
     write_frame(s, req)?;
-    match read_frame(s)? {
+    match read_reply(s, req)? {
         Some(r) => Ok(r),
         None => Err(io::Error::new(
             io::ErrorKind::UnexpectedEof,

@@ -10,12 +10,18 @@ use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 
 pub mod client;
+pub mod reply;
+
+pub use reply::{read_reply, LISTING_REPLY_MAX_BYTES, MAX_LISTING_ENTRIES, SMALL_REPLY_MAX_BYTES};
 
 /// The vsock port the agent listens on.
 pub const AGENT_PORT: u32 = 52;
 
 /// Frames bigger than this are refused on both sides, so a confused peer
-/// cannot make the other allocate without bound.
+/// cannot make the other allocate without bound. The host asks for less
+/// per request ([`Request::reply_limit`]); this is the ceiling of both.
+/// 64 MiB holds the biggest honest frame (a 200,000-entry manifest, an
+/// exec's 1 MiB of output twice, escaped) with room to spare.
 pub const MAX_FRAME_BYTES: usize = 64 * 1024 * 1024;
 
 /// Bumped whenever a message changes shape.
@@ -122,9 +128,66 @@ pub struct FileEntry {
     /// Permission bits.
     #[serde(default)]
     pub mode: u32,
-    /// Hex SHA-256 of a regular file's content (manifests only).
+    /// SHA-256 of a regular file's content (manifests only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sha256: Option<String>,
+    pub sha256: Option<Sha256Digest>,
+}
+
+/// A SHA-256 digest: 64 lowercase hex digits on the wire and in records,
+/// 32 bytes in memory (a manifest may hold 200,000 of them, and as hex
+/// strings they made up a third of its size).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Sha256Digest(pub [u8; 32]);
+
+impl Sha256Digest {
+    /// From 64 hex digits (either case).
+    pub fn from_hex(hex: &str) -> Option<Sha256Digest> {
+        let b = hex.as_bytes();
+        if b.len() != 64 {
+            return None;
+        }
+        let nibble = |c: u8| (c as char).to_digit(16).map(|v| v as u8);
+        let mut out = [0u8; 32];
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = nibble(b[2 * i])? << 4 | nibble(b[2 * i + 1])?;
+        }
+        Some(Sha256Digest(out))
+    }
+}
+
+impl std::fmt::Display for Sha256Digest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+impl std::fmt::Debug for Sha256Digest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
+impl Serialize for Sha256Digest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Sha256Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Hex;
+        impl serde::de::Visitor<'_> for Hex {
+            type Value = Sha256Digest;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a SHA-256 as 64 hex digits")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Sha256Digest, E> {
+                Sha256Digest::from_hex(v)
+                    .ok_or_else(|| E::invalid_value(serde::de::Unexpected::Str(v), &self))
+            }
+        }
+        d.deserialize_str(Hex)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -174,11 +237,13 @@ pub struct ExecResult {
 
 impl ExecResult {
     /// The conventional shell exit code: the status, or 128 + signal.
+    /// The signal number comes from the guest, so one outside the range a
+    /// shell can report (1-127) gives 255 rather than an overflow.
     pub fn shell_exit_code(&self) -> i32 {
         match (self.exit_code, self.signal) {
             (Some(code), _) => code,
-            (None, Some(sig)) => 128 + sig,
-            (None, None) => 255,
+            (None, Some(sig)) if (1..128).contains(&sig) => 128 + sig,
+            (None, _) => 255,
         }
     }
 }
@@ -441,6 +506,59 @@ pub fn write_frame<W: Write, T: Serialize>(w: &mut W, msg: &T) -> io::Result<()>
 
 /// Reads one frame; `Ok(None)` on a clean EOF before the first byte.
 pub fn read_frame<R: Read, T: for<'de> Deserialize<'de>>(r: &mut R) -> io::Result<Option<T>> {
+    read_frame_limited(r, MAX_FRAME_BYTES)
+}
+
+/// [`read_frame`] for a frame of at most `max` bytes (and never more than
+/// [`MAX_FRAME_BYTES`]): a longer one is refused from its length alone.
+/// The body is buffered as it arrives, never allocated up front from the
+/// length the peer claims, so a peer that announces a big frame and
+/// trickles it gets nothing big allocated.
+pub fn read_frame_limited<R: Read, T: for<'de> Deserialize<'de>>(
+    r: &mut R,
+    max: usize,
+) -> io::Result<Option<T>> {
+    let Some(len) = read_frame_len(r, max)? else {
+        return Ok(None);
+    };
+    // Up to 64 KiB up front (one read for the usual small frame), the
+    // rest as it comes.
+    let mut body = Vec::with_capacity(len.min(64 * 1024));
+    (&mut *r).take(len as u64).read_to_end(&mut body)?;
+    if body.len() < len {
+        return Err(closed_inside(len));
+    }
+    serde_json::from_slice(&body)
+        .map(Some)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// A frame of at most `max` bytes parsed by `parse` straight from the
+/// stream, without buffering the body: for answers made of many records,
+/// whose parsed form is as big as their text (see [`reply`]). Several
+/// times slower than [`read_frame_limited`] per byte.
+pub fn read_frame_with<R: Read, T>(
+    r: &mut R,
+    max: usize,
+    parse: impl FnOnce(&mut dyn Read) -> serde_json::Result<T>,
+) -> io::Result<Option<T>> {
+    let Some(len) = read_frame_len(r, max)? else {
+        return Ok(None);
+    };
+    let body = (&mut *r).take(len as u64);
+    let mut body = io::BufReader::with_capacity(len.clamp(1, 64 * 1024), body);
+    // serde_json reads the body to its end (only whitespace may follow
+    // the value), so the stream is left at the next frame.
+    let v = parse(&mut body).map_err(io::Error::from)?;
+    if !body.buffer().is_empty() || body.into_inner().limit() > 0 {
+        return Err(closed_inside(len));
+    }
+    Ok(Some(v))
+}
+
+/// The length prefix of the next frame, checked against `max` (and
+/// [`MAX_FRAME_BYTES`]); `None` on a clean EOF before it.
+fn read_frame_len<R: Read>(r: &mut R, max: usize) -> io::Result<Option<usize>> {
     let mut len = [0u8; 4];
     let mut got = 0;
     while got < 4 {
@@ -453,17 +571,21 @@ pub fn read_frame<R: Read, T: for<'de> Deserialize<'de>>(r: &mut R) -> io::Resul
         }
     }
     let len = u32::from_be_bytes(len) as usize;
-    if len > MAX_FRAME_BYTES {
+    let max = max.min(MAX_FRAME_BYTES);
+    if len > max {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("peer sent a {len}-byte frame, over the {MAX_FRAME_BYTES}-byte limit"),
+            format!("peer sent a {len}-byte frame, over the {max}-byte limit for it"),
         ));
     }
-    let mut body = vec![0u8; len];
-    r.read_exact(&mut body)?;
-    serde_json::from_slice(&body)
-        .map(Some)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    Ok(Some(len))
+}
+
+fn closed_inside(len: usize) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        format!("peer closed the stream inside a {len}-byte frame"),
+    )
 }
 
 #[cfg(test)]
@@ -500,6 +622,58 @@ mod tests {
         let huge = ((MAX_FRAME_BYTES + 1) as u32).to_be_bytes();
         let err = read_frame::<_, Request>(&mut &huge[..]).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        // A frame within the ceiling but over the caller's limit.
+        let mut buf = Vec::new();
+        write_frame(&mut buf, &Response::Ok).unwrap();
+        let err = read_frame_limited::<_, Response>(&mut buf.as_slice(), 4).unwrap_err();
+        assert!(err.to_string().contains("over the 4-byte limit"), "{err}");
+        assert!(read_frame_limited::<_, Response>(&mut buf.as_slice(), 64).is_ok());
+    }
+
+    #[test]
+    fn a_trickled_frame_is_read_as_it_arrives_and_back_to_back_frames_stay_apart() {
+        /// Hands out one byte per read, as a trickling peer does.
+        struct Trickle<'a>(&'a [u8]);
+        impl Read for Trickle<'_> {
+            fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+                if self.0.is_empty() || out.is_empty() {
+                    return Ok(0);
+                }
+                out[0] = self.0[0];
+                self.0 = &self.0[1..];
+                Ok(1)
+            }
+        }
+        let mut buf = Vec::new();
+        write_frame(
+            &mut buf,
+            &Response::Error {
+                message: "one".into(),
+            },
+        )
+        .unwrap();
+        write_frame(&mut buf, &Response::Ok).unwrap();
+        let mut t = Trickle(&buf);
+        let a: Response = read_frame(&mut t).unwrap().unwrap();
+        let b: Response = read_frame(&mut t).unwrap().unwrap();
+        assert_eq!(
+            a,
+            Response::Error {
+                message: "one".into()
+            }
+        );
+        assert_eq!(b, Response::Ok);
+        // A frame that claims more than arrives ends in an EOF error,
+        // trailing garbage inside a frame in a data error.
+        let mut short = 100u32.to_be_bytes().to_vec();
+        short.extend_from_slice(br#"{"kind":"ok"}"#);
+        let e = read_frame::<_, Response>(&mut short.as_slice()).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+        let body = br#"{"kind":"ok"} x"#;
+        let mut junk = (body.len() as u32).to_be_bytes().to_vec();
+        junk.extend_from_slice(body);
+        let e = read_frame::<_, Response>(&mut junk.as_slice()).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
     }
 
     #[test]
@@ -566,11 +740,36 @@ mod tests {
     }
 
     #[test]
+    fn digests_travel_as_hex() {
+        let hex = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        let d = Sha256Digest::from_hex(hex).unwrap();
+        assert_eq!(d.to_string(), hex);
+        assert_eq!(serde_json::to_string(&d).unwrap(), format!("\"{hex}\""));
+        let back: Sha256Digest =
+            serde_json::from_str(&format!("\"{}\"", hex.to_uppercase())).unwrap();
+        assert_eq!(back, d);
+        for bad in ["", "zz", &hex[..63], &format!("{hex}0")] {
+            assert!(serde_json::from_str::<Sha256Digest>(&format!("\"{bad}\"")).is_err());
+        }
+    }
+
+    #[test]
     fn shell_exit_code_maps_signals() {
         let r = ExecResult {
             signal: Some(9),
             ..Default::default()
         };
         assert_eq!(r.shell_exit_code(), 137);
+    }
+
+    #[test]
+    fn shell_exit_code_survives_hostile_signal_numbers() {
+        for sig in [i32::MAX, i32::MIN, -1, 0, 128] {
+            let r = ExecResult {
+                signal: Some(sig),
+                ..Default::default()
+            };
+            assert_eq!(r.shell_exit_code(), 255, "{sig}");
+        }
     }
 }

@@ -626,6 +626,15 @@ fn human(sub: &str, v: &Json) {
                 s(&m["non_text"])
             );
             print!("{}", v["patch"].as_str().unwrap_or(""));
+            if v["truncated"] == true {
+                let b = &v["budget"];
+                println!(
+                    "[workspace-diff] truncated: {} file(s) over the diff budget ({} bytes, {} files) are listed with hashes only; see --json",
+                    s(&b["files_over_budget"]),
+                    s(&b["max_bytes"]),
+                    s(&b["max_files"])
+                );
+            }
         }
         "export" => println!(
             "[workspace-export] workspace_id={} workspace_path={} output_path={} artifact_type={} entry_count={} bytes_written={}",

@@ -271,17 +271,12 @@ impl VmProcess {
 
     /// Last lines of the VMM log and guest console, for error messages.
     pub fn diagnostics(&self) -> String {
-        let tail = |p: &Path, n: usize| -> String {
-            let s = std::fs::read_to_string(p).unwrap_or_default();
-            let lines: Vec<&str> = s.lines().collect();
-            lines[lines.len().saturating_sub(n)..].join("\n")
-        };
         format!(
             "VMM log ({}):\n{}\nguest console ({}):\n{}",
             self.vmm_log.display(),
-            tail(&self.vmm_log, 10),
+            tail_lines(&self.vmm_log, 10),
             self.serial_log.display(),
-            tail(&self.serial_log, 15)
+            tail_lines(&self.serial_log, 15)
         )
     }
 
@@ -294,6 +289,34 @@ impl VmProcess {
         }
         EPHEMERAL.lock().unwrap().retain(|(p, _)| *p != self.pid);
     }
+}
+
+/// How much of a log's end [`tail_lines`] reads: the guest writes the
+/// console, so the file is read from its end, never whole.
+const TAIL_BYTES: u64 = 16 * 1024;
+
+/// The last `n` lines of the log at `path` (from its last [`TAIL_BYTES`];
+/// lines longer than that are cut), lossily decoded.
+pub fn tail_lines(path: &Path, n: usize) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return String::new();
+    };
+    let len = f.seek(SeekFrom::End(0)).unwrap_or(0);
+    let from = len.saturating_sub(TAIL_BYTES);
+    let mut buf = Vec::new();
+    if f.seek(SeekFrom::Start(from)).is_err() || f.take(TAIL_BYTES).read_to_end(&mut buf).is_err() {
+        return String::new();
+    }
+    let text = String::from_utf8_lossy(&buf);
+    // A read that starts mid-line drops that partial line (unless it is
+    // all there is).
+    let text = match text.split_once('\n') {
+        Some((_, rest)) if from > 0 && !rest.is_empty() => rest,
+        _ => &text,
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// How long `wait_ready` keeps its handshake wait short.
@@ -309,5 +332,34 @@ fn ping(vsock: &std::path::Path, handshake: Duration) -> std::io::Result<u64> {
         other => Err(std::io::Error::other(format!(
             "unexpected answer to ping: {other:?}"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diagnostics_read_a_log_from_its_end_only() {
+        let p =
+            std::env::temp_dir().join(format!("pyro-tail-{}", super::super::paths::random_id(4)));
+        assert_eq!(tail_lines(&p, 3), "");
+        // 64 MiB of console in one line, then three short ones.
+        let mut f = std::fs::File::create(&p).unwrap();
+        use std::io::Write;
+        f.write_all(&vec![b'a'; 64 << 20]).unwrap();
+        f.write_all(b"\none\ntwo\nthree\n").unwrap();
+        assert_eq!(tail_lines(&p, 2), "two\nthree");
+        assert_eq!(tail_lines(&p, 3), "one\ntwo\nthree");
+        // The partial line the read starts in is left out...
+        assert_eq!(tail_lines(&p, 9), "one\ntwo\nthree");
+        // ...unless it is all there is: then it is cut, not read whole.
+        let mut f = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
+        f.write_all(&vec![b'b'; 1 << 20]).unwrap();
+        f.write_all(b"\n").unwrap();
+        assert_eq!(tail_lines(&p, 9).len() as u64, TAIL_BYTES - 1);
+        std::fs::write(&p, "only\n").unwrap();
+        assert_eq!(tail_lines(&p, 5), "only");
+        std::fs::remove_file(&p).unwrap();
     }
 }

@@ -365,9 +365,9 @@ pub fn tools() -> Vec<Tool> {
         tool(
             "workspace_diff",
             "Diff a workspace against its baseline",
-            "A unified diff of /workspace against the baseline (the tree right after seeding, or after the last reset): added, modified, deleted and type-changed paths; binary files are flagged, not diffed.",
+            "A unified diff of /workspace against the baseline (the tree right after seeding, or after the last reset): added, modified, deleted and type-changed paths; binary files are flagged, not diffed. At most 4 MiB of file content in 1000 files is diffed and 5000 changed paths are listed per call; beyond that, files are listed with sha256 and size only (or only counted in summary) and `truncated` is true.",
             vec![workspace_id()],
-            output(&[("workspace_id", "string"), ("changed", "boolean"), ("summary", "object"), ("entries", "array"), ("patch", "string")]),
+            output(&[("workspace_id", "string"), ("changed", "boolean"), ("summary", "object"), ("entries", "array"), ("patch", "string"), ("truncated", "boolean"), ("budget", "object")]),
             true,
             false,
         ),
@@ -621,11 +621,23 @@ fn render(name: &str, v: &Value) -> String {
                             e["status"].as_str().unwrap_or(""),
                             e["path"].as_str().unwrap_or(""),
                             e["artifact_type"].as_str().unwrap_or(""),
-                            if e["binary"] == true { ", binary" } else { "" }
+                            if e["binary"] == true {
+                                ", binary"
+                            } else if e["over_budget"] == true {
+                                ", not diffed: over the diff budget"
+                            } else {
+                                ""
+                            }
                         ));
                     }
                 }
                 s.push_str(v["patch"].as_str().unwrap_or(""));
+                if v["truncated"] == true {
+                    s.push_str(&format!(
+                        "[truncated: the diff budget ({} bytes of content, {} files) was spent; the files marked above are listed with sha256 and size only: read them with workspace_file_read]\n",
+                        v["budget"]["max_bytes"], v["budget"]["max_files"]
+                    ));
+                }
                 s
             }
         }
@@ -638,6 +650,20 @@ fn render(name: &str, v: &Value) -> String {
 mod tests {
     use super::*;
     use crate::mcp::schema::object_schema;
+
+    #[test]
+    fn the_diff_tool_states_the_diff_budgets() {
+        use crate::engine::workspace::diff::{DIFF_MAX_BYTES, DIFF_MAX_ENTRIES, DIFF_MAX_FILES};
+        let all = tools();
+        let d = all.iter().find(|t| t.name == "workspace_diff").unwrap();
+        for want in [
+            format!("{} MiB of file content", DIFF_MAX_BYTES >> 20),
+            format!("in {DIFF_MAX_FILES} files"),
+            format!("{DIFF_MAX_ENTRIES} changed paths"),
+        ] {
+            assert!(d.description.contains(&want), "{want}: {}", d.description);
+        }
+    }
 
     #[test]
     fn schemas_follow_the_reference_arguments() {

@@ -83,16 +83,16 @@ pub fn run(cfg: &VmConfig) -> Result<String, VmmError> {
     };
     vm.create_pit2(pit).map_err(err("KVM_CREATE_PIT2"))?;
 
-    let serial_log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&cfg.serial_log)
-        .map_err(|e| {
-            VmmError(format!(
-                "cannot open serial log {}: {e}",
-                cfg.serial_log.display()
-            ))
-        })?;
+    let serial_log = devices::console_log::RingLog::open(
+        &cfg.serial_log,
+        devices::console_log::SERIAL_LOG_MAX_BYTES,
+    )
+    .map_err(|e| {
+        VmmError(format!(
+            "cannot open serial log {}: {e}",
+            cfg.serial_log.display()
+        ))
+    })?;
     let serial_evt = new_evt()?;
     vm.register_irqfd(&serial_evt, SERIAL_IRQ)
         .map_err(err("irqfd for serial"))?;

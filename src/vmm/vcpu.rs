@@ -43,7 +43,11 @@ pub fn run(
             }
             Ok(VcpuExit::InternalError) => return finish(format!("vcpu {id}: KVM internal error")),
             Ok(other) => {
-                eprintln!("pyro-vmm: vcpu {id}: unhandled exit {other:?}");
+                // The guest can cause these at will: counted like device errors.
+                crate::vmm::devices::virtio::log_device_error(
+                    &format!("vcpu {id}"),
+                    &format!("unhandled exit {other:?}"),
+                );
             }
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {}
             Err(e) => return finish(format!("vcpu {id}: KVM_RUN failed: {e}")),

@@ -8,13 +8,14 @@
 //! (`similar`, Myers with a time bound); binary ones are flagged. Like the
 //! reference, directories count only when empty.
 
-use super::lifecycle::{self, Live};
+use super::lifecycle;
 use super::store;
 use super::{EngineError, Result, FILE_MAX_BYTES};
 use crate::engine::agent;
+use pyro_guest::bounded_tar::{BoundedTar, TarLimits};
 use pyro_proto::{base64_decode, ArtifactType, FileEntry, Request, Response};
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::Read;
 use std::path::Path;
 use std::time::Duration;
@@ -22,21 +23,30 @@ use std::time::Duration;
 /// Files bigger than this are compared by hash only (no text patch).
 pub const TEXT_DIFF_MAX_BYTES: u64 = FILE_MAX_BYTES;
 
-/// Non-directories plus empty directories, by path.
-fn significant(entries: &[FileEntry]) -> BTreeMap<String, &FileEntry> {
-    let mut parents = BTreeSet::new();
+/// Non-directories plus empty directories, sorted by path (borrowed: a
+/// manifest may hold 200,000 entries). A path listed twice (only a hostile
+/// agent does that) counts once.
+fn significant(entries: &[FileEntry]) -> Vec<&FileEntry> {
+    let mut parents = HashSet::new();
     for e in entries {
         let mut p = e.path.as_str();
         while let Some((head, _)) = p.rsplit_once('/') {
-            parents.insert(head.to_string());
+            if !parents.insert(head) {
+                // Its own parents went in with it.
+                break;
+            }
             p = head;
         }
     }
-    entries
+    let mut out: Vec<&FileEntry> = entries
         .iter()
-        .filter(|e| e.artifact_type != ArtifactType::Directory || !parents.contains(&e.path))
-        .map(|e| (e.path.clone(), e))
-        .collect()
+        .filter(|e| {
+            e.artifact_type != ArtifactType::Directory || !parents.contains(e.path.as_str())
+        })
+        .collect();
+    out.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+    out.dedup_by(|a, b| a.path == b.path);
+    out
 }
 
 pub fn load_baseline(id: &str) -> Result<Vec<FileEntry>> {
@@ -56,7 +66,10 @@ pub fn read_from_tar(tar: &Path, wanted: &BTreeSet<String>) -> Result<HashMap<St
     }
     let f = std::fs::File::open(tar)
         .map_err(|e| EngineError::io(format!("reading {}", tar.display()), e))?;
-    let mut ar = tar::Archive::new(std::io::BufReader::new(f));
+    let mut ar = tar::Archive::new(BoundedTar::new(
+        std::io::BufReader::new(f),
+        TarLimits::metadata_only(),
+    ));
     for entry in ar
         .entries()
         .map_err(|e| EngineError::io("reading the baseline", e))?
@@ -65,8 +78,11 @@ pub fn read_from_tar(tar: &Path, wanted: &BTreeSet<String>) -> Result<HashMap<St
         let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let name = name.trim_end_matches('/').to_string();
         if wanted.contains(&name) {
+            // The baseline is the host's own, but never read a member past
+            // what a text diff can use.
             let mut data = Vec::new();
-            entry
+            (&mut entry)
+                .take(TEXT_DIFF_MAX_BYTES + 1)
                 .read_to_end(&mut data)
                 .map_err(|e| EngineError::io("reading the baseline", e))?;
             out.insert(name, data);
@@ -118,9 +134,10 @@ fn guest_read(id: &str, rel: &str, max: u64) -> Result<Option<Vec<u8>>> {
             if truncated {
                 return Ok(None);
             }
-            Ok(Some(base64_decode(&data_b64).ok_or_else(|| {
-                EngineError::Guest("the agent sent invalid base64".into())
-            })?))
+            let data = base64_decode(&data_b64)
+                .ok_or_else(|| EngineError::Guest("the agent sent invalid base64".into()))?;
+            // More than asked (cut by `Response::clip_to` or not): too big.
+            Ok((data.len() as u64 <= max).then_some(data))
         }
         Ok(Response::Error { message }) => Err(lifecycle::agent_error(message)),
         Ok(other) => Err(EngineError::Guest(format!(
@@ -151,22 +168,122 @@ pub fn text_patch(path: &str, before: Option<&str>, after: Option<&str>) -> Stri
         .to_string()
 }
 
-/// The diff of a live workspace against its baseline.
-pub fn diff(live: &Live) -> Result<Value> {
-    let id = live.id().to_string();
-    let baseline = load_baseline(&id)?;
-    let current = guest_manifest(&id)?;
-    let old = significant(&baseline);
-    let new = significant(&current);
-    let paths: BTreeSet<&String> = old.keys().chain(new.keys()).collect();
-    let mut changes: Vec<(String, &'static str, Option<&FileEntry>, Option<&FileEntry>)> =
-        Vec::new();
-    for p in paths {
-        let (o, n) = (old.get(p).copied(), new.get(p).copied());
+/// Most bytes of file content (before and after, together) one diff reads
+/// to make text patches: about a million tokens of patch, more than any
+/// client reads. Each text file is at most 1 MiB, so this covers a few
+/// large edits or hundreds of small ones; beyond it, changed files are
+/// listed with their hash and size only and the result says `truncated`.
+/// It bounds the host's memory (contents, and the patch text that the
+/// result carries twice: whole and per file) and what the client gets.
+pub const DIFF_MAX_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Most files one diff reads to make text patches (each costs an agent
+/// round trip); beyond it, as for [`DIFF_MAX_BYTES`].
+pub const DIFF_MAX_FILES: usize = 1000;
+
+/// Most changed paths one diff lists. A guest makes 200,000 files with
+/// one shell loop; listing them all would cost the host hundreds of MiB
+/// as JSON values and send the client a line of tens of MiB. 5,000 is
+/// about 1 MiB of JSON. The counts in
+/// `summary` always cover every change; past this many, entries are left
+/// out and the result says `truncated`.
+pub const DIFF_MAX_ENTRIES: usize = 5_000;
+
+/// What a diff may still read (see [`DIFF_MAX_BYTES`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    pub bytes: u64,
+    pub files: usize,
+}
+
+impl Budget {
+    pub const DEFAULT: Budget = Budget {
+        bytes: DIFF_MAX_BYTES,
+        files: DIFF_MAX_FILES,
+    };
+
+    /// Takes `bytes` for one more file if they fit.
+    fn take(&mut self, bytes: u64) -> bool {
+        if self.files == 0 || bytes > self.bytes {
+            return false;
+        }
+        self.files -= 1;
+        self.bytes -= bytes;
+        true
+    }
+}
+
+/// What happened to one path.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Status {
+    Added,
+    Deleted,
+    TypeChanged,
+    Modified,
+}
+
+impl Status {
+    fn as_str(self) -> &'static str {
+        match self {
+            Status::Added => "added",
+            Status::Deleted => "deleted",
+            Status::TypeChanged => "type_changed",
+            Status::Modified => "modified",
+        }
+    }
+}
+
+/// How one changed path is shown.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Shown {
+    /// Not a file on either side, a type change, or no textual difference.
+    Plain,
+    /// A side is over [`TEXT_DIFF_MAX_BYTES`] or not text.
+    Binary,
+    /// Within the budget, not read yet.
+    Pending,
+    /// A unified diff: index into the texts.
+    Text(usize),
+    /// Text-sized, but the budget was spent: hash and size only.
+    OverBudget,
+}
+
+/// One changed path, kept small: there may be 200,000.
+struct Change<'a> {
+    old: Option<&'a FileEntry>,
+    new: Option<&'a FileEntry>,
+    status: Status,
+    shown: Shown,
+}
+
+impl Change<'_> {
+    fn path(&self) -> &str {
+        self.new.or(self.old).map(|e| e.path.as_str()).unwrap_or("")
+    }
+}
+
+/// The changes from `old` to `new` (both sorted by path), in path order.
+fn changes<'a>(old: &[&'a FileEntry], new: &[&'a FileEntry]) -> Vec<Change<'a>> {
+    use std::cmp::Ordering;
+    let mut out = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    loop {
+        let (o, n) = (old.get(i).copied(), new.get(j).copied());
+        let (o, n) = match (o, n) {
+            (None, None) => break,
+            (Some(a), Some(b)) => match a.path.cmp(&b.path) {
+                Ordering::Less => (Some(a), None),
+                Ordering::Greater => (None, Some(b)),
+                Ordering::Equal => (Some(a), Some(b)),
+            },
+            other => other,
+        };
+        i += usize::from(o.is_some());
+        j += usize::from(n.is_some());
         let status = match (o, n) {
-            (None, Some(_)) => "added",
-            (Some(_), None) => "deleted",
-            (Some(a), Some(b)) if a.artifact_type != b.artifact_type => "type_changed",
+            (None, _) => Status::Added,
+            (_, None) => Status::Deleted,
+            (Some(a), Some(b)) if a.artifact_type != b.artifact_type => Status::TypeChanged,
             (Some(a), Some(b)) => {
                 let same = match a.artifact_type {
                     ArtifactType::File => a.sha256 == b.sha256,
@@ -176,23 +293,96 @@ pub fn diff(live: &Live) -> Result<Value> {
                 if same {
                     continue;
                 }
-                "modified"
+                Status::Modified
             }
-            (None, None) => continue,
         };
-        changes.push((p.clone(), status, o, n));
+        out.push(Change {
+            old: o,
+            new: n,
+            status,
+            shown: Shown::Plain,
+        });
     }
-    // Old contents of text candidates, from the baseline archive.
+    out
+}
+
+/// The diff of a live workspace against its baseline. With `keep_text`
+/// false the patches are made (to count them) but not kept: the summary
+/// needs only the list.
+pub fn diff(id: &str, keep_text: bool) -> Result<Value> {
+    diff_within(id, keep_text, Budget::DEFAULT)
+}
+
+/// `e` when it is a regular file.
+fn file(e: Option<&FileEntry>) -> Option<&FileEntry> {
+    e.filter(|e| e.artifact_type == ArtifactType::File)
+}
+
+/// [`diff`] within `budget`.
+pub fn diff_within(id: &str, keep_text: bool, budget: Budget) -> Result<Value> {
+    let baseline = load_baseline(id)?;
+    let current = guest_manifest(id)?;
+    let mut changes = changes(&significant(&baseline), &significant(&current));
+    // Which files get a text diff: in path order, while the budget lasts.
+    // Sizes are the manifests' (the guest's may lie: its reads are capped
+    // at the size it claimed, so the budget holds whatever it sends).
+    let mut left = budget;
+    for c in changes.iter_mut() {
+        let (fo, fnew) = (file(c.old), file(c.new));
+        c.shown = if c.status == Status::TypeChanged || (fo.is_none() && fnew.is_none()) {
+            Shown::Plain
+        } else if fo.is_some_and(|e| e.size_bytes > TEXT_DIFF_MAX_BYTES)
+            || fnew.is_some_and(|e| e.size_bytes > TEXT_DIFF_MAX_BYTES)
+        {
+            Shown::Binary
+        } else if left.take(fo.map_or(0, |e| e.size_bytes) + fnew.map_or(0, |e| e.size_bytes)) {
+            Shown::Pending
+        } else {
+            Shown::OverBudget
+        };
+    }
+    // Old contents of the chosen files, from the baseline archive.
     let want_old: BTreeSet<String> = changes
         .iter()
-        .filter(|(_, _, o, _)| {
-            o.is_some_and(|e| {
-                e.artifact_type == ArtifactType::File && e.size_bytes <= TEXT_DIFF_MAX_BYTES
-            })
-        })
-        .map(|(p, ..)| p.clone())
+        .filter(|c| c.shown == Shown::Pending && file(c.old).is_some())
+        .map(|c| c.path().to_string())
         .collect();
-    let old_data = read_from_tar(&store::dir(&id).join("baseline.tar"), &want_old)?;
+    let mut old_data = read_from_tar(&store::dir(id).join("baseline.tar"), &want_old)?;
+    drop(want_old);
+    let mut texts: Vec<String> = Vec::new();
+    let mut bytes_read = 0u64;
+    let mut files_read = 0usize;
+    for c in changes.iter_mut().filter(|c| c.shown == Shown::Pending) {
+        files_read += 1;
+        let path = c.new.or(c.old).map(|e| e.path.as_str()).unwrap_or("");
+        let before = match file(c.old) {
+            Some(_) => old_data.remove(path),
+            None => Some(Vec::new()),
+        };
+        let after = match file(c.new) {
+            Some(e) => guest_read(id, path, e.size_bytes)?,
+            None => Some(Vec::new()),
+        };
+        bytes_read += before.as_ref().map_or(0, |b| b.len() as u64)
+            + after.as_ref().map_or(0, |a| a.len() as u64);
+        c.shown = match (before, after) {
+            (Some(b), Some(a)) if is_text(&b) && is_text(&a) => {
+                let t = text_patch(
+                    path,
+                    c.old.map(|_| std::str::from_utf8(&b).unwrap_or("")),
+                    c.new.map(|_| std::str::from_utf8(&a).unwrap_or("")),
+                );
+                if t.is_empty() {
+                    Shown::Plain
+                } else {
+                    texts.push(if keep_text { t } else { String::new() });
+                    Shown::Text(texts.len() - 1)
+                }
+            }
+            // Not text, or changed since the manifest (a read cut short).
+            _ => Shown::Binary,
+        };
+    }
     let mut summary: BTreeMap<&str, u64> = [
         "total",
         "added",
@@ -205,84 +395,82 @@ pub fn diff(live: &Live) -> Result<Value> {
     .into_iter()
     .map(|k| (k, 0))
     .collect();
-    let mut entries = Vec::new();
+    let mut entries = Vec::with_capacity(changes.len().min(DIFF_MAX_ENTRIES));
     let mut patch = String::new();
-    for (path, status, o, n) in &changes {
-        let kind = n
-            .or(*o)
-            .map(|e| e.artifact_type)
-            .unwrap_or(ArtifactType::File);
-        let file_side =
-            |e: &Option<&FileEntry>| e.is_some_and(|e| e.artifact_type == ArtifactType::File);
-        let mut binary = false;
-        let mut text = None;
-        if *status != "type_changed" && (file_side(o) || file_side(n)) {
-            let before = match o {
-                Some(_) => old_data.get(path).cloned(),
-                None => Some(Vec::new()),
-            };
-            let after = match n {
-                Some(e) if e.size_bytes <= TEXT_DIFF_MAX_BYTES => {
-                    guest_read(&id, path, TEXT_DIFF_MAX_BYTES)?
-                }
-                Some(_) => None,
-                None => Some(Vec::new()),
-            };
-            match (before, after) {
-                (Some(b), Some(a)) if is_text(&b) && is_text(&a) => {
-                    let t = text_patch(
-                        path,
-                        o.map(|_| std::str::from_utf8(&b).unwrap_or("")),
-                        n.map(|_| std::str::from_utf8(&a).unwrap_or("")),
-                    );
-                    if !t.is_empty() {
-                        text = Some(t);
-                    }
-                }
-                (Some(b), Some(a)) => binary = !is_text(&b) || !is_text(&a),
-                // Too large to diff as text: judged by hash only.
-                _ => binary = true,
-            }
-            if binary {
-                patch.push_str(&format!(
-                    "Binary files {} and {} differ\n",
-                    if o.is_some() {
-                        format!("a/{path}")
-                    } else {
-                        "/dev/null".into()
-                    },
-                    if n.is_some() {
-                        format!("b/{path}")
-                    } else {
-                        "/dev/null".into()
-                    },
-                ));
-            }
-        }
+    let mut over_budget = 0u64;
+    for c in &changes {
+        let path = c.path();
         *summary.get_mut("total").unwrap() += 1;
-        *summary.get_mut(status).unwrap() += 1;
-        if let Some(t) = &text {
-            patch.push_str(t);
-            *summary.get_mut("text_patched").unwrap() += 1;
-        } else {
-            *summary.get_mut("non_text").unwrap() += 1;
+        *summary.get_mut(c.status.as_str()).unwrap() += 1;
+        let mut text = None;
+        match c.shown {
+            Shown::Text(i) => {
+                *summary.get_mut("text_patched").unwrap() += 1;
+                if keep_text {
+                    let t = std::mem::take(&mut texts[i]);
+                    patch.push_str(&t);
+                    text = Some(t);
+                }
+            }
+            Shown::Binary => {
+                *summary.get_mut("non_text").unwrap() += 1;
+                if keep_text {
+                    let side = |e: Option<&FileEntry>, p: &str| match e {
+                        Some(_) => format!("{p}/{path}"),
+                        None => "/dev/null".into(),
+                    };
+                    patch.push_str(&format!(
+                        "Binary files {} and {} differ\n",
+                        side(c.old, "a"),
+                        side(c.new, "b")
+                    ));
+                }
+            }
+            Shown::OverBudget => {
+                *summary.get_mut("non_text").unwrap() += 1;
+                over_budget += 1;
+            }
+            Shown::Plain | Shown::Pending => *summary.get_mut("non_text").unwrap() += 1,
         }
-        entries.push(json!({
+        if entries.len() == DIFF_MAX_ENTRIES {
+            continue;
+        }
+        let e = c.new.or(c.old);
+        let mut entry = json!({
             "path": path,
-            "status": status,
-            "artifact_type": kind.as_str(),
-            "binary": binary,
-            "size_bytes": n.or(*o).map(|e| e.size_bytes),
-            "text_patch": text,
-        }));
+            "status": c.status.as_str(),
+            "artifact_type": e.map(|e| e.artifact_type).unwrap_or(ArtifactType::File).as_str(),
+            "binary": c.shown == Shown::Binary,
+            "size_bytes": e.map(|e| e.size_bytes),
+            "sha256": e.and_then(|e| e.sha256).map(|h| h.to_string()),
+        });
+        // Moved in, not through json! (which copies what it is given).
+        entry["text_patch"] = text.map(Value::String).unwrap_or(Value::Null);
+        if c.shown == Shown::OverBudget {
+            entry["over_budget"] = json!(true);
+        }
+        entries.push(entry);
     }
-    Ok(json!({
+    let omitted = changes.len() - entries.len();
+    let truncated = over_budget > 0 || omitted > 0;
+    let mut v = json!({
         "workspace_id": id,
-        "changed": !entries.is_empty(),
+        "changed": !changes.is_empty(),
         "summary": summary,
-        "entries": entries,
-        "patch": patch,
-    }))
+        "truncated": truncated,
+        "budget": {
+            "max_bytes": budget.bytes,
+            "max_files": budget.files,
+            "bytes_read": bytes_read,
+            "files_read": files_read,
+            "files_over_budget": over_budget,
+            "max_entries": DIFF_MAX_ENTRIES,
+            "entries_omitted": omitted,
+        },
+    });
+    v["entries"] = Value::Array(entries);
+    v["patch"] = Value::String(patch);
+    Ok(v)
 }
 
 #[cfg(test)]
@@ -308,7 +496,8 @@ mod tests {
             fe("b", ArtifactType::Directory),
         ];
         let s = significant(&e);
-        assert_eq!(s.keys().collect::<Vec<_>>(), ["a/f", "b"]);
+        let paths: Vec<&str> = s.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["a/f", "b"]);
     }
 
     #[test]

@@ -19,11 +19,11 @@ pub const DEFAULT_TIMEOUT_SECONDS: u64 = 30;
 pub const MAX_TIMEOUT_SECONDS: u64 = 24 * 3600;
 const OP_TIMEOUT: Duration = Duration::from_secs(120);
 
-fn call(live: &Live, req: &Request, timeout: Duration, what: &str) -> Result<Response> {
-    match agent::call(&lifecycle::vsock(live.id()), req, timeout) {
+fn call(id: &str, req: &Request, timeout: Duration, what: &str) -> Result<Response> {
+    match agent::call(&lifecycle::vsock(id), req, timeout) {
         Ok(Response::Error { message }) => Err(lifecycle::agent_error(message)),
         Ok(r) => Ok(r),
-        Err(e) => Err(lifecycle::lost_agent(live.id(), what, e)),
+        Err(e) => Err(lifecycle::lost_agent(id, what, e)),
     }
 }
 
@@ -48,7 +48,7 @@ pub fn exec(id: &str, command: &str, timeout_seconds: u64) -> Result<Value> {
         ..Default::default()
     };
     let r = match call(
-        &live,
+        live.id(),
         &Request::Exec(req),
         Duration::from_secs(timeout_seconds + 30),
         "running the command",
@@ -103,39 +103,51 @@ fn entry_json(e: &pyro_proto::FileEntry) -> Value {
     })
 }
 
+/// Most entries a file listing returns (`count` is the full number and
+/// `truncated` says when there were more). A guest makes 200,000 files
+/// with one shell loop; as JSON values they would cost the host hundreds
+/// of MiB, and no client reads that many.
+pub const LIST_MAX_ENTRIES: usize = 10_000;
+
 /// `workspace_file_list`.
 pub fn list(id: &str, path: &str, recursive: bool) -> Result<Value> {
     let rel = normalize_path(path)?;
     let live = open_live(id, "file list")?;
+    Ok(live.annotate(listing(id, &rel, recursive)?))
+}
+
+/// The listing of `rel` in a running workspace (see [`LIST_MAX_ENTRIES`]).
+pub(super) fn listing(id: &str, rel: &str, recursive: bool) -> Result<Value> {
     match call(
-        &live,
+        id,
         &Request::ListFiles {
-            path: rel.clone(),
+            path: rel.to_string(),
             recursive,
         },
         OP_TIMEOUT,
         "listing files",
     )? {
-        Response::Files { entry, entries } => Ok(live.annotate(json!({
+        Response::Files { entry, entries } => Ok(json!({
             "workspace_id": id,
-            "path": guest_path(&rel),
+            "path": guest_path(rel),
             "artifact_type": entry.artifact_type.as_str(),
             "recursive": recursive,
             "count": entries.len(),
             "entries": if entry.artifact_type == pyro_proto::ArtifactType::Directory {
-                entries.iter().map(entry_json).collect::<Vec<_>>()
+                entries.iter().take(LIST_MAX_ENTRIES).map(entry_json).collect::<Vec<_>>()
             } else {
                 vec![entry_json(&entry)]
             },
+            "truncated": entries.len() > LIST_MAX_ENTRIES,
             "execution_mode": "guest_vsock",
-        }))),
+        })),
         other => Err(unexpected("a listing", other)),
     }
 }
 
-fn read_raw(live: &Live, rel: &str, max: u64) -> Result<(u64, Vec<u8>, bool)> {
+pub(super) fn read_raw(id: &str, rel: &str, max: u64) -> Result<(u64, Vec<u8>, bool)> {
     match call(
-        live,
+        id,
         &Request::ReadFile {
             path: rel.to_string(),
             max_bytes: max,
@@ -148,8 +160,12 @@ fn read_raw(live: &Live, rel: &str, max: u64) -> Result<(u64, Vec<u8>, bool)> {
             data_b64,
             truncated,
         } => {
-            let data = base64_decode(&data_b64)
+            let mut data = base64_decode(&data_b64)
                 .ok_or_else(|| EngineError::Guest("the agent sent invalid base64".into()))?;
+            // The answer was clipped to about `max` bytes' worth of base64
+            // (`Response::clip_to`); never pass on more than was asked.
+            let truncated = truncated || data.len() as u64 > max;
+            data.truncate(usize::try_from(max).unwrap_or(usize::MAX));
             Ok((size_bytes, data, truncated))
         }
         other => Err(unexpected("a read", other)),
@@ -166,7 +182,7 @@ pub fn read(id: &str, path: &str, max_bytes: u64) -> Result<Value> {
     }
     let rel = normalize_path(path)?;
     let live = open_live(id, "file read")?;
-    let (size, data, truncated) = read_raw(&live, &rel, max_bytes)?;
+    let (size, data, truncated) = read_raw(live.id(), &rel, max_bytes)?;
     // A cut through a multi-byte character is not binary content.
     let (content, encoding, returned) = match std::str::from_utf8(&data) {
         Ok(s) if !s.contains('\0') => (s.to_string(), "utf-8", data.len()),
@@ -205,7 +221,7 @@ fn apply(live: &Live, writes: Vec<(String, Vec<u8>)>, deletes: Vec<String>) -> R
             .collect(),
         deletes,
     };
-    match call(live, &Request::Apply(req), OP_TIMEOUT, "writing files")? {
+    match call(live.id(), &Request::Apply(req), OP_TIMEOUT, "writing files")? {
         Response::Applied { bytes_written, .. } => Ok(bytes_written),
         other => Err(unexpected("a write", other)),
     }
@@ -266,7 +282,7 @@ pub fn patch_apply(id: &str, patch_text: &str) -> Result<Value> {
     let mut summary = json!({"total": 0, "added": 0, "modified": 0, "deleted": 0, "renamed": 0});
     for fp in &files {
         let source = &fp.old_path;
-        let current = match read_raw(&live, source, FILE_MAX_BYTES) {
+        let current = match read_raw(live.id(), source, FILE_MAX_BYTES) {
             Ok((_, data, false)) => Some(String::from_utf8(data).map_err(|_| {
                 EngineError::Invalid(format!(
                     "{} is not UTF-8 text; patches only change text files (nothing was changed)",
@@ -298,7 +314,7 @@ pub fn patch_apply(id: &str, patch_text: &str) -> Result<Value> {
             _ => {}
         }
         if fp.status == patch::Status::Renamed {
-            match read_raw(&live, &fp.new_path, 1) {
+            match read_raw(live.id(), &fp.new_path, 1) {
                 Err(EngineError::NotFound(_)) => {}
                 Ok(_) => {
                     return Err(EngineError::Invalid(format!(
@@ -402,7 +418,7 @@ pub fn sync_push(id: &str, source: &ReadPath, dest: &str) -> Result<Value> {
 /// `workspace_diff`.
 pub fn diff(id: &str) -> Result<Value> {
     let live = open_live(id, "diff")?;
-    let v = super::diff::diff(&live)?;
+    let v = super::diff::diff(live.id(), true)?;
     Ok(live.annotate(v))
 }
 
@@ -416,7 +432,7 @@ pub fn logs(id: &str) -> Result<Value> {
 /// `workspace_summary`: the session since the last reset.
 pub fn summary(id: &str) -> Result<Value> {
     let live = open_live(id, "summary")?;
-    let d = super::diff::diff(&live)?;
+    let d = super::diff::diff(live.id(), false)?;
     let ws = lifecycle::describe(&live.record);
     Ok(live.annotate(review::summary(&ws, &d)))
 }

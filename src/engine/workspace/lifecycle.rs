@@ -237,13 +237,11 @@ pub fn push_archive(
     let timeout = Duration::from_secs(120);
     let mut s = agent::connect(&vsock(id), timeout)
         .map_err(|e| lost_agent(id, "connecting to the guest agent", e))?;
-    pyro_proto::write_frame(
-        &mut s,
-        &Request::PushArchive {
-            dest: dest.to_string(),
-        },
-    )
-    .map_err(|e| lost_agent(id, "sending the archive request", e))?;
+    let req = Request::PushArchive {
+        dest: dest.to_string(),
+    };
+    pyro_proto::write_frame(&mut s, &req)
+        .map_err(|e| lost_agent(id, "sending the archive request", e))?;
     let mut w = ChunkWriter::new(std::io::BufWriter::with_capacity(
         pyro_proto::CHUNK_BYTES + 8,
         &mut s,
@@ -256,7 +254,7 @@ pub fn push_archive(
         .map_err(|e| lost_agent(id, "streaming the archive", e));
     sent?;
     finished?;
-    match pyro_proto::read_frame::<_, Response>(&mut s) {
+    match pyro_proto::read_reply(&mut s, &req) {
         Ok(Some(Response::Extracted {
             entry_count,
             bytes_written,

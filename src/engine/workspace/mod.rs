@@ -19,6 +19,8 @@
 pub mod diff;
 pub mod export;
 pub mod files;
+#[cfg(test)]
+mod hostile_agent_tests;
 pub mod lifecycle;
 pub mod patch;
 pub mod review;

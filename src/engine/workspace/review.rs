@@ -209,12 +209,16 @@ pub fn summary(workspace: &Value, diff: &Value) -> Value {
         .map(|a| {
             a.iter()
                 .map(|e| {
-                    json!({
+                    let mut c = json!({
                         "path": e["path"],
                         "status": e["status"],
                         "artifact_type": e["artifact_type"],
                         "binary": e["binary"],
-                    })
+                    });
+                    if e["over_budget"] == true {
+                        c["over_budget"] = json!(true);
+                    }
+                    c
                 })
                 .collect()
         })
@@ -272,6 +276,7 @@ pub fn summary(workspace: &Value, diff: &Value) -> Value {
             "changed": diff["changed"],
             "summary": diff["summary"],
             "entries": changed,
+            "truncated": diff["truncated"],
         },
         "syncs": syncs,
         "file_edits": edits,

@@ -11,8 +11,9 @@
 use super::{EngineError, Result};
 use crate::engine::hostpath::ReadPath;
 use pyro_guest::archive::member_path;
-use pyro_guest::beneath::symlink_stays_inside;
-use pyro_proto::{ArtifactType, FileEntry};
+use pyro_guest::beneath::check_symlink;
+use pyro_guest::bounded_tar::{BoundedTar, TarLimits};
+use pyro_proto::{ArtifactType, FileEntry, Sha256Digest};
 use serde_json::{json, Value};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -198,7 +199,11 @@ fn add_file<W: Write, R: Read>(
         size_bytes: size,
         link_target: None,
         mode: mode & 0o7777,
-        sha256: hasher.map(|h| h.finalize().iter().map(|b| format!("{b:02x}")).collect()),
+        sha256: hasher.map(|h| {
+            let mut d = Sha256Digest([0; 32]);
+            d.0.copy_from_slice(&h.finalize());
+            d
+        }),
     });
     Ok(())
 }
@@ -262,15 +267,18 @@ fn archive_err(path: &Path, e: io::Error) -> EngineError {
     bad_seed(format!("cannot read archive {}: {e}", path.display()))
 }
 
+/// The archive's tar stream, with long names and PAX members capped
+/// (`bounded_tar`): the tar crate would read them whole into memory.
 fn open_archive(path: &Path, gzip: bool) -> Result<Box<dyn Read>> {
     let f = std::fs::File::open(path)
         .map_err(|e| EngineError::io(format!("opening {}", path.display()), e))?;
     let r = io::BufReader::with_capacity(256 * 1024, f);
-    Ok(if gzip {
+    let raw: Box<dyn Read> = if gzip {
         Box::new(flate2::read::GzDecoder::new(r))
     } else {
         Box::new(r)
-    })
+    };
+    Ok(Box::new(BoundedTar::new(raw, TarLimits::metadata_only())))
 }
 
 /// PAX headers and the archive root ("./") carry no content of their own.
@@ -394,9 +402,18 @@ fn plan_dir(root: &Path, only: Option<&[String]>) -> Result<Vec<Item>> {
                 }
                 for d in chain.into_iter().rev() {
                     if dirs.insert(d.clone()) {
-                        let mode = std::fs::metadata(root.join(&d))
-                            .map(|m| m.mode())
-                            .unwrap_or(0o755);
+                        // Git never lists a path under a symlink, but an
+                        // index can be made to: reading through it would
+                        // read outside the checkout.
+                        let dm = std::fs::symlink_metadata(root.join(&d));
+                        if dm.as_ref().is_ok_and(|m| !m.is_dir()) {
+                            return Err(bad_seed(format!(
+                                "{} is listed by git but {} is not a directory (a symlink?); seeds are not read through symlinks",
+                                root.join(rel).display(),
+                                root.join(&d).display()
+                            )));
+                        }
+                        let mode = dm.map(|m| m.mode()).unwrap_or(0o755);
                         items.push(Item {
                             rel: d,
                             kind: Kind::Dir { mode },
@@ -429,9 +446,9 @@ fn item_for(root: &Path, rel: &str, m: &std::fs::Metadata) -> Result<Item> {
             .map_err(|e| EngineError::io(format!("reading {}", p.display()), e))?
             .to_string_lossy()
             .into_owned();
-        if !symlink_stays_inside(rel, &target) {
+        if let Err(why) = check_symlink(rel, &target) {
             return Err(bad_seed(format!(
-                "{} is a symlink to {target:?}, which points outside the workspace; seeds may only hold symlinks that stay inside",
+                "{} is a symlink to {target:?}, which points outside the workspace ({why}); seeds may only hold symlinks that stay inside",
                 p.display()
             )));
         }
@@ -499,6 +516,7 @@ fn plan_archive(path: &Path, gzip: bool) -> Result<Vec<Item>> {
     let mut ar = tar::Archive::new(open_archive(path, gzip)?);
     let mut items = Vec::new();
     let mut seen = std::collections::HashSet::new();
+    let mut links = std::collections::HashSet::new();
     for entry in ar.entries().map_err(|e| archive_err(path, e))? {
         let entry = entry.map_err(|e| archive_err(path, e))?;
         if skipped_member(&entry) {
@@ -514,6 +532,15 @@ fn plan_archive(path: &Path, gzip: bool) -> Result<Vec<Item>> {
         })?;
         let rel =
             member_path(&name).map_err(|e| bad_seed(format!("archive {}: {e}", path.display())))?;
+        // A member under an earlier symlink member would be written
+        // through it (and a link there would sit at another depth than
+        // its path says, which the symlink rule relies on).
+        if let Some(link) = under_link(&rel, &links) {
+            return Err(bad_seed(format!(
+                "archive {}: member {name:?} lies under the symlink {link:?}; members may not be written through symlinks",
+                path.display()
+            )));
+        }
         let h = entry.header();
         let t = h.entry_type();
         let mode = h.mode().unwrap_or(0o644);
@@ -531,9 +558,9 @@ fn plan_archive(path: &Path, gzip: bool) -> Result<Vec<Item>> {
                 .flatten()
                 .map(|t| t.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            if !symlink_stays_inside(&rel, &target) {
+            if let Err(why) = check_symlink(&rel, &target) {
                 return Err(bad_seed(format!(
-                    "archive {}: symlink {name:?} -> {target:?} would point outside /workspace",
+                    "archive {}: symlink {name:?} -> {target:?} would point outside /workspace: {why}",
                     path.display()
                 )));
             }
@@ -549,6 +576,9 @@ fn plan_archive(path: &Path, gzip: bool) -> Result<Vec<Item>> {
                 path.display()
             )));
         };
+        if matches!(kind, Kind::Symlink { .. }) {
+            links.insert(rel.clone());
+        }
         if !seen.insert(rel.clone()) && !matches!(kind, Kind::Dir { .. }) {
             return Err(bad_seed(format!(
                 "archive {}: member {name:?} appears twice",
@@ -558,6 +588,19 @@ fn plan_archive(path: &Path, gzip: bool) -> Result<Vec<Item>> {
         items.push(Item { rel, kind });
     }
     Ok(items)
+}
+
+/// The first proper prefix of `rel` (by components) that is in `links`.
+fn under_link<'a>(rel: &str, links: &'a std::collections::HashSet<String>) -> Option<&'a str> {
+    let mut end = 0;
+    while let Some(i) = rel[end..].find('/') {
+        end += i;
+        if let Some(l) = links.get(&rel[..end]) {
+            return Some(l);
+        }
+        end += 1;
+    }
+    None
 }
 
 /// Runs git; the error says what to do when git is missing.
@@ -699,7 +742,7 @@ mod tests {
         assert_eq!(w.bytes, 3);
         let a = w.manifest.iter().find(|e| e.path == "src/a.txt").unwrap();
         assert_eq!(
-            a.sha256.as_deref(),
+            a.sha256.map(|h| h.to_string()).as_deref(),
             Some("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
         );
         // The tar re-plans to the same entries (it is a valid seed itself).
@@ -760,6 +803,7 @@ mod tests {
         std::os::unix::fs::symlink("/etc/passwd", inner.join("escape")).unwrap();
         let e = plan_path(inner.to_str().unwrap()).unwrap_err().to_string();
         assert!(e.contains("points outside the workspace"), "{e}");
+        std::fs::remove_file(inner.join("escape")).unwrap();
         // Archive tricks.
         let mk = |name: &str, kind: tar::EntryType, link: &str| {
             let mut h = tar::Header::new_gnu();
@@ -782,6 +826,75 @@ mod tests {
         ] {
             let p = d.join("t.tar");
             std::fs::write(&p, bytes).unwrap();
+            let e = plan_path(p.to_str().unwrap()).unwrap_err().to_string();
+            assert!(e.contains(want), "{want}: {e}");
+        }
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn seeds_refuse_the_symlink_chain_out_of_the_tree() {
+        let d = tmp("chain");
+        let tree = d.join("tree");
+        std::fs::create_dir_all(&tree).unwrap();
+        std::fs::write(d.join("SECRET"), "host secret").unwrap();
+        // The review's chain, as a host directory.
+        std::os::unix::fs::symlink(".", tree.join("up")).unwrap();
+        std::os::unix::fs::symlink("up/up/../../SECRET", tree.join("leak")).unwrap();
+        let e = plan_path(tree.to_str().unwrap()).unwrap_err().to_string();
+        assert!(e.contains("leak") && e.contains("'..' after a name"), "{e}");
+        std::fs::remove_file(tree.join("leak")).unwrap();
+        // `b -> a/a/..` and `y -> ..` (reached by `x -> y`).
+        std::os::unix::fs::symlink("up/up/..", tree.join("b")).unwrap();
+        assert!(plan_path(tree.to_str().unwrap()).is_err());
+        std::fs::remove_file(tree.join("b")).unwrap();
+        std::os::unix::fs::symlink("y", tree.join("x")).unwrap();
+        std::os::unix::fs::symlink("..", tree.join("y")).unwrap();
+        let e = plan_path(tree.to_str().unwrap()).unwrap_err().to_string();
+        assert!(e.contains("climbs above the tree"), "{e}");
+        std::fs::remove_file(tree.join("y")).unwrap();
+        // What is left (`up -> .`, `x -> y`) is a valid seed.
+        assert!(plan_path(tree.to_str().unwrap()).is_ok());
+        // The same chains in archives, and a member under a link.
+        let tar_of = |members: &[(&str, tar::EntryType, &str)]| {
+            let mut b = tar::Builder::new(Vec::new());
+            for (name, kind, link) in members {
+                let mut h = tar::Header::new_gnu();
+                h.set_entry_type(*kind);
+                h.set_size(0);
+                h.set_mode(0o644);
+                let raw = h.as_old_mut();
+                raw.name[..name.len()].copy_from_slice(name.as_bytes());
+                raw.linkname[..link.len()].copy_from_slice(link.as_bytes());
+                h.set_cksum();
+                b.append(&h, io::empty()).unwrap();
+            }
+            b.into_inner().unwrap()
+        };
+        use tar::EntryType::{Regular, Symlink};
+        for (members, want) in [
+            (
+                vec![
+                    ("up", Symlink, "."),
+                    ("leak", Symlink, "up/up/../../SECRET"),
+                ],
+                "'..' after a name",
+            ),
+            (
+                vec![("x", Symlink, "y"), ("y", Symlink, "..")],
+                "climbs above the tree",
+            ),
+            (
+                vec![("d", Symlink, "."), ("d/d/l", Symlink, "../../SECRET")],
+                "lies under the symlink \"d\"",
+            ),
+            (
+                vec![("d", Symlink, "."), ("d/f", Regular, "")],
+                "lies under the symlink",
+            ),
+        ] {
+            let p = d.join("chain.tar");
+            std::fs::write(&p, tar_of(&members)).unwrap();
             let e = plan_path(p.to_str().unwrap()).unwrap_err().to_string();
             assert!(e.contains(want), "{want}: {e}");
         }

@@ -2,10 +2,10 @@
 //! UART (kernel console, into a log file) and the i8042 controller
 //! (`i8042.rs`), whose reset command is how the guest ends the VM.
 
+use super::console_log::RingLog;
 use super::i8042::I8042;
 use super::IrqLine;
 use crate::vmm::layout::{I8042_PORT, I8042_PORT_END, SERIAL_PORT};
-use std::fs::File;
 use std::io::{LineWriter, Write};
 use std::sync::Mutex;
 use vm_superio::serial::NoEvents;
@@ -17,8 +17,8 @@ pub struct PortIo {
 }
 
 /// Console output, line-buffered so the log is readable while the VM runs
-/// without a write per byte.
-pub struct ConsoleLog(LineWriter<File>);
+/// without a write per byte, into a log of bounded size.
+pub struct ConsoleLog(LineWriter<RingLog>);
 
 impl Write for ConsoleLog {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -30,7 +30,7 @@ impl Write for ConsoleLog {
 }
 
 impl PortIo {
-    pub fn new(serial_irq: IrqLine, log: File, kbd_irq: IrqLine, reset: IrqLine) -> Self {
+    pub fn new(serial_irq: IrqLine, log: RingLog, kbd_irq: IrqLine, reset: IrqLine) -> Self {
         PortIo {
             serial: Mutex::new(Serial::new(serial_irq, ConsoleLog(LineWriter::new(log)))),
             i8042: Mutex::new(I8042::new(kbd_irq, reset)),

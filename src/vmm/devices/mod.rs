@@ -1,5 +1,6 @@
 //! Device models and the buses vCPU exits are dispatched on.
 
+pub mod console_log;
 pub mod i8042;
 pub mod legacy;
 pub mod virtio;

@@ -95,9 +95,8 @@ impl Block {
             };
             // The status byte is the last byte of the last descriptor.
             let mut len = written;
-            if let Some(last) = descs.last().filter(|d| d.is_write_only() && d.len() >= 1) {
-                let at = last.addr().0 + last.len() as u64 - 1;
-                if mem.write_obj(status, GuestAddress(at)).is_ok() {
+            if let Some(at) = descs.last().and_then(status_addr) {
+                if mem.write_obj(status, at).is_ok() {
                     len += 1;
                 }
             }
@@ -113,6 +112,20 @@ impl Block {
 }
 
 type DescList = [virtio_queue::desc::split::Descriptor];
+
+/// Where the status byte goes: the last byte of the last descriptor, when
+/// that descriptor is device-writable. The address and length are the
+/// guest's, so the sum is checked: a descriptor that ends past the top of
+/// the address space gets no status (the request is still completed).
+fn status_addr(last: &virtio_queue::desc::split::Descriptor) -> Option<GuestAddress> {
+    if !last.is_write_only() || last.len() == 0 {
+        return None;
+    }
+    last.addr()
+        .0
+        .checked_add(u64::from(last.len()) - 1)
+        .map(GuestAddress)
+}
 
 impl Disk {
     /// Serves one request; returns the number of data bytes written to the guest.
@@ -203,6 +216,9 @@ impl Disk {
             }
             T_GET_ID => {
                 let d = data.first().ok_or_else(|| bad("GET_ID without buffer"))?;
+                if !d.is_write_only() {
+                    return Err(bad("GET_ID into a device-readable buffer"));
+                }
                 let n = (d.len() as usize).min(ID_LEN);
                 mem.write_slice(&id[..n], d.addr())
                     .map_err(|_| bad("buffer outside guest memory"))?;
@@ -391,7 +407,8 @@ mod tests {
             };
             let status_at = {
                 let (a, l, _) = descs.last().unwrap();
-                a + *l as u64 - 1
+                // Hostile cases put the status past the top of memory.
+                a.wrapping_add(*l as u64).wrapping_sub(1)
             };
             let _ = self.mem.write_obj(0xeeu8, GuestAddress(status_at));
             dev.activate(Activation {
@@ -578,5 +595,59 @@ mod tests {
         // Unknown request types are reported as unsupported.
         let (s, _) = rig.request(false, (99, 0), &[(0x1000, 16, 0), (0x3000, 1, WRITE)]);
         assert_eq!(s, S_UNSUPP);
+    }
+
+    #[test]
+    fn a_status_descriptor_at_the_top_of_the_address_space_does_not_overflow() {
+        let rig = Rig::new(&[0u8; 4096]);
+        // addr + len - 1 is past u64::MAX: no status byte and no panic;
+        // the read itself was valid, so the chain completes with its data.
+        let (s, used) = rig.request(
+            false,
+            (T_IN, 0),
+            &[
+                (0x1000, 16, 0),
+                (0x2000, 512, WRITE),
+                (u64::MAX - 3, 16, WRITE),
+            ],
+        );
+        assert_eq!((s, used), (0xee, 512));
+        assert_eq!(
+            status_addr(&SplitDescriptor::new(u64::MAX, 2, WRITE, 0)),
+            None
+        );
+        assert_eq!(
+            status_addr(&SplitDescriptor::new(u64::MAX, 1, WRITE, 0)),
+            Some(GuestAddress(u64::MAX))
+        );
+        assert_eq!(status_addr(&SplitDescriptor::new(0x3000, 1, 0, 0)), None);
+    }
+
+    #[test]
+    fn get_id_writes_only_into_a_device_writable_buffer() {
+        let rig = Rig::new(&[0u8; 4096]);
+        rig.mem
+            .write_slice(&[0x77; 32], GuestAddress(0x2000))
+            .unwrap();
+        // A device-readable data buffer: refused, left as it was.
+        let (s, used) = rig.request(
+            false,
+            (T_GET_ID, 0),
+            &[(0x1000, 16, 0), (0x2000, 20, 0), (0x3000, 1, WRITE)],
+        );
+        assert_eq!((s, used), (S_IOERR, 1));
+        let mut got = [0u8; 20];
+        rig.mem.read_slice(&mut got, GuestAddress(0x2000)).unwrap();
+        assert_eq!(got, [0x77; 20]);
+        // A device-writable one gets the serial, NUL-padded to 20 bytes.
+        let (s, used) = rig.request(
+            false,
+            (T_GET_ID, 0),
+            &[(0x1000, 16, 0), (0x2000, 20, WRITE), (0x3000, 1, WRITE)],
+        );
+        assert_eq!((s, used), (S_OK, 21));
+        rig.mem.read_slice(&mut got, GuestAddress(0x2000)).unwrap();
+        assert_eq!(&got[..4], b"test");
+        assert!(got[4..].iter().all(|b| *b == 0));
     }
 }

@@ -5,7 +5,7 @@ pub mod mmio;
 pub mod rng;
 pub mod vsock;
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use virtio_queue::Queue;
 use vm_memory::GuestMemoryMmap;
@@ -80,10 +80,40 @@ pub trait VirtioDevice: Send {
     }
 }
 
+/// Device errors the VMM log takes in full. An honest guest causes none or
+/// a handful; a hostile one can cause one per queue kick, forever. At
+/// about 100 bytes a line this keeps `vmm.log` near 100 KiB.
+pub const DEVICE_ERROR_LOG_LINES: u64 = 1000;
+
+static DEVICE_ERRORS: AtomicU64 = AtomicU64::new(0);
+
 /// Guest-caused device errors go to the VMM log, never a panic: a guest
-/// that misbehaves only hurts itself.
+/// that misbehaves only hurts itself. Past [`DEVICE_ERROR_LOG_LINES`] they
+/// are counted, and the count is logged at each power of two (so the log
+/// stays bounded and still says the errors go on).
 pub fn log_device_error(device: &str, msg: &str) {
-    eprintln!("pyro-vmm: {device}: {msg}");
+    if let Some(line) = device_error_line(
+        DEVICE_ERRORS.fetch_add(1, Ordering::Relaxed) + 1,
+        device,
+        msg,
+    ) {
+        eprintln!("{line}");
+    }
+}
+
+/// What the `n`th device error (from 1) puts in the log, if anything.
+fn device_error_line(n: u64, device: &str, msg: &str) -> Option<String> {
+    if n <= DEVICE_ERROR_LOG_LINES {
+        let mut line = format!("pyro-vmm: {device}: {msg}");
+        if n == DEVICE_ERROR_LOG_LINES {
+            line.push_str(&format!(
+                "\npyro-vmm: {n} device errors logged; later ones are only counted"
+            ));
+        }
+        return Some(line);
+    }
+    n.is_power_of_two()
+        .then(|| format!("pyro-vmm: {n} device errors so far (latest: {device}: {msg})"))
 }
 
 /// Reads a little-endian config field window, clamped to the field.
@@ -120,7 +150,14 @@ pub fn scatter(
                 continue;
             }
             let n = (room as usize).min(rest.len());
-            mem.write_slice(&rest[..n], GuestAddress(d.addr().0 + used_in_cur as u64))
+            // The guest chose the address: an end past u64::MAX is outside
+            // its memory, not an overflow.
+            let at = d
+                .addr()
+                .0
+                .checked_add(u64::from(used_in_cur))
+                .ok_or("buffer outside guest memory")?;
+            mem.write_slice(&rest[..n], GuestAddress(at))
                 .map_err(|_| "buffer outside guest memory")?;
             used_in_cur += n as u32;
             total += n as u32;
@@ -159,4 +196,73 @@ pub fn gather(
             .map_err(|_| "buffer outside guest memory")?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use virtio_queue::desc::split::Descriptor;
+    use vm_memory::GuestAddress;
+
+    const WRITE: u16 = 2;
+
+    fn mem() -> GuestMemoryMmap {
+        GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 1 << 16)]).unwrap()
+    }
+
+    #[test]
+    fn device_errors_past_the_cap_are_counted_not_logged() {
+        let lines: Vec<String> = (1..=1_000_000u64)
+            .filter_map(|n| device_error_line(n, "virtio-blk", "malformed request"))
+            .collect();
+        // The first DEVICE_ERROR_LOG_LINES in full, then one per power of two.
+        assert_eq!(lines.len() as u64, DEVICE_ERROR_LOG_LINES + 10);
+        assert!(lines[0].ends_with("virtio-blk: malformed request"));
+        assert!(lines[DEVICE_ERROR_LOG_LINES as usize - 1].contains("later ones are only counted"));
+        assert!(lines
+            .last()
+            .unwrap()
+            .contains("524288 device errors so far"));
+        let bytes: usize = lines.iter().map(|l| l.len() + 1).sum();
+        assert!(bytes < 128 * 1024, "{bytes}");
+    }
+
+    #[test]
+    fn scatter_refuses_buffers_at_the_top_of_the_address_space() {
+        let m = mem();
+        let descs = [Descriptor::new(u64::MAX - 1, 16, WRITE, 0)];
+        assert_eq!(
+            scatter(&m, &descs, &[b"abcd", b"efgh"]),
+            Err("buffer outside guest memory")
+        );
+        // The same parts fit a buffer inside memory, across descriptors.
+        let descs = [
+            Descriptor::new(0x100, 3, WRITE, 0),
+            Descriptor::new(0x200, 0, WRITE, 0),
+            Descriptor::new(0x300, 16, WRITE, 0),
+        ];
+        assert_eq!(scatter(&m, &descs, &[b"abcd", b"efgh"]), Ok(8));
+        let mut got = [0u8; 5];
+        vm_memory::Bytes::read_slice(&m, &mut got, GuestAddress(0x300)).unwrap();
+        assert_eq!(&got, b"defgh");
+        assert_eq!(
+            scatter(&m, &descs[..1], &[b"abcd"]),
+            Err("guest buffer too small")
+        );
+    }
+
+    #[test]
+    fn writable_len_and_gather_take_hostile_lengths() {
+        let m = mem();
+        let descs = [
+            Descriptor::new(0, u32::MAX, WRITE, 0),
+            Descriptor::new(0, u32::MAX, WRITE, 0),
+            Descriptor::new(0x10, u32::MAX, 0, 0),
+        ];
+        assert_eq!(writable_len(&descs), 2 * u64::from(u32::MAX));
+        // A readable buffer longer than memory: the cap bounds the copy.
+        let mut out = Vec::new();
+        gather(&m, &descs, 64, &mut out).unwrap();
+        assert_eq!(out.len(), 64);
+    }
 }

@@ -4,7 +4,11 @@ use super::{log_device_error, Activation, VirtioDevice, TYPE_RNG};
 use virtio_queue::{Queue, QueueT};
 use vm_memory::{Bytes, GuestMemoryMmap};
 
-/// Per-buffer cap, so one request cannot make us allocate without bound.
+/// Cap on the random bytes one request (descriptor chain) gets, so one
+/// request cannot make us allocate or draw without bound (a chain may hold
+/// 65535 descriptors of 4 GiB each) and the used length always fits its
+/// u32. Linux asks for at most a page at a time; fewer bytes than the
+/// buffers hold is a valid answer.
 const MAX_CHUNK: usize = 64 * 1024;
 
 #[derive(Default)]
@@ -39,15 +43,21 @@ impl Rng {
         let mut used_any = false;
         while let Some(chain) = queue.pop_descriptor_chain(&*mem) {
             let head = chain.head_index();
-            let mut len = 0u32;
+            let mut len = 0usize;
             for d in chain.filter(|d| d.is_write_only()) {
-                let mut buf = vec![0u8; (d.len() as usize).min(MAX_CHUNK)];
+                let n = (d.len() as usize).min(MAX_CHUNK - len);
+                if n == 0 {
+                    break;
+                }
+                let mut buf = vec![0u8; n];
                 if !getrandom(&mut buf) || mem.write_slice(&buf, d.addr()).is_err() {
                     log_device_error("virtio-rng", "cannot fill guest buffer");
                     break;
                 }
-                len += buf.len() as u32;
+                len += n;
             }
+            // At most MAX_CHUNK, so it fits.
+            let len = len as u32;
             if queue.add_used(&*mem, head, len).is_err() {
                 log_device_error("virtio-rng", "add_used failed");
             }
@@ -82,5 +92,45 @@ impl VirtioDevice for Rng {
     }
     fn reset(&mut self) {
         self.active = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vmm::devices::virtio::Interrupt;
+    use std::sync::atomic::AtomicU32;
+    use std::sync::Arc;
+    use virtio_queue::desc::{split::Descriptor, RawDescriptor};
+    use virtio_queue::mock::MockSplitQueue;
+    use vm_memory::GuestAddress;
+    use vmm_sys_util::eventfd::EventFd;
+
+    #[test]
+    fn one_request_gets_at_most_max_chunk_bytes_whatever_its_buffers_claim() {
+        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
+        let vq = MockSplitQueue::new(&mem, 16);
+        // Three writable buffers claiming 4 GiB each (only their first
+        // MAX_CHUNK bytes lie in memory).
+        let chain: Vec<RawDescriptor> = (0..3u16)
+            .map(|i| {
+                let flags = 2 | if i < 2 { 1 } else { 0 };
+                RawDescriptor::from(Descriptor::new(0x40000, u32::MAX, flags, i + 1))
+            })
+            .collect();
+        vq.add_desc_chains(&chain, 0).unwrap();
+        let mut dev = Rng::default();
+        dev.activate(Activation {
+            mem: mem.clone(),
+            queues: vec![vq.create_queue().unwrap()],
+            interrupt: Interrupt {
+                status: Arc::new(AtomicU32::new(0)),
+                evt: Arc::new(EventFd::new(0).unwrap()),
+            },
+        })
+        .unwrap();
+        dev.queue_notify(mio::Poll::new().unwrap().registry(), 0);
+        let used_len: u32 = mem.read_obj(GuestAddress(vq.used_addr().0 + 8)).unwrap();
+        assert_eq!(used_len as usize, MAX_CHUNK);
     }
 }
