@@ -183,17 +183,30 @@ pub fn run_cancellable(
     ))
 }
 
+/// How long creating or reaping run directories waits for another
+/// process doing the same (each holds it for a directory scan at most).
+const RUNS_LOCK_WAIT: Duration = Duration::from_secs(60);
+
 /// Serializes creating run directories with reaping them, so a reaper
-/// never sees a new directory before its owner has locked it.
-fn lock_runs() -> Result<super::workspace::store::Lock> {
+/// never sees a new directory before its owner has locked it. The lock is
+/// a flock on `runs/` itself: nothing but run directories lives there.
+fn lock_runs() -> Result<std::fs::File> {
     let runs = paths::runs();
-    paths::private_dir(&runs)
-        .map_err(|e| EngineError::io(format!("creating {}", runs.display()), e))?;
-    super::workspace::store::lock_path(
-        &runs.join(".lock"),
-        "managing run directories",
-        Duration::from_secs(60),
-    )
+    let io = |e| EngineError::io(format!("locking {}", runs.display()), e);
+    paths::private_dir(&runs).map_err(io)?;
+    let f = std::fs::File::open(&runs).map_err(io)?;
+    let deadline = Instant::now() + RUNS_LOCK_WAIT;
+    while !super::workspace::store::try_flock(&f).map_err(io)? {
+        if Instant::now() >= deadline {
+            return Err(EngineError::Unavailable(format!(
+                "{} stayed locked by another pyro process for {} s; retry",
+                runs.display(),
+                RUNS_LOCK_WAIT.as_secs()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(f)
 }
 
 /// Creates `runs/<vm_id>` (0700) and locks it for as long as the returned
