@@ -256,9 +256,27 @@ fn the_ttl_counts_from_the_last_activity_and_expiry_keeps_the_disk() {
     home.workspace(busy, Some(&record(busy, "stopped", now() - 10.0, 600)));
     // Idle for longer than its TTL: stopped, disk and everything kept.
     let d = home.workspace(idle, Some(&record(idle, "started", now() - 601.0, 600)));
+    // Its record last saved long ago, its latest operation stamped (the
+    // `activity` file's mtime) ten seconds ago: kept.
+    let stamped = "aaaaaaaaaaa3";
+    let d3 = home.workspace(
+        stamped,
+        Some(&record(stamped, "stopped", now() - 5000.0, 600)),
+    );
+    std::fs::File::create(d3.join("activity"))
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(10))
+        .unwrap();
     let (item, l) = home.listed(busy);
     assert_eq!(item.unwrap()["state"], "stopped", "{l}");
     assert_eq!(l["expired_stopped"], json!([idle]), "{l}");
+    let (item, _) = home.listed(stamped);
+    let item = item.unwrap();
+    assert_eq!(item["state"], "stopped", "{item}");
+    assert!(
+        item["last_activity_at"].as_f64().unwrap() > now() - 60.0,
+        "{item}"
+    );
     assert_eq!(l["expired_deleted"], json!([]), "{l}");
     let (item, l) = home.listed(idle);
     let item = item.unwrap();

@@ -650,8 +650,6 @@ pub struct Live {
     pub record: Record,
     /// Set when this operation had to boot the VM again.
     pub restarted: Option<String>,
-    /// Whether `touch` already stamped this operation's activity.
-    stamped: bool,
     _lock: Lock,
 }
 
@@ -660,11 +658,11 @@ impl Live {
         &self.record.workspace_id
     }
 
-    /// Records activity and writes the record back (durably).
+    /// Records activity now (`store::stamp_activity`: no record write).
     pub fn touch(&mut self) -> Result<()> {
-        self.record.stamp_activity(now());
-        self.stamped = true;
-        store::save(&self.record)
+        let at = now();
+        self.record.stamp_activity(at);
+        store::stamp_activity(self.id(), at)
     }
 
     /// Adds `restarted_vm` to a result when this operation restarted it.
@@ -680,10 +678,7 @@ impl Drop for Live {
     /// Every operation counts as activity when it ends, read-only ones
     /// and failed ones too (the lock is still held here).
     fn drop(&mut self) {
-        if !self.stamped {
-            self.record.stamp_activity(now());
-            let _ = store::save(&self.record);
-        }
+        let _ = self.touch();
     }
 }
 
@@ -737,7 +732,6 @@ pub fn open_live(id: &str, what: &str) -> Result<Live> {
     Ok(Live {
         record,
         restarted,
-        stamped: false,
         _lock: lock,
     })
 }

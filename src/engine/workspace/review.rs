@@ -2,10 +2,11 @@
 //! and review events (`events.jsonl`), from which `workspace_summary`
 //! builds one concise view of the session since the last reset.
 //!
-//! Per-command records are written like all state (`paths::write_atomic`:
-//! durable and atomic); review events are appended one line with
-//! `O_APPEND` (atomic against a crashing process, not fsynced: a lost last
-//! event costs a line of the summary, never a file).
+//! Per-command records (`paths::write_atomic_unflushed`, 0600) and review
+//! events (one `O_APPEND` line) are atomic against a crashing process but
+//! not flushed: they sit on the hot path of every exec, and a power loss
+//! costs at most the latest lines of history, never a file of the
+//! workspace.
 
 use super::store;
 use super::{now, Result};
@@ -122,7 +123,7 @@ pub fn record_command(id: &str, mut entry: Value) -> Result<u64> {
     }
     let p = dir.join(format!("{seq:06}.json"));
     let body = serde_json::to_vec(&entry).expect("entries serialize");
-    crate::engine::paths::write_atomic(&p, &body)
+    crate::engine::paths::write_atomic_unflushed(&p, &body)
         .map_err(|e| super::EngineError::io("recording the command", e))?;
     Ok(seq)
 }

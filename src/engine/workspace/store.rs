@@ -6,6 +6,7 @@
 //! | --- | --- |
 //! | `workspace.json` | [`Record`], written durably and atomically, mode 0600 |
 //! | `workspace.json.bak` | the record as it was before the last save |
+//! | `activity` | empty; its mtime is the end of the latest operation |
 //! | `lock` | flock(2) target; its text says who holds it |
 //! | `vm/` | the VM: `scratch.ext4` (writable disk), `vm.json`, sockets, logs |
 //! | `baseline.tar`, `baseline.json` | the seeded tree and its manifest |
@@ -37,6 +38,8 @@ pub const LOCK_WAIT: Duration = Duration::from_secs(600);
 pub const RECORD_FILE: &str = "workspace.json";
 /// The previous good record, kept by every save.
 pub const BACKUP_FILE: &str = "workspace.json.bak";
+/// The file whose modification time stamps the latest activity.
+pub const ACTIVITY_FILE: &str = "activity";
 
 fn default_retention() -> u64 {
     super::expiry::DEFAULT_RETENTION_SECONDS
@@ -208,9 +211,47 @@ fn read_record(p: &Path) -> std::result::Result<Record, String> {
     }
 }
 
+/// Stamps activity at `at` (wall-clock seconds) on workspace `id`: the
+/// modification time of its `activity` file, which every read of the
+/// record takes into account. Each operation ends with one, so it costs no
+/// record write and no flush: a stamp lost in a crash only makes the
+/// workspace expire earlier, which loses nothing.
+pub fn stamp_activity(id: &str, at: f64) -> Result<()> {
+    let p = dir(id).join(ACTIVITY_FILE);
+    let when = std::time::UNIX_EPOCH + Duration::from_secs_f64(at.max(0.0));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(paths::PRIVATE_FILE_MODE)
+        .open(&p)
+        .and_then(|f| f.set_modified(when))
+        .map_err(|e| EngineError::io(format!("stamping {}", p.display()), e))
+}
+
+/// The latest activity stamp of workspace `id`, if any.
+fn activity_stamp(id: &str) -> Option<f64> {
+    let t = std::fs::metadata(dir(id).join(ACTIVITY_FILE))
+        .ok()?
+        .modified()
+        .ok()?;
+    Some(t.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs_f64())
+}
+
 /// Reads workspace directory `id`, restoring or rebuilding a damaged
-/// record in memory (the next save writes it back).
+/// record in memory (the next save writes it back). The record's activity
+/// includes the latest stamp.
 pub fn find(id: &str) -> Found {
+    let mut found = find_record(id);
+    if let (Found::Record(r), Some(t)) = (&mut found, activity_stamp(id)) {
+        if t > r.last_activity_at {
+            r.stamp_activity(t);
+        }
+    }
+    found
+}
+
+fn find_record(id: &str) -> Found {
     let d = dir(id);
     let main = d.join(RECORD_FILE);
     let why = match read_record(&main) {
