@@ -743,6 +743,10 @@ fn inactivity_stops_the_vm_keeps_the_disk_and_retention_deletes_it() {
     // workspace outlives creation + TTL.
     wait_past(created + 3.0);
     exec(&id, "echo kept > kept.txt");
+    assert_eq!(mode(&d.join("commands")), 0o700);
+    for f in ["activity", "events.jsonl", "commands/000001.json"] {
+        assert_eq!(mode(&d.join(f)), 0o600, "{f}");
+    }
     let last = ok(&["status", &id])["last_activity_at"].as_f64().unwrap();
     assert!(last > created + 3.0);
     wait_past(created + TTL + 0.2);
