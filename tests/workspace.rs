@@ -738,48 +738,208 @@ fn workspaces_outlive_processes_and_killed_vms() {
     std::fs::remove_dir_all(&d).unwrap();
 }
 
-#[test]
-#[ignore = "boots VMs: run with `make test`"]
-fn ttl_expiry_deletes_everything() {
-    let _cleanup = cleanup();
-    let v = ok(&["create", ENV, "--ttl-seconds", "1"]);
-    let id = v["workspace_id"].as_str().unwrap().to_string();
-    let pid = v["vmm_pid"].as_i64();
-    // Wait until the expiry time has passed (by the clock, not a guess).
-    let expires = v["expires_at"].as_f64().unwrap();
-    loop {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs_f64();
-        if now > expires + 0.1 {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
+fn wall_clock() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// Sleeps until the wall clock has passed `t`.
+fn wait_past(t: f64) {
+    while wall_clock() <= t {
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    let list = ok(&["list"]);
-    assert!(
-        list["expired_deleted"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|x| x == id.as_str()),
-        "{list}"
-    );
-    assert!(!list["workspaces"]
+}
+
+fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+fn list_entry(id: &str) -> (Value, Value) {
+    let l = ok(&["list"]);
+    let w = l["workspaces"]
         .as_array()
         .unwrap()
         .iter()
-        .any(|w| w["workspace_id"] == id.as_str()));
-    if let Some(pid) = pid {
-        assert!(!pid_alive(pid), "the expired workspace's VMM was stopped");
+        .find(|w| w["workspace_id"] == id)
+        .unwrap_or_else(|| panic!("{id} not listed: {l}"))
+        .clone();
+    (w, l)
+}
+
+#[test]
+#[ignore = "boots VMs: run with `make test`"]
+fn inactivity_stops_the_vm_keeps_the_disk_and_retention_deletes_it() {
+    let _cleanup = cleanup();
+    const TTL: f64 = 6.0;
+    let v = ok(&[
+        "create",
+        ENV,
+        "--ttl-seconds",
+        "6",
+        "--retention-seconds",
+        "5",
+    ]);
+    let id = v["workspace_id"].as_str().unwrap().to_string();
+    assert_eq!(v["retention_seconds"], 5, "{v}");
+    let created = v["created_at"].as_f64().unwrap();
+
+    // Everything it keeps is its user's alone: directories 0700, files and
+    // sockets 0600.
+    let home = pyro_home();
+    let d = home.join("workspaces").join(&id);
+    for p in [
+        home.clone(),
+        home.join("workspaces"),
+        d.clone(),
+        d.join("vm"),
+    ] {
+        assert_eq!(mode(&p), 0o700, "{}", p.display());
     }
+    for f in [
+        "workspace.json",
+        "baseline.tar",
+        "baseline.json",
+        "vm/vm.json",
+        "vm/scratch.ext4",
+        "vm/serial.log",
+        "vm/vmm.log",
+        "vm/vsock.sock",
+        "vm/control.sock",
+    ] {
+        assert_eq!(mode(&d.join(f)), 0o600, "{f}");
+    }
+    let slots: Vec<_> = std::fs::read_dir(home.join("vms"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    assert!(!slots.is_empty());
+    for s in &slots {
+        assert_eq!(mode(s), 0o600, "{}", s.display());
+    }
+
+    // Activity halfway through the TTL: the TTL counts from it, so the
+    // workspace outlives creation + TTL.
+    wait_past(created + 3.0);
+    exec(&id, "echo kept > kept.txt");
+    assert_eq!(mode(&d.join("commands")), 0o700);
+    for f in ["activity", "events.jsonl", "commands/000001.json"] {
+        assert_eq!(mode(&d.join(f)), 0o600, "{f}");
+    }
+    let last = ok(&["status", &id])["last_activity_at"].as_f64().unwrap();
+    assert!(last > created + 3.0);
+    wait_past(created + TTL + 0.2);
+    assert!(wall_clock() < last + TTL, "the host was too slow to tell");
+    let (w, l) = list_entry(&id);
+    assert_eq!(w["state"], "started", "{l}");
+
+    // Past it: the VM is stopped, the disk and everything else kept.
+    let pid = ok(&["status", &id])["vmm_pid"].as_i64().unwrap();
+    wait_past(last + TTL + 0.1);
+    let (w, l) = list_entry(&id);
+    assert_eq!(w["state"], "expired", "{l}");
+    assert_eq!(l["expired_stopped"], json!([id]), "{l}");
+    assert!(w["delete_after"].as_f64().unwrap() >= w["expired_at"].as_f64().unwrap() + 5.0);
+    assert!(!pid_alive(pid), "the expired workspace's VMM was stopped");
+    assert!(d.join("vm/scratch.ext4").exists());
+    let st = ok(&["status", &id]);
+    assert_eq!(st["state"], "expired", "{st}");
+    assert!(st["vmm_pid"].is_null());
+
+    // Any operation boots it again, files intact, and ends the expiry.
+    let r = exec(&id, "cat kept.txt");
+    assert_eq!(r["stdout"], "kept\n");
     assert!(
-        !pyro_home().join("workspaces").join(&id).exists(),
-        "disk, sockets and history removed"
+        r["restarted_vm"].as_str().unwrap().contains("had expired"),
+        "{r}"
     );
+    let st = ok(&["status", &id]);
+    assert_eq!(st["state"], "started", "{st}");
+    assert!(st["expired_at"].is_null(), "{st}");
+
+    // Left alone again: expired, then deleted once the retention is over.
+    let last = st["last_activity_at"].as_f64().unwrap();
+    wait_past(last + TTL + 0.1);
+    let (w, _) = list_entry(&id);
+    assert_eq!(w["state"], "expired");
+    wait_past(w["delete_after"].as_f64().unwrap() + 0.5);
+    // The reaper also needs its own measure of the 5 s (CLOCK_BOOTTIME),
+    // which the wall clock just showed have passed.
+    let l = ok(&["list"]);
+    assert_eq!(l["expired_deleted"], json!([id]), "{l}");
+    assert!(!d.exists(), "disk, sockets and history removed");
     let e = fails(&["exec", &id, "--", "true"]);
     assert!(e.contains("does not exist"), "{e}");
+}
+
+#[test]
+#[ignore = "boots VMs: run with `make test`"]
+fn vm_starts_past_the_host_caps_are_refused_naming_the_running_vms() {
+    let _cleanup = cleanup();
+    let holder = create(None, &["--name", "cap-holder"]);
+    let with_caps = |caps: &[(&str, &str)], args: &[&str]| {
+        let mut c = pyro();
+        c.args(args);
+        for (k, v) in caps {
+            c.env(k, v);
+        }
+        let out = c.output().unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        (
+            out.status.code(),
+            v,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let before = std::fs::read_dir(pyro_home().join("workspaces"))
+        .unwrap()
+        .count();
+    for (caps, why) in [
+        (
+            &[("PYRO_MAX_VMS", "1")][..],
+            "at most 1 may run at once (PYRO_MAX_VMS)",
+        ),
+        (
+            &[("PYRO_MAX_GUEST_MEM_MIB", "1500")][..],
+            "over the cap of 1500 MiB",
+        ),
+    ] {
+        for args in [
+            &["workspace", "create", ENV, "--json"][..],
+            &["run", ENV, "--json", "--", "true"],
+        ] {
+            let (code, v, err) = with_caps(caps, args);
+            assert_ne!(code, Some(0), "{args:?}: {v} {err}");
+            let e = v["error"].as_str().unwrap_or(&err).to_string();
+            assert!(e.contains(why), "{args:?}: {e}");
+            assert!(
+                e.contains(&format!("workspace {holder} (\"cap-holder\") (1024 MiB)")),
+                "{args:?}: {e}"
+            );
+        }
+    }
+    // Refused before anything was made.
+    assert_eq!(
+        std::fs::read_dir(pyro_home().join("workspaces"))
+            .unwrap()
+            .count(),
+        before
+    );
+    // The holder's place is freed when it goes.
+    ok(&["delete", &holder]);
+    let (code, v, err) = with_caps(
+        &[("PYRO_MAX_VMS", "1")],
+        &["run", ENV, "--json", "--", "true"],
+    );
+    assert_eq!(code, Some(0), "{v} {err}");
 }
 
 #[test]

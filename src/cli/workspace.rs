@@ -16,13 +16,19 @@ use std::collections::BTreeMap;
 pub const USAGE: &str = "\
 Usage: pyro workspace <command> [options]
 
-Persistent microVM workspaces: /workspace survives between commands, across
-pyro processes, and until the workspace is deleted or its TTL runs out.
+Persistent microVM workspaces: /workspace survives between commands and
+across pyro processes until the workspace is deleted. After --ttl-seconds
+without activity (default 600) its VM is stopped (state expired) and the disk
+kept; any operation boots it again. An expired workspace is deleted once
+--retention-seconds (default 604800, 7 days; PYRO_WORKSPACE_RETENTION_SECONDS
+sets the default) have passed, by the wall clock and by the host uptime pyro
+measured itself, so a clock jump deletes nothing.
 
 Commands:
   create [ENV]              create and boot a workspace (ENV default debian:12)
       [--seed-path DIR|ARCHIVE] [--name NAME] [--label KEY=VALUE]...
-      [--vcpu-count N] [--mem-mib M] [--ttl-seconds S] [--json | --id-only]
+      [--vcpu-count N] [--mem-mib M] [--ttl-seconds S] [--retention-seconds S]
+      [--json | --id-only]
   list                      workspaces, most recently active first
   status ID                 state, resources, seed, last command
   update ID [--name NAME | --clear-name] [--label K=V]... [--clear-label K]...
@@ -165,6 +171,7 @@ pub fn main(mut parser: lexopt::Parser) -> i32 {
                 "vcpu-count",
                 "mem-mib",
                 "ttl-seconds",
+                "retention-seconds",
                 "seed-path",
                 "name",
                 "label",
@@ -277,6 +284,9 @@ fn run(sub: &str, a: Args) -> std::result::Result<Outcome, Failure> {
             req.vcpu_count = a.num("vcpu-count", req.vcpu_count).map_err(usage)?;
             req.mem_mib = a.num("mem-mib", req.mem_mib).map_err(usage)?;
             req.ttl_seconds = a.num("ttl-seconds", req.ttl_seconds).map_err(usage)?;
+            if a.opt("retention-seconds").is_some() {
+                req.retention_seconds = Some(a.num("retention-seconds", 0).map_err(usage)?);
+            }
             req.allow_host_compat = a.flag("allow-host-compat");
             req.name = a.opt("name").map(String::from);
             req.labels = labels(&a.all("label"))?;
@@ -466,11 +476,25 @@ fn workspace_human(v: &Json, action: &str) {
         "Disk: {} bytes allocated on the host",
         s(&v["disk"]["allocated_bytes"])
     );
-    println!(
-        "Expires at: {} (ttl {} s)",
-        s(&v["expires_at"]),
-        s(&v["ttl_seconds"])
-    );
+    if v["state"] == "expired" {
+        println!(
+            "Expired at: {} (no activity for {} s); disk kept, deleted not before {} (retention {} s) unless used",
+            s(&v["expired_at"]),
+            s(&v["ttl_seconds"]),
+            s(&v["delete_after"]),
+            s(&v["retention_seconds"])
+        );
+    } else {
+        println!(
+            "Expires at: {} ({} s after the last activity; then the VM stops and the disk is kept {} s)",
+            s(&v["expires_at"]),
+            s(&v["ttl_seconds"]),
+            s(&v["retention_seconds"])
+        );
+    }
+    if let Some(m) = v["metadata_recovered"].as_str() {
+        println!("Metadata: {m}");
+    }
     println!(
         "Commands: {}  Resets: {}",
         s(&v["command_count"]),
@@ -521,13 +545,25 @@ fn human(sub: &str, v: &Json) {
                         )
                     })
                     .unwrap_or_default();
+                if w["state"] == "damaged" {
+                    println!(
+                        "[workspace] workspace_id={} state=damaged damage={:?}",
+                        s(&w["workspace_id"]),
+                        s(&w["damage"])
+                    );
+                    continue;
+                }
+                let when = if w["state"] == "expired" {
+                    format!("delete_after={}", s(&w["delete_after"]))
+                } else {
+                    format!("expires_at={}", s(&w["expires_at"]))
+                };
                 println!(
-                    "[workspace] workspace_id={}{name} state={} environment={}{labels} commands={} expires_at={}",
+                    "[workspace] workspace_id={}{name} state={} environment={}{labels} commands={} {when}",
                     s(&w["workspace_id"]),
                     s(&w["state"]),
                     s(&w["environment"]),
                     s(&w["command_count"]),
-                    s(&w["expires_at"])
                 );
             }
         }

@@ -4,15 +4,18 @@
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-/// Copies `src` to `dst` preserving holes; returns the bytes of data copied.
+/// Copies `src` to a new private (0600) file `dst` preserving holes;
+/// returns the bytes of data copied.
 pub fn copy_sparse(src: &Path, dst: &Path) -> io::Result<u64> {
     let from = File::open(src)?;
     let len = from.metadata()?.len();
     let to = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
+        .mode(super::paths::PRIVATE_FILE_MODE)
         .open(dst)?;
     to.set_len(len)?;
     let fin = from.as_raw_fd();

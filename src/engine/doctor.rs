@@ -1,13 +1,69 @@
-//! Host readiness checks behind `pyro doctor`.
+//! Host readiness checks behind `pyro doctor`. They only look: doctor
+//! creates, changes and deletes nothing (not even the state directory).
 
 use super::environments;
 use super::host::{kvm_status, KvmKind};
 use super::paths;
 use serde_json::{json, Value};
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 fn check(name: &str, ok: bool, detail: String, required: bool) -> Value {
     json!({"name": name, "ok": ok, "required": required, "detail": detail})
+}
+
+fn writable(p: &Path) -> bool {
+    let Ok(c) = std::ffi::CString::new(p.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: a valid NUL-terminated path.
+    unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
+}
+
+/// Whether pyro can keep its state in `home`, found out without writing:
+/// an existing directory must pass pyro's ownership and mode rule; a
+/// missing one needs a writable nearest existing parent.
+fn state_dir_check(home: &Path) -> (bool, String) {
+    match std::fs::metadata(home) {
+        Ok(meta) => {
+            // SAFETY: geteuid takes no arguments and cannot fail.
+            let uid = unsafe { libc::geteuid() };
+            if let Some(why) = paths::home_problem(home, &meta, uid) {
+                return (false, why);
+            }
+            let w = writable(home);
+            (
+                w,
+                format!(
+                    "{} (yours, not writable by others) writable={w}",
+                    home.display()
+                ),
+            )
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let parent = home.ancestors().skip(1).find(|a| a.exists());
+            match parent {
+                Some(p) if writable(p) => (
+                    true,
+                    format!(
+                        "{} does not exist yet; pyro creates it (mode 0700) on first use under {}",
+                        home.display(),
+                        p.display()
+                    ),
+                ),
+                Some(p) => (
+                    false,
+                    format!(
+                        "{} does not exist and cannot be created: {} is not writable; set PYRO_HOME to a directory of yours",
+                        home.display(),
+                        p.display()
+                    ),
+                ),
+                None => (false, format!("{} cannot be created", home.display())),
+            }
+        }
+        Err(e) => (false, format!("{}: {e}", home.display())),
+    }
 }
 
 /// All checks; `ready` is true only when `pyro run` can boot a guest here.
@@ -69,18 +125,8 @@ pub fn report() -> Value {
         false,
     ));
     let home = paths::home();
-    let writable = std::fs::create_dir_all(&home).is_ok() && {
-        let probe = home.join(format!(".doctor-{}", paths::random_id(4)));
-        let ok = std::fs::write(&probe, b"ok").is_ok();
-        let _ = std::fs::remove_file(probe);
-        ok
-    };
-    checks.push(check(
-        "state_dir",
-        writable,
-        format!("{} writable={writable}", home.display()),
-        true,
-    ));
+    let (ok, detail) = state_dir_check(&home);
+    checks.push(check("state_dir", ok, detail, true));
     let envs = environments::list();
     let installed: Vec<String> = envs["environments"]
         .as_array()

@@ -158,8 +158,9 @@ pub fn import(name: &str, image_dir: &Path, kernel: &Path) -> Result<Value> {
             kernel.display()
         )));
     }
+    paths::ensure_home()?;
     let root = paths::environments();
-    std::fs::create_dir_all(&root)
+    paths::private_dir(&root)
         .map_err(|err| EngineError::io(format!("creating {}", root.display()), err))?;
     let stage = root.join(format!(".{}.staging-{}", slug(e.name), paths::random_id(4)));
     let result = (|| -> std::io::Result<()> {

@@ -1,5 +1,6 @@
 //! One-shot runs: create a VM, boot it, run one command, tear it down.
 
+use super::capacity::{self, Owner};
 use super::environments;
 use super::host::kvm_status;
 use super::paths;
@@ -96,6 +97,9 @@ pub fn run_cancellable(
 ) -> Result<Value> {
     req.validate()?;
     let entry = environments::lookup(&req.environment)?;
+    // Leftovers of runs killed earlier go first, whether or not this one
+    // can boot.
+    reap_runs();
     let start = Instant::now();
     if let Some(why) = kvm_status().blocker() {
         if req.allow_host_compat {
@@ -108,13 +112,14 @@ pub fn run_cancellable(
     }
     let env = environments::installed(&req.environment)?;
     let vm_id = paths::random_id(6);
-    let dir = paths::runs().join(&vm_id);
+    paths::ensure_home()?;
+    capacity::precheck(&Owner::run(&vm_id), req.mem_mib)?;
     progress(
         "create",
         json!({"environment": req.environment, "vm_id": vm_id}),
     );
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| EngineError::io(format!("creating {}", dir.display()), e))?;
+    // Held until the directory is gone: while it is, no reaper touches it.
+    let (dir, _dir_lock) = claim_run_dir(&vm_id)?;
     let outcome = (|| {
         let scratch = dir.join("scratch.ext4");
         super::disk::copy_sparse(&env.scratch, &scratch)
@@ -131,6 +136,7 @@ pub fn run_cancellable(
                 vcpus: req.vcpu_count,
                 mem_mib: req.mem_mib,
                 attached: true,
+                owner: Owner::run(&vm_id),
             },
         )?;
         cancel.watch(&vm);
@@ -184,6 +190,86 @@ pub fn run_cancellable(
         }),
         json!({"vm_stopped": true, "state_removed": removed, "scratch_disk_allocated_bytes": disk_bytes}),
     ))
+}
+
+/// How long creating or reaping run directories waits for another
+/// process doing the same (each holds it for a directory scan at most).
+const RUNS_LOCK_WAIT: Duration = Duration::from_secs(60);
+
+/// Serializes creating run directories with reaping them, so a reaper
+/// never sees a new directory before its owner has locked it. The lock is
+/// a flock on `runs/` itself: nothing but run directories lives there.
+fn lock_runs() -> Result<std::fs::File> {
+    let runs = paths::runs();
+    let io = |e| EngineError::io(format!("locking {}", runs.display()), e);
+    paths::private_dir(&runs).map_err(io)?;
+    let f = std::fs::File::open(&runs).map_err(io)?;
+    let deadline = Instant::now() + RUNS_LOCK_WAIT;
+    while !super::workspace::store::try_flock(&f).map_err(io)? {
+        if Instant::now() >= deadline {
+            return Err(EngineError::Unavailable(format!(
+                "{} stayed locked by another pyro process for {} s; retry",
+                runs.display(),
+                RUNS_LOCK_WAIT.as_secs()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(f)
+}
+
+/// Creates `runs/<vm_id>` (0700) and locks it for as long as the returned
+/// file lives: the lock says a live `pyro` process owns the directory.
+fn claim_run_dir(vm_id: &str) -> Result<(std::path::PathBuf, std::fs::File)> {
+    use std::os::unix::fs::DirBuilderExt;
+    let _runs = lock_runs()?;
+    let dir = paths::runs().join(vm_id);
+    let io = |e| EngineError::io(format!("creating {}", dir.display()), e);
+    std::fs::DirBuilder::new()
+        .mode(paths::PRIVATE_DIR_MODE)
+        .create(&dir)
+        .map_err(io)?;
+    let f = std::fs::File::open(&dir).map_err(io)?;
+    if !super::workspace::store::try_flock(&f).map_err(io)? {
+        return Err(EngineError::Io(format!(
+            "{} is locked by another process",
+            dir.display()
+        )));
+    }
+    Ok((dir, f))
+}
+
+/// Removes the leftovers of one-shot runs whose `pyro` process died
+/// without cleaning up (SIGKILL, a crash, a power loss): directories no
+/// live process holds locked. Their VMMs died with it (`PR_SET_PDEATHSIG`).
+/// Returns the run ids removed.
+pub fn reap_runs() -> Vec<String> {
+    let mut gone = Vec::new();
+    // Nothing to reap (and nothing to create) without a usable runs/.
+    if paths::check_home().is_err() || !paths::runs().is_dir() {
+        return gone;
+    }
+    let Ok(_runs) = lock_runs() else {
+        return gone;
+    };
+    let Ok(rd) = std::fs::read_dir(paths::runs()) else {
+        return gone;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') || !e.path().is_dir() {
+            continue;
+        }
+        let Ok(f) = std::fs::File::open(e.path()) else {
+            continue;
+        };
+        if super::workspace::store::try_flock(&f).unwrap_or(false)
+            && std::fs::remove_dir_all(e.path()).is_ok()
+        {
+            gone.push(name);
+        }
+    }
+    gone
 }
 
 fn boot_timeout() -> Duration {

@@ -2,10 +2,13 @@
 //!
 //! The VMM is this same binary re-executed as `pyro vmm --config FILE`,
 //! in its own session, with its sockets and logs in the VM's state
-//! directory. Ephemeral VMs also get `PR_SET_PDEATHSIG`, so they cannot
+//! directory, under umask 077 (everything it creates is private). It
+//! inherits the locked capacity slot it was started under (see
+//! `capacity`). Ephemeral VMs also get `PR_SET_PDEATHSIG`, so they cannot
 //! outlive the `pyro` process that started them.
 
 use super::agent;
+use super::capacity::{self, Owner};
 use super::environments::Installed;
 use super::{EngineError, Result};
 use crate::vmm::config::{DiskConfig, VmConfig, VsockConfig};
@@ -28,6 +31,8 @@ pub struct VmOptions {
     pub mem_mib: u32,
     /// Tie the VMM's life to this process (one-shot runs).
     pub attached: bool,
+    /// Whose VM it is (named when the host's capacity is exhausted).
+    pub owner: Owner,
 }
 
 pub struct VmProcess {
@@ -158,13 +163,17 @@ impl VmProcess {
         super::paths::write_atomic(&cfg_path, &body)
             .map_err(|e| EngineError::io("writing VM config", e))?;
         let vmm_log = dir.join("vmm.log");
-        let log =
-            std::fs::File::create(&vmm_log).map_err(|e| EngineError::io("creating VMM log", e))?;
+        let log = super::paths::create_private(&vmm_log)
+            .map_err(|e| EngineError::io("creating VMM log", e))?;
         let log2 = log
             .try_clone()
             .map_err(|e| EngineError::io("creating VMM log", e))?;
         let attached = opts.attached;
-        let mut cmd = Command::new(vmm_binary()?);
+        let binary = vmm_binary()?;
+        // Checked and claimed last, right before the start.
+        let slot = capacity::reserve(&opts.owner, opts.mem_mib, opts.vcpus)?;
+        let slot_fd = slot.fd();
+        let mut cmd = Command::new(binary);
         cmd.arg("vmm")
             .arg("--config")
             .arg(&cfg_path)
@@ -175,15 +184,26 @@ impl VmProcess {
         unsafe {
             cmd.pre_exec(move || {
                 libc::setsid();
+                libc::umask(0o077);
+                // The VMM keeps the slot's lock for its whole life.
+                if libc::fcntl(slot_fd, libc::F_SETFD, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
                 if attached {
                     libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
                 }
                 Ok(())
             });
         }
-        let child = cmd
-            .spawn()
-            .map_err(|e| EngineError::io("starting the VMM", e))?;
+        let child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                slot.release();
+                return Err(EngineError::io("starting the VMM", e));
+            }
+        };
+        // The child holds the slot now; our descriptor and the claim go.
+        drop(slot);
         let pid = child.id() as i32;
         if attached {
             EPHEMERAL.lock().unwrap().push((pid, dir.to_path_buf()));

@@ -5,7 +5,6 @@
 use super::HostError;
 use serde_json::Value;
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -35,27 +34,8 @@ pub fn write(path: &Path, data: &[u8]) -> Result<(), HostError> {
     let mode = fs::metadata(path)
         .map(|m| m.permissions().mode() & 0o7777)
         .unwrap_or(0o600);
-    let tmp = dir.join(format!(
-        ".{}.pyro-tmp-{}",
-        path.file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("config"),
-        crate::engine::paths::random_id(4)
-    ));
-    let result = (|| {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)?;
-        f.set_permissions(fs::Permissions::from_mode(mode))?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.map_err(|e| HostError::io(ctx("writing"), e))
+    crate::engine::paths::write_atomic_mode(path, data, mode)
+        .map_err(|e| HostError::io(ctx("writing"), e))
 }
 
 /// Reads a JSON config; a missing file is None, an unreadable or invalid

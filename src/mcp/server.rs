@@ -119,7 +119,10 @@ fn instructions(cfg: &Config) -> String {
             " For multi-step work use a persistent workspace: workspace_create (seeded from seed_path \
              or this project), then workspace_exec, workspace_file_read/write, workspace_patch_apply, \
              workspace_diff against the seeded baseline, workspace_export to bring results to the host, \
-             workspace_reset to start over, workspace_delete when done.",
+             workspace_reset to start over, workspace_delete when done. A workspace left without \
+             activity for its ttl_seconds (default 600) is stopped, state expired, with /workspace kept: \
+             any workspace tool call boots it again. It is deleted only after its retention_seconds \
+             (default 7 days) more, or by workspace_delete.",
         );
     }
     s.push(' ');

@@ -8,6 +8,7 @@ use super::schema::{Arg, Kind};
 use super::tools::{CallContext, Outcome, Tool};
 use crate::engine::environments::CATALOG;
 use crate::engine::hostpath::Roots;
+use crate::engine::workspace::expiry;
 use crate::engine::workspace::lifecycle::{self, CreateRequest};
 use crate::engine::workspace::seed::SeedSource;
 use crate::engine::workspace::{export, files, store, DEFAULT_READ_MAX_BYTES, FILE_MAX_BYTES};
@@ -107,7 +108,10 @@ pub fn tools() -> Vec<Tool> {
             "workspace_create",
             "Create a persistent workspace",
             "Create and boot a persistent Linux microVM workspace whose /workspace survives between \
-             calls until workspace_delete or its TTL. Seeded from seed_path (a host directory or \
+             calls until workspace_delete. After ttl_seconds without activity its VM is stopped \
+             (state expired) and its disk kept: any workspace tool boots it again. An expired \
+             workspace is deleted only once retention_seconds have passed since it expired, by the \
+             wall clock and by the host uptime pyro measured itself (a clock jump deletes nothing). Seeded from seed_path (a host directory or \
              .tar/.tar.gz archive) or, when seed_path is omitted, from the project this server was \
              started for (the Git checkout it runs in, --project-path, or a clean clone of \
              --repo-url); empty when there is none. The seeded tree is the baseline that \
@@ -136,12 +140,20 @@ pub fn tools() -> Vec<Tool> {
                 ),
                 with_default(
                     "ttl_seconds",
-                    "Seconds from creation after which the workspace (VM, disk, history) is deleted.",
+                    "Seconds without activity (any workspace tool call on it) after which its VM is stopped and the workspace reads expired; /workspace is kept.",
                     Kind::Integer {
                         min: 1,
                         max: lifecycle::MAX_TTL_SECONDS as i64,
                     },
                     json!(lifecycle::DEFAULT_TTL_SECONDS),
+                ),
+                optional(
+                    "retention_seconds",
+                    "Seconds an expired workspace keeps its disk before it is deleted (default 604800, 7 days, or the server's PYRO_WORKSPACE_RETENTION_SECONDS). Using it again before then ends the expiry.",
+                    Kind::Integer {
+                        min: 0,
+                        max: expiry::MAX_RETENTION_SECONDS as i64,
+                    },
                 ),
                 with_default(
                     "allow_host_compat",
@@ -178,7 +190,7 @@ pub fn tools() -> Vec<Tool> {
         tool(
             "workspace_list",
             "List workspaces",
-            "List the persistent workspaces on this host (any process's), most recently active first, with name, labels, state and expiry. Expired workspaces are deleted first.",
+            "List the persistent workspaces on this host (any process's), most recently active first, with name, labels, state (started, stopped, expired or damaged) and expiry. Inactive workspaces past their TTL are stopped first (expired_stopped) and expired ones past their retention deleted (expired_deleted); a workspace whose metadata is damaged is listed with state damaged and the reason.",
             vec![],
             output(&[("count", "integer"), ("workspaces", "array")]),
             true,
@@ -209,7 +221,7 @@ pub fn tools() -> Vec<Tool> {
         tool(
             "workspace_status",
             "Show a workspace",
-            "State (started or stopped), resources, seed, expiry, disk use and the last command of one workspace.",
+            "State (started, stopped or expired), resources, seed, expiry (expires_at, last_activity_at, retention_seconds, expired_at, delete_after), disk use and the last command of one workspace. A look: it does not count as activity and does not boot an expired workspace.",
             vec![workspace_id()],
             output(WORKSPACE_FIELDS),
             true,
@@ -467,6 +479,10 @@ fn create(args: &Map<String, Value>, ctx: &CallContext) -> Result<Value> {
     req.vcpu_count = int(args, "vcpu_count") as u8;
     req.mem_mib = int(args, "mem_mib") as u32;
     req.ttl_seconds = int(args, "ttl_seconds");
+    req.retention_seconds = args
+        .get("retention_seconds")
+        .filter(|v| !v.is_null())
+        .map(|_| int(args, "retention_seconds"));
     req.allow_host_compat = compat;
     req.name = opt_str(args, "name");
     req.labels = map(args, "labels");
@@ -673,6 +689,11 @@ mod tests {
         let s = object_schema(&find("workspace_create").args);
         assert_eq!(s["required"], json!([]));
         assert_eq!(s["properties"]["ttl_seconds"]["default"], 600);
+        assert_eq!(
+            s["properties"]["retention_seconds"]["maximum"],
+            365 * 24 * 3600
+        );
+        assert!(s["properties"]["retention_seconds"]["default"].is_null());
         assert_eq!(s["properties"]["labels"]["type"], "object");
         let s = object_schema(&find("workspace_file_read").args);
         assert_eq!(s["required"], json!(["workspace_id", "path"]));

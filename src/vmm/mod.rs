@@ -209,7 +209,12 @@ pub fn listen_unix(path: &std::path::Path) -> std::io::Result<std::os::unix::net
     tmp.push(format!(".{}.tmp", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
     let listener = std::os::unix::net::UnixListener::bind(&tmp)?;
-    if let Err(e) = std::fs::rename(&tmp, path) {
+    // Connecting needs write permission on the socket: only its owner may
+    // (whatever the umask), before it appears under its real name.
+    use std::os::unix::fs::PermissionsExt;
+    if let Err(e) = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
+        .and_then(|_| std::fs::rename(&tmp, path))
+    {
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
     }
@@ -269,6 +274,9 @@ mod tests {
             .map(|e| e.file_name())
             .collect();
         assert_eq!(names, [std::ffi::OsString::from("ctl.sock")]);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the socket is its owner's only");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,17 +1,21 @@
 //! Creating, finding, restarting, resetting and deleting workspaces, and
-//! TTL expiry.
+//! the reaper that applies inactivity expiry and retention (the rule is
+//! in `expiry`).
 //!
 //! The VMM of a workspace runs detached (its own session, not tied to the
 //! process that started it). Whether it still runs is decided from its pid
 //! *and* its command line (which names this workspace's `vm.json`), so a
 //! recycled pid is never mistaken for it. A workspace whose VMM is gone is
 //! `stopped`; its disk keeps `/workspace`, and the next operation that needs
-//! the VM boots it again on the same disk and says so.
+//! the VM boots it again on the same disk and says so. An `expired` one
+//! (stopped by the reaper for inactivity) is booted again the same way.
 
+use super::expiry::{self, Clock, Decision};
 use super::review::{self, Event};
 use super::seed::{self, SeedSource};
 use super::store::{self, Lock, Record};
 use super::{now, EngineError, Result, GUEST_ROOT};
+use crate::engine::capacity::{self, Owner};
 use crate::engine::environments;
 use crate::engine::host::kvm_status;
 use crate::engine::vm::{VmOptions, VmProcess};
@@ -35,6 +39,8 @@ pub struct CreateRequest {
     pub vcpu_count: u8,
     pub mem_mib: u32,
     pub ttl_seconds: u64,
+    /// None: the operator's default (`expiry::retention_for`).
+    pub retention_seconds: Option<u64>,
     pub allow_host_compat: bool,
     pub seed: SeedSource,
     pub name: Option<String>,
@@ -48,6 +54,7 @@ impl CreateRequest {
             vcpu_count: DEFAULT_VCPU_COUNT,
             mem_mib: DEFAULT_MEM_MIB,
             ttl_seconds: DEFAULT_TTL_SECONDS,
+            retention_seconds: None,
             allow_host_compat: false,
             seed: SeedSource::Empty,
             name: None,
@@ -58,6 +65,7 @@ impl CreateRequest {
     fn validate(&mut self) -> Result<()> {
         EngineError::check_vm_size(self.vcpu_count, self.mem_mib)?;
         EngineError::check_range("ttl_seconds", self.ttl_seconds, 1, MAX_TTL_SECONDS)?;
+        self.retention_seconds = Some(expiry::retention_for(self.retention_seconds)?);
         self.name = match self.name.take() {
             Some(n) => Some(normalize_name(&n)?),
             None => None,
@@ -197,6 +205,7 @@ fn launch(r: &Record) -> Result<VmProcess> {
             vcpus: r.vcpu_count,
             mem_mib: r.mem_mib,
             attached: false,
+            owner: Owner::workspace(&r.workspace_id, r.name.as_deref()),
         },
     )?;
     let pid = vm.pid;
@@ -317,6 +326,8 @@ pub fn create(mut req: CreateRequest, progress: &mut dyn FnMut(&str)) -> Result<
     }
     let env = environments::installed(&req.environment)?;
     reap_expired();
+    // Refused before anything is made; the start itself checks again.
+    capacity::precheck(&Owner::workspace("", req.name.as_deref()), req.mem_mib)?;
     let start = Instant::now();
     // Check the seed before anything is created.
     progress("checking the seed");
@@ -356,7 +367,7 @@ pub fn create(mut req: CreateRequest, progress: &mut dyn FnMut(&str)) -> Result<
         mem_mib: req.mem_mib,
         ttl_seconds: req.ttl_seconds,
         created_at,
-        expires_at: created_at + req.ttl_seconds as f64,
+        expires_at: 0.0,
         state: "creating".into(),
         vmm_pid: None,
         last_error: None,
@@ -364,9 +375,16 @@ pub fn create(mut req: CreateRequest, progress: &mut dyn FnMut(&str)) -> Result<
         reset_count: 0,
         last_reset_at: None,
         restart_count: 0,
-        last_activity_at: created_at,
+        last_activity_at: 0.0,
         created_disk_bytes: 0,
+        retention_seconds: req
+            .retention_seconds
+            .unwrap_or(expiry::DEFAULT_RETENTION_SECONDS),
+        expired_at: None,
+        expiry_evidence: None,
+        recovered: None,
     };
+    record.stamp_activity(created_at);
     store::save(&record)?;
     drop(store_lock);
 
@@ -383,11 +401,11 @@ pub fn create(mut req: CreateRequest, progress: &mut dyn FnMut(&str)) -> Result<
         progress("writing the baseline");
         let baseline = dir.join("baseline.tar");
         let wrote = (|| -> Result<()> {
-            let f = std::fs::File::create(&baseline)
+            let f = crate::engine::paths::create_private(&baseline)
                 .map_err(|e| EngineError::io("creating the baseline archive", e))?;
             let written = plan.write_tar(std::io::BufWriter::new(f), true)?;
             let manifest = serde_json::to_vec(&written.manifest).expect("manifest serializes");
-            store::write_private(&dir.join("baseline.json"), &manifest)
+            crate::engine::paths::write_atomic(&dir.join("baseline.json"), &manifest)
                 .map_err(|e| EngineError::io("writing the baseline manifest", e))
         })();
         let baseline_ms = t.elapsed().as_millis() as u64;
@@ -413,7 +431,7 @@ pub fn create(mut req: CreateRequest, progress: &mut dyn FnMut(&str)) -> Result<
             },
         );
         record.created_disk_bytes = disk_bytes(&id);
-        record.last_activity_at = now();
+        record.stamp_activity(now());
         store::save(&record)?;
         review::append(
             &id,
@@ -458,7 +476,7 @@ pub fn push_file(id: &str, dest: &str, tar: &Path) -> Result<(u64, u64)> {
 // ---- describing --------------------------------------------------------
 
 /// The state as it is now: a `started` record whose VMM is gone reads
-/// `stopped`.
+/// `stopped`; an `expired` one says what that means.
 fn live_state(r: &Record) -> (String, Option<String>) {
     if r.state == "started" && !r.vmm_pid.is_some_and(|p| vmm_alive(&r.workspace_id, p)) {
         return (
@@ -469,14 +487,46 @@ fn live_state(r: &Record) -> (String, Option<String>) {
             )),
         );
     }
-    (r.state.clone(), r.last_error.clone())
+    if r.state == "expired" {
+        return (
+            "expired".into(),
+            Some(format!(
+                "no activity for ttl_seconds ({} s): its VM was stopped at {:.0}; /workspace is kept on the workspace disk and any operation boots it again. \
+                 Unless used, it is deleted once retention_seconds ({} s) have passed since then (not before {:.0}, delete_after)",
+                r.ttl_seconds,
+                r.expired_at.unwrap_or(0.0),
+                r.retention_seconds,
+                expiry::delete_after(r).unwrap_or(0.0)
+            )),
+        );
+    }
+    let mut note = r.last_error.clone();
+    if let Some(how) = &r.recovered {
+        note = Some(match note {
+            Some(n) => format!("{how}; {n}"),
+            None => how.clone(),
+        });
+    }
+    (r.state.clone(), note)
+}
+
+/// The fields about inactivity expiry that `describe` and `list` share.
+fn expiry_fields(r: &Record) -> Value {
+    json!({
+        "ttl_seconds": r.ttl_seconds,
+        "last_activity_at": r.last_activity_at,
+        "expires_at": r.expires_at,
+        "retention_seconds": r.retention_seconds,
+        "expired_at": if r.state == "expired" { json!(r.expired_at) } else { Value::Null },
+        "delete_after": expiry::delete_after(r),
+    })
 }
 
 /// The full workspace object every workspace tool returns.
 pub fn describe(r: &Record) -> Value {
     let (state, last_error) = live_state(r);
     let (command_count, last_command) = review::command_stats(&r.workspace_id);
-    json!({
+    let v = json!({
         "workspace_id": r.workspace_id,
         "name": r.name,
         "labels": r.labels,
@@ -484,12 +534,10 @@ pub fn describe(r: &Record) -> Value {
         "environment_version": r.environment_version,
         "vcpu_count": r.vcpu_count,
         "mem_mib": r.mem_mib,
-        "ttl_seconds": r.ttl_seconds,
         "created_at": r.created_at,
-        "last_activity_at": r.last_activity_at,
-        "expires_at": r.expires_at,
         "state": state,
         "last_error": last_error,
+        "metadata_recovered": r.recovered,
         "network_policy": "off",
         "network_enabled": false,
         "allow_host_compat": false,
@@ -510,30 +558,33 @@ pub fn describe(r: &Record) -> Value {
             "allocated_bytes_at_create": r.created_disk_bytes,
         },
         "metadata": {},
-    })
+    });
+    crate::engine::run::with_fields(v, expiry_fields(r))
 }
 
 fn list_item(r: &Record) -> Value {
-    let (state, _) = live_state(r);
+    let (state, last_error) = live_state(r);
     let (command_count, _) = review::command_stats(&r.workspace_id);
-    json!({
+    let v = json!({
         "workspace_id": r.workspace_id,
         "name": r.name,
         "labels": r.labels,
         "environment": r.environment,
         "state": state,
+        "last_error": last_error,
         "created_at": r.created_at,
-        "last_activity_at": r.last_activity_at,
-        "expires_at": r.expires_at,
+        "mem_mib": r.mem_mib,
         "command_count": command_count,
         "service_count": 0,
         "running_service_count": 0,
-    })
+    });
+    crate::engine::run::with_fields(v, expiry_fields(r))
 }
 
 pub fn list() -> Result<Value> {
     let reaped = reap_expired();
-    let mut records: Vec<Record> = store::list_records()?
+    let (records, damaged) = store::scan()?;
+    let mut records: Vec<Record> = records
         .into_iter()
         .filter(|r| r.state != "creating")
         .collect();
@@ -543,33 +594,43 @@ pub fn list() -> Result<Value> {
             .then(b.created_at.total_cmp(&a.created_at))
             .then(a.workspace_id.cmp(&b.workspace_id))
     });
+    let mut items: Vec<Value> = records.iter().map(list_item).collect();
+    // Damaged ones last, never left out.
+    items.extend(damaged.iter().map(store::Damaged::describe));
     Ok(json!({
-        "count": records.len(),
-        "workspaces": records.iter().map(list_item).collect::<Vec<_>>(),
-        "expired_deleted": reaped,
+        "count": items.len(),
+        "workspaces": items,
+        "expired_stopped": reaped.stopped,
+        "expired_deleted": reaped.deleted,
     }))
 }
 
-/// Loads a record for a read-only look; an expired one is deleted.
+/// Loads a record for a look or an operation. A record restored or
+/// rebuilt from a damaged one learns whether its VMM still runs, so it
+/// is never booted twice.
 fn load_checked(id: &str) -> Result<Record> {
-    let r = store::load(id)?;
+    let mut r = store::load(id)?;
     if r.state == "creating" {
         return Err(EngineError::Unavailable(format!(
             "workspace {id} is still being created; retry in a moment"
         )));
     }
-    if r.expires_at <= now() {
-        reap_expired();
-        return Err(expired(&r));
+    if r.recovered.is_some() {
+        let running = r
+            .vmm_pid
+            .filter(|p| vmm_alive(id, *p))
+            .or_else(|| find_vmm(id));
+        match running {
+            Some(pid) => {
+                r.state = "started".into();
+                r.vmm_pid = Some(pid);
+                expiry::clear_expiry(&mut r);
+            }
+            None if r.state == "started" => r.state = "stopped".into(),
+            None => {}
+        }
     }
     Ok(r)
-}
-
-fn expired(r: &Record) -> EngineError {
-    EngineError::NotFound(format!(
-        "workspace {} expired (its ttl_seconds was {}) and was deleted with its disk; create a new one",
-        r.workspace_id, r.ttl_seconds
-    ))
 }
 
 pub fn status(id: &str) -> Result<Value> {
@@ -578,7 +639,8 @@ pub fn status(id: &str) -> Result<Value> {
 
 // ---- operating on a live workspace --------------------------------------
 
-/// A locked workspace whose VM runs (booted again if it had stopped).
+/// A locked workspace whose VM runs (booted again if it had stopped or
+/// expired). Dropping it stamps the activity (see `touch`).
 pub struct Live {
     pub record: Record,
     /// Set when this operation had to boot the VM again.
@@ -591,10 +653,11 @@ impl Live {
         &self.record.workspace_id
     }
 
-    /// Records activity and writes the record back.
+    /// Records activity now (`store::stamp_activity`: no record write).
     pub fn touch(&mut self) -> Result<()> {
-        self.record.last_activity_at = now();
-        store::save_quick(&self.record)
+        let at = now();
+        self.record.stamp_activity(at);
+        store::stamp_activity(self.id(), at)
     }
 
     /// Adds `restarted_vm` to a result when this operation restarted it.
@@ -606,25 +669,41 @@ impl Live {
     }
 }
 
+impl Drop for Live {
+    /// Every operation counts as activity when it ends, read-only ones
+    /// and failed ones too (the lock is still held here).
+    fn drop(&mut self) {
+        let _ = self.touch();
+    }
+}
+
 /// Locks workspace `id` for operation `what` and makes sure its VM runs.
 pub fn open_live(id: &str, what: &str) -> Result<Live> {
-    // Expired workspaces go whenever pyro is used, not only on list/create.
+    // Expiry and retention are applied whenever pyro is used, not only on
+    // list/create.
     reap_expired();
     let lock = store::lock(id, what)?;
     let mut record = load_checked(id)?;
     let mut restarted = None;
     let alive = record.vmm_pid.is_some_and(|p| vmm_alive(id, p));
     if record.state != "started" || !alive {
-        let why = if record.state == "started" {
-            format!(
+        let why = match record.state.as_str() {
+            "started" => format!(
                 "the VM process (pid {}) had stopped; booted it again on the same disk (/workspace kept)",
                 record.vmm_pid.unwrap_or(0)
-            )
-        } else {
-            "the workspace was stopped; booted it again on the same disk (/workspace kept)".into()
+            ),
+            "expired" => format!(
+                "the workspace had expired (no activity for {} s) and its VM was stopped; booted it again on the same disk (/workspace kept)",
+                record.ttl_seconds
+            ),
+            _ => "the workspace was stopped; booted it again on the same disk (/workspace kept)"
+                .into(),
         };
+        // Using it again ends the expiry, whether or not the boot works.
         record.state = "stopped".into();
         record.vmm_pid = None;
+        expiry::clear_expiry(&mut record);
+        record.stamp_activity(now());
         store::save(&record)?;
         match boot(&record) {
             Ok(pid) => {
@@ -709,7 +788,12 @@ pub fn update(
             "workspace update requested no effective change (give a new name, labels, clear_name or clear_labels)".into(),
         ));
     }
-    r.last_activity_at = now();
+    if r.state == "expired" {
+        // Any operation ends the expiry; the VM boots when one needs it.
+        r.state = "stopped".into();
+        expiry::clear_expiry(&mut r);
+    }
+    r.stamp_activity(now());
     store::save(&r)?;
     review::append(id, &Event::new("update").with("changed", changed));
     Ok(describe(&r))
@@ -730,6 +814,8 @@ pub fn reset(id: &str, snapshot: &str) -> Result<Value> {
     kill_vmm(id, r.vmm_pid);
     r.state = "stopped".into();
     r.vmm_pid = None;
+    expiry::clear_expiry(&mut r);
+    r.stamp_activity(now());
     store::save(&r)?;
     let vm = store::vm_dir(id);
     let scratch = vm.join("scratch.ext4");
@@ -745,7 +831,7 @@ pub fn reset(id: &str, snapshot: &str) -> Result<Value> {
     let (entry_count, bytes) = push_file(id, "", &store::dir(id).join("baseline.tar"))?;
     r.reset_count += 1;
     r.last_reset_at = Some(now());
-    r.last_activity_at = now();
+    r.stamp_activity(now());
     store::save(&r)?;
     review::append(
         id,
@@ -766,20 +852,29 @@ pub fn reset(id: &str, snapshot: &str) -> Result<Value> {
 }
 
 /// Removes a workspace: its VM, disk, sockets, history. Waits for a running
-/// operation on it to finish first.
+/// operation on it to finish first. A workspace whose metadata is damaged
+/// beyond repair can be deleted too (its VMM is found by its config path).
 pub fn delete(id: &str) -> Result<Value> {
     let lock = store::lock(id, "delete")?;
-    let r = store::load(id)?;
-    remove(&r);
+    let pid = match store::load(id) {
+        Ok(r) if r.recovered.is_none() => r.vmm_pid,
+        Ok(r) => r
+            .vmm_pid
+            .filter(|p| vmm_alive(id, *p))
+            .or_else(|| find_vmm(id)),
+        Err(EngineError::NotFound(m)) => return Err(EngineError::NotFound(m)),
+        Err(_) => find_vmm(id),
+    };
+    remove(id, pid);
     drop(lock);
     Ok(json!({"workspace_id": id, "deleted": true, "reason": "explicit_delete"}))
 }
 
-fn remove(r: &Record) {
-    kill_vmm(&r.workspace_id, r.vmm_pid);
-    let dir = store::dir(&r.workspace_id);
+fn remove(id: &str, vmm_pid: Option<i32>) {
+    kill_vmm(id, vmm_pid);
+    let dir = store::dir(id);
     // Rename first: a half-removed directory never looks like a workspace.
-    let trash = store::root().join(format!(".deleted-{}", r.workspace_id));
+    let trash = store::root().join(format!(".deleted-{id}"));
     let target = if std::fs::rename(&dir, &trash).is_ok() {
         trash
     } else {
@@ -788,26 +883,102 @@ fn remove(r: &Record) {
     let _ = std::fs::remove_dir_all(target);
 }
 
-/// Deletes every expired workspace nobody is using, and creations that
-/// were abandoned (their process died mid-create). Returns the ids.
-pub fn reap_expired() -> Vec<String> {
-    let mut gone = Vec::new();
+/// The pid of a running VMM of workspace `id`, looked for among all
+/// processes; for records restored or rebuilt without a trustworthy pid.
+fn find_vmm(id: &str) -> Option<i32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .find(|pid| vmm_alive(id, *pid))
+}
+
+/// How long an expiring workspace's guest gets to flush its filesystems
+/// and power off before its VMM is killed: a clean shutdown takes well
+/// under a second; a guest that does not answer loses nothing the host
+/// promised to keep (every operation flushes before it returns).
+pub const EXPIRY_SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
+
+/// Stops a workspace's VM for expiry: a clean guest shutdown first (its
+/// filesystems flushed), a kill if that does not end it in time.
+fn stop_for_expiry(id: &str, pid: Option<i32>) {
+    if let Some(p) = pid.filter(|p| vmm_alive(id, *p)) {
+        let deadline = Instant::now() + EXPIRY_SHUTDOWN_WAIT;
+        if agent::call(&vsock(id), &Request::Shutdown, EXPIRY_SHUTDOWN_WAIT).is_ok() {
+            while vmm_alive(id, p) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+    kill_vmm(id, pid);
+}
+
+/// What one reaper pass did.
+#[derive(Debug, Default)]
+pub struct Reaped {
+    /// Workspaces whose VM it stopped for inactivity (disk kept).
+    pub stopped: Vec<String>,
+    /// Workspaces it deleted: retention over, or a creation abandoned
+    /// halfway by a process that died.
+    pub deleted: Vec<String>,
+}
+
+/// Applies inactivity expiry and retention (`expiry::decide`) to every
+/// workspace nobody is using, and deletes creations that were abandoned
+/// (their process died mid-create).
+pub fn reap_expired() -> Reaped {
+    let mut out = Reaped::default();
     let Ok(records) = store::list_records() else {
-        return gone;
+        return out;
     };
-    let t = now();
+    let clock = Clock::now();
     for r in records {
-        let abandoned = r.state == "creating";
-        if r.expires_at > t && !abandoned {
+        let id = r.workspace_id.clone();
+        if r.state != "creating" && expiry::decide(&r, &clock) == Decision::Keep {
             continue;
         }
         // Busy (in use, or still being created): leave it for later.
-        let Some(lock) = store::try_lock(&r.workspace_id, "expiring") else {
+        let Some(lock) = store::try_lock(&id, "expiring") else {
             continue;
         };
-        remove(&r);
+        // Decide again on the record as it is now that nobody can change it.
+        let Ok(fresh) = store::load(&id) else {
+            continue;
+        };
+        if fresh.state == "creating" {
+            remove(&id, fresh.vmm_pid);
+            out.deleted.push(id);
+            continue;
+        }
+        let Ok(mut r) = load_checked(&id) else {
+            continue;
+        };
+        match expiry::decide(&r, &clock) {
+            Decision::Keep => {}
+            Decision::Expire => {
+                stop_for_expiry(&id, r.vmm_pid);
+                expiry::mark_expired(&mut r, &clock);
+                if store::save(&r).is_ok() {
+                    review::append(
+                        &id,
+                        &Event::new("expire")
+                            .with("ttl_seconds", r.ttl_seconds)
+                            .with("last_activity_at", r.last_activity_at)
+                            .with("retention_seconds", r.retention_seconds),
+                    );
+                    out.stopped.push(id);
+                }
+            }
+            Decision::Observe(ev) => {
+                r.expiry_evidence = Some(ev);
+                let _ = store::save(&r);
+            }
+            Decision::Delete => {
+                remove(&id, r.vmm_pid);
+                out.deleted.push(id);
+            }
+        }
         drop(lock);
-        gone.push(r.workspace_id);
     }
     // Leftovers of deletes interrupted halfway.
     if let Ok(rd) = std::fs::read_dir(store::root()) {
@@ -817,7 +988,7 @@ pub fn reap_expired() -> Vec<String> {
             }
         }
     }
-    gone
+    out
 }
 
 #[cfg(test)]

@@ -8,7 +8,8 @@
 //! plus sockets) and serializes its operations with a lock file there.
 //!
 //! - `store`: metadata, locking, the directory layout
-//! - `lifecycle`: create, list, status, update, reset, delete, TTL, restarts
+//! - `lifecycle`: create, list, status, update, reset, delete, the reaper, restarts
+//! - `expiry`: the inactivity expiry and retention rule the reaper applies
 //! - `seed`: turning a directory, an archive or a Git checkout into a tar
 //! - `files`: file list/read/write, sync push, exec
 //! - `patch`: unified diff parsing and applying
@@ -17,6 +18,7 @@
 //! - `export`: copying workspace paths out to the host
 
 pub mod diff;
+pub mod expiry;
 pub mod export;
 pub mod files;
 #[cfg(test)]

@@ -2,9 +2,11 @@
 //! and review events (`events.jsonl`), from which `workspace_summary`
 //! builds one concise view of the session since the last reset.
 //!
-//! Per-command and per-event writes are atomic against a crashing process
-//! (rename, `O_APPEND` of one line) but not fsynced: they sit on the hot
-//! path of every exec.
+//! Per-command records (`paths::write_atomic_unflushed`, 0600) and review
+//! events (one `O_APPEND` line) are atomic against a crashing process but
+//! not flushed: they sit on the hot path of every exec, and a power loss
+//! costs at most the latest lines of history, never a file of the
+//! workspace.
 
 use super::store;
 use super::{now, Result};
@@ -120,10 +122,8 @@ pub fn record_command(id: &str, mut entry: Value) -> Result<u64> {
         }
     }
     let p = dir.join(format!("{seq:06}.json"));
-    let tmp = dir.join(format!(".{seq:06}.tmp"));
     let body = serde_json::to_vec(&entry).expect("entries serialize");
-    std::fs::write(&tmp, body)
-        .and_then(|_| std::fs::rename(&tmp, &p))
+    crate::engine::paths::write_atomic_unflushed(&p, &body)
         .map_err(|e| super::EngineError::io("recording the command", e))?;
     Ok(seq)
 }
