@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Read;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Files bigger than this are compared by hash only (no text patch).
 pub const TEXT_DIFF_MAX_BYTES: u64 = FILE_MAX_BYTES;
@@ -79,13 +79,13 @@ fn is_text(data: &[u8]) -> bool {
     !data.contains(&0) && std::str::from_utf8(data).is_ok()
 }
 
-fn guest_manifest(id: &str) -> Result<Vec<FileEntry>> {
-    match agent::call(
+fn guest_manifest(id: &str, deadline: Instant) -> Result<Vec<FileEntry>> {
+    match agent::request(
         &lifecycle::vsock(id),
         &Request::Manifest {
             path: String::new(),
         },
-        Duration::from_secs(600),
+        deadline,
     ) {
         Ok(Response::Manifest { entries }) => Ok(entries),
         Ok(Response::Error { message }) => Err(lifecycle::agent_error(message)),
@@ -101,14 +101,14 @@ fn guest_manifest(id: &str) -> Result<Vec<FileEntry>> {
 }
 
 /// Whole content of a guest file, if it is at most `max` bytes.
-fn guest_read(id: &str, rel: &str, max: u64) -> Result<Option<Vec<u8>>> {
-    match agent::call(
+fn guest_read(id: &str, rel: &str, max: u64, deadline: Instant) -> Result<Option<Vec<u8>>> {
+    match agent::request(
         &lifecycle::vsock(id),
         &Request::ReadFile {
             path: rel.to_string(),
             max_bytes: max,
         },
-        Duration::from_secs(120),
+        deadline,
     ) {
         Ok(Response::FileData {
             data_b64,
@@ -155,7 +155,9 @@ pub fn text_patch(path: &str, before: Option<&str>, after: Option<&str>) -> Stri
 pub fn diff(live: &Live) -> Result<Value> {
     let id = live.id().to_string();
     let baseline = load_baseline(&id)?;
-    let current = guest_manifest(&id)?;
+    // One deadline for the manifest and every file read.
+    let deadline = Instant::now() + agent::DIFF_DEADLINE;
+    let current = guest_manifest(&id, deadline)?;
     let old = significant(&baseline);
     let new = significant(&current);
     let paths: BTreeSet<&String> = old.keys().chain(new.keys()).collect();
@@ -223,7 +225,7 @@ pub fn diff(live: &Live) -> Result<Value> {
             };
             let after = match n {
                 Some(e) if e.size_bytes <= TEXT_DIFF_MAX_BYTES => {
-                    guest_read(&id, path, TEXT_DIFF_MAX_BYTES)?
+                    guest_read(&id, path, TEXT_DIFF_MAX_BYTES, deadline)?
                 }
                 Some(_) => None,
                 None => Some(Vec::new()),

@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::Instant;
 
 fn resolve_output(output_path: &str) -> Result<PathBuf> {
     let t = output_path.trim();
@@ -165,7 +165,8 @@ pub fn export(id: &str, path: &str, output_path: &str, overwrite: bool) -> Resul
     std::fs::create_dir(&stage)
         .map_err(|e| EngineError::io(format!("creating {}", stage.display()), e))?;
     let result = (|| -> Result<(ArtifactType, u64, u64, PathBuf)> {
-        let mut s = agent::connect(&lifecycle::vsock(id), Duration::from_secs(120))
+        let deadline = Instant::now() + agent::TRANSFER_DEADLINE;
+        let mut s = agent::open(&lifecycle::vsock(id), deadline)
             .map_err(|e| lifecycle::lost_agent(id, "connecting to the guest agent", e))?;
         pyro_proto::write_frame(&mut s, &Request::PullArchive { path: rel.clone() })
             .map_err(|e| lifecycle::lost_agent(id, "asking for the export", e))?;
