@@ -202,6 +202,18 @@ fn lock_holder(id: &str, answered: Option<i32>, recorded: Option<i32>) -> Option
         .find(|p| *p != std::process::id() as i32 && disk_lock::held_by(*p, &disk))
 }
 
+/// Whether process `pid` has exited (gone, or a zombie).
+fn exited(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => matches!(
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.trim_start().chars().next()),
+            Some('Z') | Some('X') | None
+        ),
+    }
+}
+
 /// Stops the workspace's VMM, if one runs, and waits until it is gone
 /// (its disk lock released). `recorded` is the pid in the record. Fails,
 /// leaving everything as it is, when a VMM holds the disk but cannot be
@@ -239,7 +251,10 @@ fn kill_vmm(id: &str, recorded: Option<i32>) -> Result<()> {
             // child; fails harmlessly for anyone else's).
             unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
         }
-        if !vmm_alive(id) {
+        // The lock goes when the process's files are closed, which is
+        // not quite the end of its exit: wait for that too, so its memory
+        // is back when this returns.
+        if !vmm_alive(id) && target.is_none_or(exited) {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(10));
