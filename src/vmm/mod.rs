@@ -135,7 +135,8 @@ pub fn claim_disks(cfg: &VmConfig) -> Result<DiskClaim, ClaimError> {
 }
 
 /// How long a VMM that finds its disk locked waits for the holder to say
-/// who it is, for the error message.
+/// who it is, for the error message: a live VMM answers within
+/// milliseconds, and a hung one must not hold up the refusal.
 const HOLDER_PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// "Another VMM (pid N) is using this disk": the pid from the holder's
