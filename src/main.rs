@@ -42,7 +42,16 @@ fn vmm_main(mut parser: lexopt::Parser) -> i32 {
             return 2;
         }
     };
-    match vmm::run(&cfg) {
+    // The disks first: a VMM that cannot have its disk to itself must not
+    // touch KVM or the VM's sockets (another VMM's, while it runs).
+    let claim = match vmm::claim_disks(&cfg) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("pyro-vmm: {e}");
+            return e.exit_code();
+        }
+    };
+    match vmm::run(&cfg, claim) {
         Ok(why) => {
             eprintln!("pyro-vmm: {why}");
             0

@@ -25,11 +25,17 @@ struct Server {
 
 impl Server {
     fn start(args: &[&str]) -> Server {
+        Server::start_with(args, &[])
+    }
+
+    /// `start` with extra environment variables.
+    fn start_with(args: &[&str], env: &[(&str, &std::path::Path)]) -> Server {
         Server::spawn(
             Command::new(PYRO)
                 .arg("mcp")
                 .arg("serve")
                 .args(args)
+                .envs(env.iter().copied())
                 .stderr(Stdio::inherit()),
         )
     }
@@ -830,4 +836,72 @@ fn vm_eof_mid_call_exits_and_tears_down_the_vm() {
         !runs_dir().join(&vm_id).exists(),
         "the state of {vm_id} is removed"
     );
+}
+
+#[test]
+fn cancelling_a_workspace_call_stuck_behind_the_workspace_lock_ends_it_at_once() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::PermissionsExt;
+    let home = std::env::temp_dir().join(format!("pyro-mcp-cancel-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&home);
+    let ws = home.join("workspaces/0123456789ab");
+    std::fs::create_dir_all(&ws).unwrap();
+    for d in [&home, &home.join("workspaces"), &ws] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    // Another operation holds the workspace (its lock waits 10 minutes).
+    let lock = std::fs::File::create(ws.join("lock")).unwrap();
+    // SAFETY: flock on our own descriptor.
+    assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
+
+    let mut s = Server::start_with(&["--profile", "workspace-core"], &[("PYRO_HOME", &home)]);
+    s.send(
+        &json!({"jsonrpc": "2.0", "id": "init", "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {},
+                   "clientInfo": {"name": "mcp_protocol.rs", "version": "0"}}}),
+    );
+    s.reply("init");
+    s.send(
+        &json!({"jsonrpc": "2.0", "id": "lvl", "method": "logging/setLevel",
+        "params": {"level": "info"}}),
+    );
+    s.reply("lvl");
+    s.send(
+        &json!({"jsonrpc": "2.0", "id": "stuck", "method": "tools/call",
+        "params": {"name": "workspace_file_read",
+                   "arguments": {"workspace_id": "0123456789ab", "path": "a.txt"}}}),
+    );
+    // It waits behind the lock...
+    std::thread::sleep(Duration::from_secs(1));
+    while let Ok(m) = s.out.try_recv() {
+        assert!(m.get("id") != Some(&json!("stuck")), "answered early: {m}");
+    }
+    // ...until cancelled: then it ends at once, without a response.
+    s.send(
+        &json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+        "params": {"requestId": "stuck", "reason": "test"}}),
+    );
+    let cancelled_at = std::time::Instant::now();
+    loop {
+        let m = s.next();
+        assert!(
+            m.get("id") != Some(&json!("stuck")),
+            "a cancelled call gets no response: {m}"
+        );
+        if m["method"] == "notifications/message" && m["params"]["data"]["event"] == "cancelled" {
+            assert_eq!(m["params"]["data"]["requestId"], "stuck");
+            break;
+        }
+    }
+    let took = cancelled_at.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "the call ended {took:?} after the cancel"
+    );
+    s.ping("after-cancel");
+    let (code, rest) = s.close();
+    assert_eq!(code, 0);
+    assert!(rest.iter().all(|m| m.get("id") != Some(&json!("stuck"))));
+    drop(lock);
+    std::fs::remove_dir_all(&home).unwrap();
 }

@@ -303,7 +303,14 @@ fn control(dir: &std::path::Path, cmd: &str) -> String {
 fn vmm_stops_on_request_and_on_sigterm_leaving_nothing() {
     let (child, dir) = start_vmm("ctl");
     let pong = control(&dir, "ping");
-    assert_eq!(pong.trim(), format!("ok {}", child.id()));
+    // The pid, and the disk it holds locked (by device and inode).
+    let scratch =
+        std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(dir.join("scratch.ext4")).unwrap());
+    assert!(
+        pong.trim().starts_with(&format!("ok {} disk=", child.id()))
+            && pong.trim().ends_with(&format!(":{scratch}")),
+        "{pong}"
+    );
     assert!(control(&dir, "bogus").starts_with("error unknown command"));
     assert_eq!(control(&dir, "shutdown").trim(), "ok");
     let out = child.wait_with_output().unwrap();

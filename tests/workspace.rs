@@ -1163,3 +1163,191 @@ fn seeds_from_the_detected_checkout_and_from_a_repo_url() {
     assert_eq!(ok(&["list"])["count"], before);
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+/// Pids of the `pyro vmm` processes serving workspace `id`, whatever
+/// spelling of PYRO_HOME started them.
+fn vmm_pids(id: &str) -> Vec<i32> {
+    let mut pids = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmd
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if args.get(1).map(String::as_str) == Some("vmm")
+            && args
+                .iter()
+                .any(|a| a.ends_with(&format!("workspaces/{id}/vm/vm.json")))
+            && pid_alive(pid as i64)
+        {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// `pyro workspace ARGS --json` with PYRO_HOME spelt `home`.
+fn ok_in(home: &Path, args: &[&str]) -> Value {
+    let cut = args.iter().position(|a| *a == "--").unwrap_or(args.len());
+    let out = pyro()
+        .env("PYRO_HOME", home)
+        .arg("workspace")
+        .args(&args[..cut])
+        .arg("--json")
+        .args(&args[cut..])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?} with PYRO_HOME={}: {}\n{}",
+        home.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+#[ignore = "boots VMs: run with `make test`"]
+fn two_spellings_of_pyro_home_never_boot_a_second_vmm() {
+    let _cleanup = cleanup();
+    let home = pyro_home().canonicalize().unwrap();
+    let d = tmpdir("spellings");
+    // Another path to the same PYRO_HOME: a symlink, and a bind mount
+    // where this test may mount (root in the test host).
+    let link = d.join("home-link");
+    std::os::unix::fs::symlink(&home, &link).unwrap();
+    let bind = d.join("home-bind");
+    std::fs::create_dir(&bind).unwrap();
+    let mounted = Command::new("mount")
+        .arg("--bind")
+        .arg(&home)
+        .arg(&bind)
+        .status()
+        .is_ok_and(|s| s.success());
+    let mut spellings = vec![link.clone()];
+    if mounted {
+        spellings.push(bind.clone());
+    } else {
+        eprintln!("note: cannot bind-mount here; testing the symlinked spelling only");
+    }
+
+    let id = create(None, &[]);
+    let pid = ok(&["status", &id])["vmm_pid"].as_i64().unwrap();
+    assert_eq!(vmm_pids(&id), [pid as i32]);
+    for other in &spellings {
+        // The VMM started through one spelling serves the other: no second
+        // boot, the same pid.
+        let r = ok_in(other, &["exec", &id, "--", "sh", "-c", "echo via-other"]);
+        assert_eq!(r["stdout"], "via-other\n", "{r}");
+        assert!(r.get("restarted_vm").is_none(), "booted again: {r}");
+        let st = ok_in(other, &["status", &id]);
+        assert_eq!(
+            (st["state"].clone(), st["vmm_pid"].as_i64()),
+            (json!("started"), Some(pid))
+        );
+        assert_eq!(vmm_pids(&id), [pid as i32]);
+    }
+
+    // A VMM booted through the other spelling is alive for this one too.
+    // SAFETY: signalling the workspace's VMM.
+    unsafe { libc_kill(pid as i32, 9) };
+    while pid_alive(pid) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let r = ok_in(&link, &["exec", &id, "--", "true"]);
+    assert!(r["restarted_vm"].is_string(), "{r}");
+    let new_pid = ok_in(&link, &["status", &id])["vmm_pid"].as_i64().unwrap();
+    let r = exec(&id, "echo via-canonical");
+    assert_eq!(r["stdout"], "via-canonical\n");
+    assert!(r.get("restarted_vm").is_none(), "booted again: {r}");
+    assert_eq!(ok(&["status", &id])["vmm_pid"].as_i64(), Some(new_pid));
+    assert_eq!(vmm_pids(&id), [new_pid as i32]);
+
+    // Deleting through the other spelling stops that VMM.
+    ok_in(spellings.last().unwrap(), &["delete", &id]);
+    assert!(!pid_alive(new_pid), "delete stopped the VMM");
+    assert!(vmm_pids(&id).is_empty());
+    if mounted {
+        let _ = Command::new("umount").arg(&bind).status();
+    }
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+#[ignore = "boots VMs: run with `make test`"]
+fn cancelling_a_stuck_exec_frees_the_workspace_and_kills_the_command() {
+    let _cleanup = cleanup();
+    let d = tmpdir("cancel");
+    let mut m = Mcp::start(Path::new(env!("CARGO_BIN_EXE_pyro")), &d, &[]);
+    let id = id_of(&m.call("workspace_create", json!({"environment": ENV})));
+    let stuck = m.start_call(
+        "workspace_exec",
+        json!({"workspace_id": id, "command": "touch /workspace/started; sleep 1000",
+               "timeout_seconds": 3600}),
+    );
+    // Wait until the exec holds the workspace, then give the guest time to
+    // start the command (checked below: `started` must exist).
+    let lock = pyro_home().join("workspaces").join(&id).join("lock");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !std::fs::read_to_string(&lock)
+        .unwrap_or_default()
+        .starts_with("exec `touch")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the exec never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    m.notify(
+        "notifications/cancelled",
+        json!({"requestId": stuck, "reason": "test"}),
+    );
+    // The next call on the workspace gets its lock at once (it would wait
+    // up to 10 minutes behind the stuck call), and the command is gone.
+    let cancelled_at = std::time::Instant::now();
+    let count = "test -e /workspace/started && echo started; \
+                 for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline 2>/dev/null; echo; done \
+                 | grep -c '^sleep 1000' || true";
+    let r = m.call(
+        "workspace_exec",
+        json!({"workspace_id": id, "command": count}),
+    );
+    let took = cancelled_at.elapsed();
+    assert!(took < std::time::Duration::from_secs(60), "waited {took:?}");
+    let out = r["stdout"].as_str().unwrap().to_string();
+    assert!(out.starts_with("started\n"), "the command never ran: {out}");
+    // The guest kills it as soon as the connection closes; allow the
+    // check to race that by a little.
+    let mut left = out.lines().nth(1).unwrap_or("").to_string();
+    for _ in 0..20 {
+        if left == "0" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let r = m.call(
+            "workspace_exec",
+            json!({"workspace_id": id, "command": count}),
+        );
+        left = r["stdout"]
+            .as_str()
+            .unwrap()
+            .lines()
+            .nth(1)
+            .unwrap_or("")
+            .to_string();
+    }
+    assert_eq!(left, "0", "`sleep 1000` still runs in the guest");
+    // The cancelled call got no answer (MCP: none is sent after a cancel).
+    assert!(!m.answered(stuck), "the cancelled call was answered");
+    m.call("workspace_delete", json!({"workspace_id": id}));
+    m.close();
+    std::fs::remove_dir_all(&d).unwrap();
+}

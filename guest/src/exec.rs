@@ -1,10 +1,13 @@
 //! Runs one command: its own process group, bounded output capture, a
-//! deadline that kills the whole group.
+//! deadline that kills the whole group, and, when the host hangs up the
+//! connection that asked for it (a cancelled or timed-out host
+//! operation), the same kill at once: nobody is left to read the result,
+//! and the command must not keep running unseen.
 
 use pyro_proto::{ExecRequest, ExecResult};
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -49,21 +52,39 @@ fn plain_words(command: &str) -> Option<Vec<String>> {
 }
 
 pub fn run(req: &ExecRequest) -> io::Result<ExecResult> {
+    run_for(req, None)
+}
+
+/// [`run`] on behalf of the host connection `peer`: if the peer hangs up
+/// before the command ends, its process group is killed and the result is
+/// an error of kind `ConnectionAborted`.
+pub fn run_for(req: &ExecRequest, peer: Option<RawFd>) -> io::Result<ExecResult> {
     let direct = req
         .shell
         .as_deref()
         .filter(|_| req.argv.is_empty())
         .and_then(plain_words);
-    if let Some(r) = run_with(req, direct)? {
+    if let Some(r) = run_with(req, direct, peer)? {
         return Ok(r);
     }
     // The program could not start (missing, not executable, a script with
     // no #! line): the shell handles and reports that in its own words.
-    Ok(run_with(req, None)?.expect("the shell path always answers"))
+    Ok(run_with(req, None, peer)?.expect("the shell path always answers"))
+}
+
+fn hung_up() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        "the host closed the connection; the command's process group was killed",
+    )
 }
 
 /// `Ok(None)` only when a direct start failed before anything ran.
-fn run_with(req: &ExecRequest, direct: Option<Vec<String>>) -> io::Result<Option<ExecResult>> {
+fn run_with(
+    req: &ExecRequest,
+    direct: Option<Vec<String>>,
+    peer: Option<RawFd>,
+) -> io::Result<Option<ExecResult>> {
     let start = Instant::now();
     let argv = direct.as_ref().unwrap_or(&req.argv);
     let mut cmd = if !argv.is_empty() {
@@ -153,16 +174,29 @@ fn run_with(req: &ExecRequest, direct: Option<Vec<String>>) -> io::Result<Option
         if let Some(d) = deadline {
             wait_ms = wait_ms.min(d.saturating_duration_since(now).as_millis() as u64 + 1);
         }
-        poll_read(&mut stdout, &mut out, &mut stderr, &mut err, wait_ms as i32)?;
+        let io = (&mut stdout, &mut out, &mut stderr, &mut err);
+        if poll_read(io, peer, wait_ms as i32)? {
+            // Background children holding the pipes go with it.
+            kill_group(pgid);
+            if status.is_none() {
+                child.wait()?;
+            }
+            return Err(hung_up());
+        }
     }
     let status = match status {
         Some(s) => s,
-        None => match wait_until(&mut child, deadline)? {
-            Some(s) => s,
-            None => {
+        None => match wait_until(&mut child, deadline, peer)? {
+            Wait::Exited(s) => s,
+            Wait::TimedOut => {
                 timed_out = true;
                 kill_group(pgid);
                 child.wait()?
+            }
+            Wait::HungUp => {
+                kill_group(pgid);
+                child.wait()?;
+                return Err(hung_up());
             }
         },
     };
@@ -188,22 +222,65 @@ fn default_cwd() -> &'static str {
     }
 }
 
+enum Wait {
+    Exited(std::process::ExitStatus),
+    TimedOut,
+    HungUp,
+}
+
+/// Waits for the command (whose pipes are closed) to exit, its deadline to
+/// pass, or the host to hang up.
 fn wait_until(
     child: &mut std::process::Child,
     deadline: Option<Instant>,
-) -> io::Result<Option<std::process::ExitStatus>> {
-    let Some(deadline) = deadline else {
-        return child.wait().map(Some);
-    };
+    peer: Option<RawFd>,
+) -> io::Result<Wait> {
+    if deadline.is_none() && peer.is_none() {
+        return child.wait().map(Wait::Exited);
+    }
     loop {
         if let Some(s) = child.try_wait()? {
-            return Ok(Some(s));
+            return Ok(Wait::Exited(s));
         }
-        if Instant::now() >= deadline {
-            return Ok(None);
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Ok(Wait::TimedOut);
         }
-        std::thread::sleep(Duration::from_millis(5));
+        // Sleeps 5 ms, or less if the host hangs up meanwhile.
+        if poll_peer(peer, 5)? {
+            return Ok(Wait::HungUp);
+        }
     }
+}
+
+/// Whether the host hung up `peer`, waiting up to `ms` for it (just
+/// sleeping without a peer).
+fn poll_peer(peer: Option<RawFd>, ms: i32) -> io::Result<bool> {
+    let Some(fd) = peer else {
+        std::thread::sleep(Duration::from_millis(ms as u64));
+        return Ok(false);
+    };
+    let mut fds = [libc::pollfd {
+        fd,
+        events: libc::POLLRDHUP,
+        revents: 0,
+    }];
+    // SAFETY: fds is a valid array of one pollfd for the call's duration.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), 1, ms) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return if e.kind() == io::ErrorKind::Interrupted {
+            Ok(false)
+        } else {
+            Err(e)
+        };
+    }
+    Ok(hangup(fds[0].revents))
+}
+
+/// Poll events that mean the host's end of the connection is gone (a
+/// vsock or Unix stream reports the peer's shutdown or close this way).
+fn hangup(revents: libc::c_short) -> bool {
+    revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0
 }
 
 fn kill_group(pgid: i32) {
@@ -235,20 +312,25 @@ impl Capture {
     }
 }
 
-/// Waits up to `ms` for either pipe, reads what is there, and drops a pipe
-/// at EOF.
+/// Waits up to `ms` for either pipe or a hang-up of `peer`, reads what is
+/// there, and drops a pipe at EOF. Returns whether the peer hung up.
 fn poll_read<R: Read + AsRawFd>(
-    a: &mut Option<R>,
-    a_cap: &mut Capture,
-    b: &mut Option<R>,
-    b_cap: &mut Capture,
+    (a, a_cap, b, b_cap): (&mut Option<R>, &mut Capture, &mut Option<R>, &mut Capture),
+    peer: Option<RawFd>,
     ms: i32,
-) -> io::Result<()> {
-    let mut fds = Vec::with_capacity(2);
+) -> io::Result<bool> {
+    let mut fds = Vec::with_capacity(3);
     for p in [a.as_ref(), b.as_ref()].into_iter().flatten() {
         fds.push(libc::pollfd {
             fd: p.as_raw_fd(),
             events: libc::POLLIN,
+            revents: 0,
+        });
+    }
+    if let Some(fd) = peer {
+        fds.push(libc::pollfd {
+            fd,
+            events: libc::POLLRDHUP,
             revents: 0,
         });
     }
@@ -257,10 +339,13 @@ fn poll_read<R: Read + AsRawFd>(
     if n < 0 {
         let e = io::Error::last_os_error();
         return if e.kind() == io::ErrorKind::Interrupted {
-            Ok(())
+            Ok(false)
         } else {
             Err(e)
         };
+    }
+    if peer.is_some() && hangup(fds[fds.len() - 1].revents) {
+        return Ok(true);
     }
     let mut buf = [0u8; 65536];
     for (pipe, cap) in [(a, a_cap), (b, b_cap)] {
@@ -276,7 +361,7 @@ fn poll_read<R: Read + AsRawFd>(
             Err(e) => return Err(e),
         }
     }
-    Ok(())
+    Ok(false)
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use pyro_guest::ops;
 use pyro_proto::{read_frame, write_frame, Request, Response, PROTOCOL_VERSION};
 use std::fs::File;
 use std::io;
-use std::os::fd::FromRawFd;
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::net::UnixListener;
 
 pub fn serve(port: u32) -> io::Result<()> {
@@ -65,7 +65,7 @@ fn vsock_listen(port: u32) -> io::Result<i32> {
     }
 }
 
-fn handle<S: io::Read + io::Write>(mut conn: S) {
+fn handle<S: io::Read + io::Write + AsRawFd>(mut conn: S) {
     let req: Request = match read_frame(&mut conn) {
         Ok(Some(r)) => r,
         Ok(None) => return,
@@ -91,7 +91,9 @@ fn handle<S: io::Read + io::Write>(mut conn: S) {
             agent_version: env!("CARGO_PKG_VERSION").to_string(),
             uptime_ms: uptime_ms(),
         },
-        Request::Exec(e) => match exec::run(&e) {
+        // The command dies with the connection: a host that hangs up
+        // (cancelled, or past its deadline) never leaves it running.
+        Request::Exec(e) => match exec::run_for(&e, Some(conn.as_raw_fd())) {
             Ok(r) => {
                 if e.sync_after {
                     ops::sync_dir(e.cwd.as_deref().unwrap_or("/workspace"));

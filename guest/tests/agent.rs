@@ -259,3 +259,78 @@ fn pushed_files_keep_their_modes_new_or_replaced() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+/// Whether process `pid` still runs (a zombie waiting to be reaped does not).
+fn running(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        !s.rsplit_once(')')
+            .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+    })
+}
+
+/// Starts `sh` in the workspace through `c`, with a background and a
+/// foreground `sleep`; returns (shell pid, background pid) once both run.
+fn start_sleepers(agent: &Agent, c: &mut UnixStream, tag: &str) -> (i32, i32) {
+    write_frame(
+        c,
+        &Request::Exec(pyro_proto::ExecRequest {
+            shell: Some(format!(
+                "sleep 1000 & echo $! > {tag}.bg; echo $$ > {tag}.sh; sleep 1000"
+            )),
+            cwd: Some(agent.ws().display().to_string()),
+            ..Default::default()
+        }),
+    )
+    .unwrap();
+    let read_pid = |name: &str| -> Option<i32> {
+        std::fs::read_to_string(agent.ws().join(name))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let (Some(sh), Some(bg)) = (
+            read_pid(&format!("{tag}.sh")),
+            read_pid(&format!("{tag}.bg")),
+        ) {
+            assert!(running(sh) && running(bg));
+            return (sh, bg);
+        }
+        assert!(Instant::now() < deadline, "the command did not start");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn closing_the_connection_kills_the_commands_process_group() {
+    let agent = Agent::start("hangup");
+    // Closed outright, and shut down while still open (as a cancelled
+    // host operation does).
+    for shut_down in [false, true] {
+        let tag = if shut_down { "shutdown" } else { "close" };
+        let mut c = agent.conn();
+        let (sh, bg) = start_sleepers(&agent, &mut c, tag);
+        // Still running while the host waits...
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(running(sh) && running(bg), "{tag}: died early");
+        // ...and gone, foreground and background, once it hangs up.
+        let kept = if shut_down {
+            c.shutdown(std::net::Shutdown::Both).unwrap();
+            Some(c)
+        } else {
+            drop(c);
+            None
+        };
+        let hung_up = Instant::now();
+        while running(sh) || running(bg) {
+            assert!(
+                hung_up.elapsed() < Duration::from_secs(5),
+                "{tag}: the command outlived its connection"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        drop(kept);
+    }
+    // The agent itself serves on.
+    assert!(matches!(agent.call(&Request::Ping), Response::Pong { .. }));
+}

@@ -3,6 +3,7 @@
 //! arguments and print.
 
 pub mod agent;
+pub mod cancel;
 pub mod capacity;
 pub mod disk;
 pub mod doctor;

@@ -8,6 +8,7 @@
 //! outlive the `pyro` process that started them.
 
 use super::agent;
+pub use super::cancel::CancelToken;
 use super::capacity::{self, Owner};
 use super::environments::Installed;
 use super::{EngineError, Result};
@@ -16,8 +17,7 @@ use pyro_proto::{ExecRequest, ExecResult, Request, Response};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 const CMDLINE: &str = "console=ttyS0 reboot=k panic=1 pci=off nomodules quiet \
@@ -41,6 +41,8 @@ pub struct VmProcess {
     pub vsock: PathBuf,
     pub serial_log: PathBuf,
     pub vmm_log: PathBuf,
+    /// The writable disk, which the VMM holds locked while it runs.
+    disk: PathBuf,
 }
 
 /// VMs to kill and directories to remove if this process is interrupted.
@@ -57,57 +59,6 @@ pub fn kill_ephemeral() {
             libc::waitpid(pid, std::ptr::null_mut(), 0);
         }
         let _ = std::fs::remove_dir_all(dir);
-    }
-}
-
-/// Lets another thread stop one in-flight run (an MCP `notifications/cancelled`).
-///
-/// The run records its VMM's pid here while the VM lives; `cancel` kills
-/// that process, which makes whatever the run is blocked on (boot wait,
-/// agent exec) fail at once. The pid is only recorded while the child is
-/// unreaped, and both `cancel` and `release` hold the lock, so a cancel can
-/// never hit a recycled pid.
-#[derive(Clone, Default)]
-pub struct CancelToken(Arc<CancelState>);
-
-#[derive(Default)]
-struct CancelState {
-    cancelled: AtomicBool,
-    vmm_pid: Mutex<Option<i32>>,
-}
-
-impl CancelToken {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Marks the run cancelled and kills its VMM if one is running.
-    pub fn cancel(&self) {
-        let pid = self.0.vmm_pid.lock().unwrap();
-        self.0.cancelled.store(true, Ordering::SeqCst);
-        if let Some(pid) = *pid {
-            // SAFETY: kill takes no pointers; the pid is an unreaped child.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
-    }
-
-    pub fn is_cancelled(&self) -> bool {
-        self.0.cancelled.load(Ordering::SeqCst)
-    }
-
-    /// Records the VMM of the run; kills it at once if already cancelled.
-    pub fn watch(&self, vm: &VmProcess) {
-        let mut pid = self.0.vmm_pid.lock().unwrap();
-        *pid = Some(vm.pid);
-        if self.is_cancelled() {
-            // SAFETY: as in `cancel`.
-            unsafe { libc::kill(vm.pid, libc::SIGKILL) };
-        }
-    }
-
-    /// Forgets the VMM; must be called before the child is reaped.
-    pub fn release(&self) {
-        *self.0.vmm_pid.lock().unwrap() = None;
     }
 }
 
@@ -214,6 +165,7 @@ impl VmProcess {
             vsock,
             serial_log: dir.join("serial.log"),
             vmm_log,
+            disk: dir.join("scratch.ext4"),
         })
     }
 
@@ -239,7 +191,17 @@ impl VmProcess {
         // silent attempt, for a host too busy to answer in 100 ms.
         let mut handshake = Duration::from_millis(100);
         loop {
+            if super::cancel::cancelled() {
+                return Err(super::cancel::cancelled_error("waiting for the VM to boot"));
+            }
             if !self.is_alive() {
+                if crate::vmm::disk_lock::is_locked(&self.disk).unwrap_or(false) {
+                    // It refused to start: another VMM runs on the disk.
+                    return Err(EngineError::Unavailable(format!(
+                        "the VMM did not start: {}",
+                        last_line(&self.vmm_log)
+                    )));
+                }
                 return Err(EngineError::Guest(format!(
                     "the VM stopped while booting.\n{}",
                     self.diagnostics()
@@ -337,6 +299,14 @@ pub fn tail_lines(path: &Path, n: usize) -> String {
     };
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// The last line of a log, for a one-line error (read from its tail, as
+/// [`tail_lines`] does: the log may be large).
+fn last_line(p: &Path) -> String {
+    let s = tail_lines(p, 1);
+    let line = s.trim();
+    line.strip_prefix("pyro-vmm: ").unwrap_or(line).to_string()
 }
 
 /// How long `wait_ready` keeps its handshake wait short.

@@ -446,17 +446,14 @@ impl Session {
                 eprintln!("pyro mcp: {} failed (request {id})", call.name);
                 json!({"content": [{"type": "text", "text": message}], "isError": true})
             }
-            Outcome::Cancelled => {
+            Outcome::Cancelled(what) => {
                 // The client gave up on the request: no response is sent
                 // (MCP cancellation), only a log line saying what happened.
-                eprintln!(
-                    "pyro mcp: {} cancelled (request {id}); VM torn down",
-                    call.name
-                );
+                eprintln!("pyro mcp: {} cancelled (request {id}); {what}", call.name);
                 self.log(
                     "info",
                     json!({"event": "cancelled", "tool": call.name, "requestId": id,
-                           "message": "call cancelled; its VM was stopped and its state removed"}),
+                           "message": format!("call cancelled; {what}")}),
                 );
                 return None;
             }

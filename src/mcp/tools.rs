@@ -113,8 +113,9 @@ pub enum Outcome {
     Done { structured: Value, text: String },
     /// `isError: true` with a message a model can act on.
     Failed(String),
-    /// The client cancelled the call; no response is sent.
-    Cancelled,
+    /// The client cancelled the call; no response is sent. The text says
+    /// what the cancellation stopped, for the log.
+    Cancelled(String),
 }
 
 /// Services a running tool call gets from the server.
@@ -441,7 +442,7 @@ fn vm_run(args: &Map<String, Value>, ctx: &CallContext) -> Outcome {
         r
     });
     if ctx.cancel.is_cancelled() {
-        return Outcome::Cancelled;
+        return Outcome::Cancelled("its VM was stopped and its state removed".into());
     }
     match result {
         Ok(v) => Outcome::Done {

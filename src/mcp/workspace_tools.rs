@@ -6,6 +6,7 @@ use super::access::HOST_COMPAT_REFUSED;
 use super::project::ProjectSource;
 use super::schema::{Arg, Kind};
 use super::tools::{CallContext, Outcome, Tool};
+use crate::engine::cancel;
 use crate::engine::environments::CATALOG;
 use crate::engine::hostpath::Roots;
 use crate::engine::workspace::expiry;
@@ -522,6 +523,9 @@ fn export(id: &str, args: &Map<String, Value>, ctx: &CallContext) -> Result<Valu
 
 /// Runs workspace tool `name` with validated `args`.
 pub fn call(name: &str, args: &Map<String, Value>, ctx: &CallContext) -> Outcome {
+    // Cancelling the call reaches every wait and agent connection of the
+    // engine operation below (see engine::cancel).
+    let _cancel = cancel::scope(ctx.cancel);
     let id = || str_arg(args, "workspace_id").to_string();
     let result: Result<Value> = match name {
         "workspace_create" => create(args, ctx),
@@ -567,6 +571,23 @@ pub fn call(name: &str, args: &Map<String, Value>, ctx: &CallContext) -> Outcome
         "workspace_delete" => lifecycle::delete(&id()),
         other => return Outcome::Failed(format!("tool {other} has no implementation")),
     };
+    if ctx.cancel.is_cancelled() {
+        // As for vm_run: no response to a cancelled request (MCP), only a
+        // log line saying what the cancellation did.
+        return Outcome::Cancelled(match (&result, name) {
+            (Ok(v), _) => format!(
+                "it had finished before the cancellation reached it; its result is dropped{}",
+                v["workspace_id"]
+                    .as_str()
+                    .map(|id| format!(" (workspace {id})"))
+                    .unwrap_or_default()
+            ),
+            (Err(_), "workspace_create") => {
+                "the workspace it was creating was removed with its VM".into()
+            }
+            (Err(_), _) => "its agent connection was closed (a command it ran was killed in the guest); the workspace and its VM stay".into(),
+        });
+    }
     match result {
         Ok(v) => Outcome::Done {
             text: render(name, &v),

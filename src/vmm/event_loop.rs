@@ -6,9 +6,7 @@ use super::vcpu::ExitNote;
 use super::{err, DeviceSlot, VmmError};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
-use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::sync::Arc;
 use vmm_sys_util::eventfd::EventFd;
@@ -28,6 +26,8 @@ pub struct Loop {
     pub note: ExitNote,
     pub slots: Vec<DeviceSlot>,
     pub control_socket: Option<PathBuf>,
+    /// The locked disk's `<dev>:<ino>`, for the control socket's ping.
+    pub disk_identity: String,
 }
 
 /// Blocks the stop signals in this thread (and every thread it spawns
@@ -140,7 +140,7 @@ pub fn run(mut lp: Loop) -> Result<String, VmmError> {
                 }
                 CONTROL => {
                     if let Some(l) = &control {
-                        if serve_control(l) {
+                        if super::control::serve(l, &lp.disk_identity) {
                             return Ok("stopped by control socket".into());
                         }
                     }
@@ -209,34 +209,4 @@ fn spawn_io_thread(
         })
         .map_err(err("spawning device I/O thread"))?;
     Ok(())
-}
-
-/// Answers control connections; returns true when asked to stop.
-fn serve_control(l: &UnixListener) -> bool {
-    while let Ok((stream, _)) = l.accept() {
-        let _ = stream.set_nonblocking(false);
-        let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(1)));
-        let mut line = String::new();
-        let mut reader = BufReader::new(&stream);
-        if reader.read_line(&mut line).is_err() {
-            continue;
-        }
-        let mut w = &stream;
-        match line.trim() {
-            "ping" => {
-                let _ = writeln!(w, "ok {}", std::process::id());
-            }
-            "shutdown" => {
-                let _ = writeln!(w, "ok");
-                return true;
-            }
-            other => {
-                let _ = writeln!(
-                    w,
-                    "error unknown command {other:?} (expected ping or shutdown)"
-                );
-            }
-        }
-    }
-    false
 }

@@ -1,13 +1,16 @@
 //! pyro's virtual machine monitor: one process per VM, composed from the
-//! rust-vmm crates. `run` builds the VM from a [`VmConfig`], starts the
-//! vCPU threads and serves devices from one event loop (disks on I/O
-//! threads of their own) until the guest resets, a signal arrives, or the
-//! control socket asks it to stop.
+//! rust-vmm crates. `claim_disks` opens the disks and locks the writable
+//! ones (one VMM per disk, see `disk_lock`); `run` then builds the VM from
+//! a [`VmConfig`], starts the vCPU threads and serves devices from one
+//! event loop (disks on I/O threads of their own) until the guest resets,
+//! a signal arrives, or the control socket asks it to stop.
 
 pub mod boot;
 pub mod config;
+pub mod control;
 pub mod cpu;
 pub mod devices;
+pub mod disk_lock;
 mod event_loop;
 pub mod layout;
 pub mod mptable;
@@ -23,7 +26,7 @@ use kvm_bindings::{
 };
 use kvm_ioctls::{IoEventAddress, Kvm, VmFd};
 use layout::*;
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, Mutex};
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
@@ -49,9 +52,113 @@ pub struct DeviceSlot {
     pub notify: Vec<Arc<EventFd>>,
 }
 
-/// Builds and runs the VM; returns why it ended.
-pub fn run(cfg: &VmConfig) -> Result<String, VmmError> {
-    cfg.validate().map_err(VmmError)?;
+/// The VM's disks, open, the writable ones locked for this process's
+/// whole life (dropping this releases them).
+pub struct DiskClaim {
+    /// One open file per `VmConfig::disks` entry, in order.
+    files: Vec<File>,
+    /// `<dev>:<ino>` of the first writable disk (`-` without one), as the
+    /// control socket reports it.
+    identity: String,
+}
+
+/// Why `claim_disks` failed.
+#[derive(Debug)]
+pub enum ClaimError {
+    /// Another process holds a writable disk: the VMM must not start.
+    Busy(String),
+    Failed(VmmError),
+}
+
+impl ClaimError {
+    /// The VMM process's exit status for this failure.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            ClaimError::Busy(_) => disk_lock::EXIT_DISK_BUSY,
+            ClaimError::Failed(_) => 1,
+        }
+    }
+}
+
+impl std::fmt::Display for ClaimError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClaimError::Busy(m) => f.write_str(m),
+            ClaimError::Failed(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// Checks the config, opens every disk and locks the writable ones. This
+/// is the VMM's first step, before `/dev/kvm` and before any socket: a
+/// VMM that cannot have its disk to itself changes nothing (and a busy
+/// disk is reported as such, even on a host where KVM would fail too).
+pub fn claim_disks(cfg: &VmConfig) -> Result<DiskClaim, ClaimError> {
+    cfg.validate()
+        .map_err(|e| ClaimError::Failed(VmmError(e)))?;
+    let mut files = Vec::new();
+    let mut identity = None;
+    for d in &cfg.disks {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(!d.read_only)
+            .open(&d.path)
+            .map_err(|e| {
+                ClaimError::Failed(VmmError(format!(
+                    "cannot open disk {}: {e}",
+                    d.path.display()
+                )))
+            })?;
+        if !d.read_only {
+            let locked = disk_lock::try_lock(&file).map_err(|e| {
+                ClaimError::Failed(VmmError(format!(
+                    "cannot lock disk {}: {e}",
+                    d.path.display()
+                )))
+            })?;
+            if !locked {
+                return Err(ClaimError::Busy(busy_message(cfg, &d.path)));
+            }
+            if identity.is_none() {
+                let meta = file.metadata().map_err(|e| {
+                    ClaimError::Failed(VmmError(format!("disk {}: {e}", d.path.display())))
+                })?;
+                identity = Some(disk_lock::identity(&meta));
+            }
+        }
+        files.push(file);
+    }
+    Ok(DiskClaim {
+        files,
+        identity: identity.unwrap_or_else(|| "-".into()),
+    })
+}
+
+/// How long a VMM that finds its disk locked waits for the holder to say
+/// who it is, for the error message: a live VMM answers within
+/// milliseconds, and a hung one must not hold up the refusal.
+const HOLDER_PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// "Another VMM (pid N) is using this disk": the pid from the holder's
+/// answer on the control socket (whose path is this VM's too, when the
+/// holder is a VMM of the same VM directory).
+fn busy_message(cfg: &VmConfig, disk: &std::path::Path) -> String {
+    let holder = cfg
+        .control_socket
+        .as_deref()
+        .and_then(|s| control::ping(s, HOLDER_PING_TIMEOUT).ok());
+    let who = match holder {
+        Some(p) => format!("another VMM (pid {})", p.pid),
+        None => "another process (it does not answer on this VM's control socket)".into(),
+    };
+    format!(
+        "{who} is using this VM's disk {} (it holds its lock); refusing to start a second VM on it",
+        disk.display()
+    )
+}
+
+/// Builds and runs the VM on the disks `claim` holds; returns why it ended.
+pub fn run(cfg: &VmConfig, claim: DiskClaim) -> Result<String, VmmError> {
     let t0 = std::time::Instant::now();
     let signals = event_loop::block_signals().map_err(err("blocking signals"))?;
     let kvm = Kvm::new().map_err(err("cannot open /dev/kvm"))?;
@@ -108,12 +215,12 @@ pub fn run(cfg: &VmConfig) -> Result<String, VmmError> {
     ));
 
     let mut virtio: Vec<Box<dyn VirtioDevice>> = Vec::new();
-    for (i, d) in cfg.disks.iter().enumerate() {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(!d.read_only)
-            .open(&d.path)
-            .map_err(|e| VmmError(format!("cannot open disk {}: {e}", d.path.display())))?;
+    for (i, (d, file)) in cfg.disks.iter().zip(&claim.files).enumerate() {
+        // A duplicate shares the locked open file: the device serves the
+        // very inode this process holds the lock on.
+        let file = file
+            .try_clone()
+            .map_err(err("duplicating a disk descriptor"))?;
         let dev = Block::new(file, d.read_only, d.flush, &format!("pyro-disk{i}"))
             .map_err(err("disk"))?;
         virtio.push(Box::new(dev));
@@ -184,6 +291,7 @@ pub fn run(cfg: &VmConfig) -> Result<String, VmmError> {
         note,
         slots,
         control_socket: cfg.control_socket.clone(),
+        disk_identity: claim.identity.clone(),
     });
     pio.flush();
     eprintln!(
@@ -196,6 +304,9 @@ pub fn run(cfg: &VmConfig) -> Result<String, VmmError> {
     if let Some(p) = &cfg.control_socket {
         let _ = std::fs::remove_file(p);
     }
+    // Only now may another VMM take the disks: its sockets must not be
+    // removed by this one's cleanup above.
+    drop(claim);
     outcome
 }
 

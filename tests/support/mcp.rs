@@ -87,6 +87,17 @@ impl Mcp {
         }
     }
 
+    /// Sends a notification (no answer comes).
+    pub fn notify(&mut self, method: &str, params: Value) {
+        self.write(&json!({"jsonrpc": "2.0", "method": method, "params": params}));
+    }
+
+    /// Whether an answer to `id` has arrived (kept while waiting for
+    /// others); reads nothing new.
+    pub fn answered(&self, id: u64) -> bool {
+        self.early.contains_key(&id)
+    }
+
     pub fn request(&mut self, method: &str, params: Value) -> Value {
         let id = self.send(method, params);
         self.wait(id)

@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::Read;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Files bigger than this are compared by hash only (no text patch).
 pub const TEXT_DIFF_MAX_BYTES: u64 = FILE_MAX_BYTES;
@@ -95,13 +95,13 @@ fn is_text(data: &[u8]) -> bool {
     !data.contains(&0) && std::str::from_utf8(data).is_ok()
 }
 
-fn guest_manifest(id: &str) -> Result<Vec<FileEntry>> {
-    match agent::call(
+fn guest_manifest(id: &str, deadline: Instant) -> Result<Vec<FileEntry>> {
+    match agent::request(
         &lifecycle::vsock(id),
         &Request::Manifest {
             path: String::new(),
         },
-        Duration::from_secs(600),
+        deadline,
     ) {
         Ok(Response::Manifest { entries }) => Ok(entries),
         Ok(Response::Error { message }) => Err(lifecycle::agent_error(message)),
@@ -117,14 +117,14 @@ fn guest_manifest(id: &str) -> Result<Vec<FileEntry>> {
 }
 
 /// Whole content of a guest file, if it is at most `max` bytes.
-fn guest_read(id: &str, rel: &str, max: u64) -> Result<Option<Vec<u8>>> {
-    match agent::call(
+fn guest_read(id: &str, rel: &str, max: u64, deadline: Instant) -> Result<Option<Vec<u8>>> {
+    match agent::request(
         &lifecycle::vsock(id),
         &Request::ReadFile {
             path: rel.to_string(),
             max_bytes: max,
         },
-        Duration::from_secs(120),
+        deadline,
     ) {
         Ok(Response::FileData {
             data_b64,
@@ -321,7 +321,9 @@ fn file(e: Option<&FileEntry>) -> Option<&FileEntry> {
 /// [`diff`] within `budget`.
 pub fn diff_within(id: &str, keep_text: bool, budget: Budget) -> Result<Value> {
     let baseline = load_baseline(id)?;
-    let current = guest_manifest(id)?;
+    // One deadline for the manifest and every file read.
+    let deadline = Instant::now() + agent::DIFF_DEADLINE;
+    let current = guest_manifest(id, deadline)?;
     let mut changes = changes(&significant(&baseline), &significant(&current));
     // Which files get a text diff: in path order, while the budget lasts.
     // Sizes are the manifests' (the guest's may lie: its reads are capped
@@ -360,7 +362,7 @@ pub fn diff_within(id: &str, keep_text: bool, budget: Budget) -> Result<Value> {
             None => Some(Vec::new()),
         };
         let after = match file(c.new) {
-            Some(e) => guest_read(id, path, e.size_bytes)?,
+            Some(e) => guest_read(id, path, e.size_bytes, deadline)?,
             None => Some(Vec::new()),
         };
         bytes_read += before.as_ref().map_or(0, |b| b.len() as u64)

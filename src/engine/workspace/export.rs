@@ -43,7 +43,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::Instant;
 
 /// Most bytes one export may carry from the guest (the tar stream: headers,
 /// content and padding). It is the size of a workspace disk (8 GiB,
@@ -227,7 +227,9 @@ pub(super) fn receive(
     rel: &str,
     stage: &Path,
 ) -> Result<(ArtifactType, u64, u64, PathBuf)> {
-    let mut s = agent::connect(&lifecycle::vsock(id), Duration::from_secs(120))
+    // One deadline for the whole transfer, not one per read.
+    let deadline = Instant::now() + agent::TRANSFER_DEADLINE;
+    let mut s = agent::open(&lifecycle::vsock(id), deadline)
         .map_err(|e| lifecycle::lost_agent(id, "connecting to the guest agent", e))?;
     let req = Request::PullArchive {
         path: rel.to_string(),

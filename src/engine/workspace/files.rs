@@ -17,10 +17,14 @@ use std::time::{Duration, Instant};
 
 pub const DEFAULT_TIMEOUT_SECONDS: u64 = 30;
 pub const MAX_TIMEOUT_SECONDS: u64 = 24 * 3600;
-const OP_TIMEOUT: Duration = Duration::from_secs(120);
 
-fn call(id: &str, req: &Request, timeout: Duration, what: &str) -> Result<Response> {
-    match agent::call(&lifecycle::vsock(id), req, timeout) {
+/// The deadline of a file operation starting now (see `agent`).
+fn file_op_deadline() -> Instant {
+    Instant::now() + agent::FILE_OP_DEADLINE
+}
+
+fn call(id: &str, req: &Request, deadline: Instant, what: &str) -> Result<Response> {
+    match agent::request(&lifecycle::vsock(id), req, deadline) {
         Ok(Response::Error { message }) => Err(lifecycle::agent_error(message)),
         Ok(r) => Ok(r),
         Err(e) => Err(lifecycle::lost_agent(id, what, e)),
@@ -50,7 +54,7 @@ pub fn exec(id: &str, command: &str, timeout_seconds: u64) -> Result<Value> {
     let r = match call(
         live.id(),
         &Request::Exec(req),
-        Duration::from_secs(timeout_seconds + 30),
+        Instant::now() + Duration::from_secs(timeout_seconds) + agent::EXEC_DEADLINE_MARGIN,
         "running the command",
     )? {
         Response::Exec(r) => r,
@@ -124,7 +128,7 @@ pub(super) fn listing(id: &str, rel: &str, recursive: bool) -> Result<Value> {
             path: rel.to_string(),
             recursive,
         },
-        OP_TIMEOUT,
+        file_op_deadline(),
         "listing files",
     )? {
         Response::Files { entry, entries } => Ok(json!({
@@ -145,14 +149,19 @@ pub(super) fn listing(id: &str, rel: &str, recursive: bool) -> Result<Value> {
     }
 }
 
-pub(super) fn read_raw(id: &str, rel: &str, max: u64) -> Result<(u64, Vec<u8>, bool)> {
+pub(super) fn read_raw(
+    id: &str,
+    rel: &str,
+    max: u64,
+    deadline: Instant,
+) -> Result<(u64, Vec<u8>, bool)> {
     match call(
         id,
         &Request::ReadFile {
             path: rel.to_string(),
             max_bytes: max,
         },
-        OP_TIMEOUT,
+        deadline,
         "reading a file",
     )? {
         Response::FileData {
@@ -182,7 +191,7 @@ pub fn read(id: &str, path: &str, max_bytes: u64) -> Result<Value> {
     }
     let rel = normalize_path(path)?;
     let live = open_live(id, "file read")?;
-    let (size, data, truncated) = read_raw(live.id(), &rel, max_bytes)?;
+    let (size, data, truncated) = read_raw(live.id(), &rel, max_bytes, file_op_deadline())?;
     // A cut through a multi-byte character is not binary content.
     let (content, encoding, returned) = match std::str::from_utf8(&data) {
         Ok(s) if !s.contains('\0') => (s.to_string(), "utf-8", data.len()),
@@ -210,7 +219,12 @@ pub fn read(id: &str, path: &str, max_bytes: u64) -> Result<Value> {
     })))
 }
 
-fn apply(live: &Live, writes: Vec<(String, Vec<u8>)>, deletes: Vec<String>) -> Result<u64> {
+fn apply(
+    live: &Live,
+    writes: Vec<(String, Vec<u8>)>,
+    deletes: Vec<String>,
+    deadline: Instant,
+) -> Result<u64> {
     let req = ApplyRequest {
         writes: writes
             .iter()
@@ -221,7 +235,7 @@ fn apply(live: &Live, writes: Vec<(String, Vec<u8>)>, deletes: Vec<String>) -> R
             .collect(),
         deletes,
     };
-    match call(live.id(), &Request::Apply(req), OP_TIMEOUT, "writing files")? {
+    match call(live.id(), &Request::Apply(req), deadline, "writing files")? {
         Response::Applied { bytes_written, .. } => Ok(bytes_written),
         other => Err(unexpected("a write", other)),
     }
@@ -247,6 +261,7 @@ pub fn write(id: &str, path: &str, text: &str) -> Result<Value> {
         &live,
         vec![(rel.clone(), text.as_bytes().to_vec())],
         Vec::new(),
+        file_op_deadline(),
     )?;
     review::append(
         id,
@@ -276,13 +291,15 @@ pub fn patch_apply(id: &str, patch_text: &str) -> Result<Value> {
     }
     let files = patch::parse(patch_text)?;
     let mut live = open_live(id, "patch apply")?;
+    // One deadline for every read and the final write.
+    let deadline = file_op_deadline();
     let mut writes = Vec::new();
     let mut deletes = Vec::new();
     let mut entries = Vec::new();
     let mut summary = json!({"total": 0, "added": 0, "modified": 0, "deleted": 0, "renamed": 0});
     for fp in &files {
         let source = &fp.old_path;
-        let current = match read_raw(live.id(), source, FILE_MAX_BYTES) {
+        let current = match read_raw(live.id(), source, FILE_MAX_BYTES, deadline) {
             Ok((_, data, false)) => Some(String::from_utf8(data).map_err(|_| {
                 EngineError::Invalid(format!(
                     "{} is not UTF-8 text; patches only change text files (nothing was changed)",
@@ -314,7 +331,7 @@ pub fn patch_apply(id: &str, patch_text: &str) -> Result<Value> {
             _ => {}
         }
         if fp.status == patch::Status::Renamed {
-            match read_raw(live.id(), &fp.new_path, 1) {
+            match read_raw(live.id(), &fp.new_path, 1, deadline) {
                 Err(EngineError::NotFound(_)) => {}
                 Ok(_) => {
                     return Err(EngineError::Invalid(format!(
@@ -351,7 +368,7 @@ pub fn patch_apply(id: &str, patch_text: &str) -> Result<Value> {
         }
         entries.push(e);
     }
-    apply(&live, writes, deletes)?;
+    apply(&live, writes, deletes, deadline)?;
     review::append(
         id,
         &Event::new("patch_apply")

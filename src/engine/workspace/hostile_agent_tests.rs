@@ -407,10 +407,24 @@ fn host_side(scenario: &str, id: &str) {
         }
         "read_more_than_asked" => {
             // A frame longer than 100 bytes of base64 allows: refused.
-            let e = refused(files::read_raw(id, "f", 100).map(|_| ()));
+            let e = refused(
+                files::read_raw(
+                    id,
+                    "f",
+                    100,
+                    std::time::Instant::now() + crate::engine::agent::FILE_OP_DEADLINE,
+                )
+                .map(|_| ()),
+            );
             assert!(e.contains("-byte limit"), "{e}");
             // Within the frame limit but more data than asked: cut.
-            let (size, data, truncated) = files::read_raw(id, "f", 100).unwrap();
+            let (size, data, truncated) = files::read_raw(
+                id,
+                "f",
+                100,
+                std::time::Instant::now() + crate::engine::agent::FILE_OP_DEADLINE,
+            )
+            .unwrap();
             assert_eq!((size, data.len(), truncated), (100, 100, true));
         }
         "exec_more_than_asked" => {

@@ -3,12 +3,16 @@
 //! in `expiry`).
 //!
 //! The VMM of a workspace runs detached (its own session, not tied to the
-//! process that started it). Whether it still runs is decided from its pid
-//! *and* its command line (which names this workspace's `vm.json`), so a
-//! recycled pid is never mistaken for it. A workspace whose VMM is gone is
-//! `stopped`; its disk keeps `/workspace`, and the next operation that needs
-//! the VM boots it again on the same disk and says so. An `expired` one
-//! (stopped by the reaper for inactivity) is booted again the same way.
+//! process that started it). Whether it still runs is decided by the lock
+//! it holds on the workspace's disk (`vmm::disk_lock`), which every
+//! process sees alike whatever path it reaches `PYRO_HOME` by and whatever
+//! PID namespace it runs in; which process to stop is learnt by asking the
+//! VMM on its control socket. A VMM that holds the disk is never taken for
+//! dead, so a second one never boots on the same disk. A workspace whose
+//! VMM is gone is `stopped`; its disk keeps `/workspace`, and the next
+//! operation that needs the VM boots it again on the same disk and says so.
+//! An `expired` one (stopped by the reaper for inactivity) is booted again
+//! the same way.
 
 use super::expiry::{self, Clock, Decision};
 use super::review::{self, Event};
@@ -20,6 +24,7 @@ use crate::engine::environments;
 use crate::engine::host::kvm_status;
 use crate::engine::vm::{VmOptions, VmProcess};
 use crate::engine::{agent, disk};
+use crate::vmm::{control, disk_lock};
 use pyro_proto::{ChunkWriter, Request, Response};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -133,57 +138,141 @@ fn boot_timeout() -> Duration {
 
 // ---- the VMM process --------------------------------------------------
 
-/// Whether `pid` is this workspace's VMM and still running.
-pub fn vmm_alive(id: &str, pid: i32) -> bool {
-    if pid <= 0 {
-        return false;
-    }
-    // Reap it first if it is our own exited child.
-    // SAFETY: waitpid with a null status pointer.
-    unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
-    let stat = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => s,
-        Err(_) => return false,
-    };
-    let state = stat
-        .rsplit_once(')')
-        .and_then(|(_, rest)| rest.trim_start().chars().next());
-    if matches!(state, Some('Z') | Some('X') | None) {
-        return false;
-    }
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    let want = store::vm_dir(id).join("vm.json");
-    let want = want.as_os_str().as_encoded_bytes();
-    cmdline.windows(want.len()).any(|w| w == want)
+/// How long the engine waits, in all, for a VMM's answer on its control
+/// socket. A VMM answers from its device thread within microseconds; the
+/// rest is room for a host under load (a nested test host).
+pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a VMM may take to exit after SIGKILL: the kernel frees the
+/// VM's memory first (seconds for many GiB), and only then its files.
+const KILL_WAIT: Duration = Duration::from_secs(60);
+
+/// The workspace's writable disk, which its VMM holds locked.
+fn disk_path(id: &str) -> PathBuf {
+    store::vm_dir(id).join("scratch.ext4")
 }
 
-/// Kills the workspace's VMM (if it is running) and waits until it is gone.
-fn kill_vmm(id: &str, pid: Option<i32>) {
-    let Some(pid) = pid else { return };
-    if !vmm_alive(id, pid) {
-        return;
+fn control_socket(id: &str) -> PathBuf {
+    store::vm_dir(id).join("control.sock")
+}
+
+/// Whether a VMM runs on this workspace's disk: one holds the disk's lock
+/// (the ground truth), or, with the lock free, one answers on the control
+/// socket (a VMM started by a pyro from before the disk lock). When the
+/// lock cannot be checked, the answer is yes: taking a live VMM for dead
+/// would boot a second one on its disk.
+pub fn vmm_alive(id: &str) -> bool {
+    match disk_lock::is_locked(&disk_path(id)) {
+        Ok(true) | Err(_) => true,
+        Ok(false) => control::ping(&control_socket(id), CONTROL_TIMEOUT).is_ok(),
     }
-    // SAFETY: kill takes no pointers; the pid was just checked to be ours.
-    unsafe { libc::kill(pid, libc::SIGKILL) };
-    // Exiting takes a while (a VM's memory is freed first); its command
-    // line disappears early, so watch the process state itself.
-    let deadline = Instant::now() + Duration::from_secs(60);
+}
+
+/// The VMM's answer on the workspace's control socket, if the disk it
+/// names is this workspace's disk (compared by inode, so any spelling of
+/// the path agrees), or it names none (a VMM from before the disk lock).
+fn ping_vmm(id: &str) -> Option<control::Pong> {
+    let pong = control::ping(&control_socket(id), CONTROL_TIMEOUT).ok()?;
+    let ours = match &pong.disk {
+        None => true,
+        Some(d) => std::fs::metadata(disk_path(id)).is_ok_and(|m| disk_lock::identity(&m) == *d),
+    };
+    ours.then_some(pong)
+}
+
+/// The error for a VMM that holds the disk but cannot be reached.
+fn unresponsive(id: &str, recorded: Option<i32>) -> EngineError {
+    EngineError::Unavailable(format!(
+        "a VMM holds workspace {id}'s disk but does not answer on its control socket within {} s \
+         and no process visible here holds the disk's lock (recorded VMM pid: {}); it is busy, hung, \
+         or runs in another PID namespace. pyro will not start a second VM on the same disk: retry \
+         later, or stop that VMM from where it was started",
+        CONTROL_TIMEOUT.as_secs(),
+        recorded.map_or("none".to_string(), |p| p.to_string())
+    ))
+}
+
+/// The process that provably holds the disk's lock, as this process sees
+/// it: the pid the VMM answered with (it may come from another PID
+/// namespace, so it is checked too), the recorded pid, or, failing both,
+/// any process found holding it.
+fn lock_holder(id: &str, answered: Option<i32>, recorded: Option<i32>) -> Option<i32> {
+    let disk = disk_path(id);
+    if let Some(p) = [answered, recorded]
+        .into_iter()
+        .flatten()
+        .find(|p| *p > 0 && disk_lock::held_by(*p, &disk))
+    {
+        return Some(p);
+    }
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .find(|p| *p != std::process::id() as i32 && disk_lock::held_by(*p, &disk))
+}
+
+/// Whether process `pid` has exited (gone, or a zombie).
+fn exited(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => matches!(
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.trim_start().chars().next()),
+            Some('Z') | Some('X') | None
+        ),
+    }
+}
+
+/// Stops the workspace's VMM, if one runs, and waits until it is gone
+/// (its disk lock released). `recorded` is the pid in the record. Fails,
+/// leaving everything as it is, when a VMM holds the disk but cannot be
+/// identified or does not exit.
+fn kill_vmm(id: &str, recorded: Option<i32>) -> Result<()> {
+    if !vmm_alive(id) {
+        return Ok(());
+    }
+    let pong = ping_vmm(id);
+    let legacy = pong.as_ref().is_some_and(|p| p.disk.is_none());
+    let target = if legacy {
+        // A VMM from before the disk lock holds none: its answer is all
+        // there is to go by.
+        pong.as_ref().map(|p| p.pid)
+    } else {
+        lock_holder(id, pong.as_ref().map(|p| p.pid), recorded)
+    };
+    match target {
+        // SAFETY: kill takes no pointers; the process holds this disk.
+        Some(pid) => unsafe {
+            libc::kill(pid, libc::SIGKILL);
+        },
+        // It answers but is not visible here (another PID namespace): ask
+        // it to stop.
+        None if pong.is_some() => {
+            control::shutdown(&control_socket(id), CONTROL_TIMEOUT)
+                .map_err(|e| EngineError::io(format!("stopping the VMM of workspace {id}"), e))?;
+        }
+        None => return Err(unresponsive(id, recorded)),
+    }
+    let deadline = Instant::now() + KILL_WAIT;
     while Instant::now() < deadline {
-        // SAFETY: waitpid with a null status pointer (reaps our own child).
-        unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
-        let gone = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-            Err(_) => true,
-            Ok(stat) => matches!(
-                stat.rsplit_once(')')
-                    .and_then(|(_, rest)| rest.trim_start().chars().next()),
-                Some('Z') | Some('X') | None
-            ),
-        };
-        if gone {
-            return;
+        if let Some(pid) = target {
+            // SAFETY: waitpid with a null status pointer (reaps our own
+            // child; fails harmlessly for anyone else's).
+            unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
+        }
+        // The lock goes when the process's files are closed, which is
+        // not quite the end of its exit: wait for that too, so its memory
+        // is back when this returns.
+        if !vmm_alive(id) && target.is_none_or(exited) {
+            return Ok(());
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+    Err(EngineError::Unavailable(format!(
+        "the VMM of workspace {id} ({}) still holds its disk {} s after being stopped; retry later",
+        target.map_or("not visible here".to_string(), |p| format!("pid {p}")),
+        KILL_WAIT.as_secs()
+    )))
 }
 
 /// Starts the workspace's VMM on its existing disk (without waiting for
@@ -243,8 +332,8 @@ pub fn push_archive(
     dest: &str,
     write: &mut dyn FnMut(&mut dyn Write) -> Result<()>,
 ) -> Result<(u64, u64)> {
-    let timeout = Duration::from_secs(120);
-    let mut s = agent::connect(&vsock(id), timeout)
+    let deadline = Instant::now() + agent::TRANSFER_DEADLINE;
+    let mut s = agent::open(&vsock(id), deadline)
         .map_err(|e| lost_agent(id, "connecting to the guest agent", e))?;
     let req = Request::PushArchive {
         dest: dest.to_string(),
@@ -290,10 +379,16 @@ pub fn agent_error(message: String) -> EngineError {
 }
 
 pub fn lost_agent(id: &str, what: &str, e: std::io::Error) -> EngineError {
-    let alive = store::load(id)
-        .ok()
-        .and_then(|r| r.vmm_pid)
-        .is_some_and(|p| vmm_alive(id, p));
+    if agent::is_cancelled(&e) {
+        return crate::engine::cancel::cancelled_error(&format!("{what} in workspace {id}"));
+    }
+    if e.kind() == std::io::ErrorKind::TimedOut {
+        return EngineError::Guest(format!(
+            "the guest agent of workspace {id} did not finish {what} within the operation's deadline ({e}); \
+             the VM keeps running and /workspace is intact: retry, or check the guest's load with workspace_exec"
+        ));
+    }
+    let alive = vmm_alive(id);
     EngineError::Guest(format!(
         "lost the guest agent of workspace {id} while {what} ({e}){}",
         if alive {
@@ -455,8 +550,11 @@ pub fn create(mut req: CreateRequest, progress: &mut dyn FnMut(&str)) -> Result<
             Ok(v)
         }
         Err(e) => {
-            kill_vmm(&id, record.vmm_pid);
-            let _ = std::fs::remove_dir_all(&dir);
+            // A VMM that cannot be stopped keeps its directory: the record
+            // still says `creating`, and the reaper retries later.
+            if kill_vmm(&id, record.vmm_pid).is_ok() {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
             drop(lock);
             Err(e)
         }
@@ -478,7 +576,7 @@ pub fn push_file(id: &str, dest: &str, tar: &Path) -> Result<(u64, u64)> {
 /// The state as it is now: a `started` record whose VMM is gone reads
 /// `stopped`; an `expired` one says what that means.
 fn live_state(r: &Record) -> (String, Option<String>) {
-    if r.state == "started" && !r.vmm_pid.is_some_and(|p| vmm_alive(&r.workspace_id, p)) {
+    if r.state == "started" && !vmm_alive(&r.workspace_id) {
         return (
             "stopped".into(),
             Some(format!(
@@ -616,14 +714,12 @@ fn load_checked(id: &str) -> Result<Record> {
         )));
     }
     if r.recovered.is_some() {
-        let running = r
-            .vmm_pid
-            .filter(|p| vmm_alive(id, *p))
-            .or_else(|| find_vmm(id));
+        // The disk lock says whether a VMM runs; its control socket, which.
+        let running = vmm_alive(id).then(|| ping_vmm(id).map(|p| p.pid).or(r.vmm_pid));
         match running {
             Some(pid) => {
                 r.state = "started".into();
-                r.vmm_pid = Some(pid);
+                r.vmm_pid = pid;
                 expiry::clear_expiry(&mut r);
             }
             None if r.state == "started" => r.state = "stopped".into(),
@@ -685,8 +781,19 @@ pub fn open_live(id: &str, what: &str) -> Result<Live> {
     let lock = store::lock(id, what)?;
     let mut record = load_checked(id)?;
     let mut restarted = None;
-    let alive = record.vmm_pid.is_some_and(|p| vmm_alive(id, p));
-    if record.state != "started" || !alive {
+    let alive = vmm_alive(id);
+    if alive && record.state != "started" {
+        // A VMM runs on the disk though the record says otherwise (its
+        // starter died before saving, or an expiry stop failed): use it,
+        // never boot a second one. Using it ends any expiry.
+        let pong = ping_vmm(id).ok_or_else(|| unresponsive(id, record.vmm_pid))?;
+        record.state = "started".into();
+        record.vmm_pid = Some(pong.pid);
+        record.last_error = None;
+        expiry::clear_expiry(&mut record);
+        record.stamp_activity(now());
+        store::save(&record)?;
+    } else if !alive {
         let why = match record.state.as_str() {
             "started" => format!(
                 "the VM process (pid {}) had stopped; booted it again on the same disk (/workspace kept)",
@@ -811,7 +918,8 @@ pub fn reset(id: &str, snapshot: &str) -> Result<Value> {
     let _lock = store::lock(id, "reset")?;
     let mut r = load_checked(id)?;
     let env = environments::installed(&r.environment)?;
-    kill_vmm(id, r.vmm_pid);
+    // The disk is replaced below: only once no VMM holds it.
+    kill_vmm(id, r.vmm_pid)?;
     r.state = "stopped".into();
     r.vmm_pid = None;
     expiry::clear_expiry(&mut r);
@@ -856,22 +964,22 @@ pub fn reset(id: &str, snapshot: &str) -> Result<Value> {
 /// beyond repair can be deleted too (its VMM is found by its config path).
 pub fn delete(id: &str) -> Result<Value> {
     let lock = store::lock(id, "delete")?;
+    // A damaged record may have no trustworthy pid: kill_vmm finds the
+    // VMM that holds the disk by itself.
     let pid = match store::load(id) {
-        Ok(r) if r.recovered.is_none() => r.vmm_pid,
-        Ok(r) => r
-            .vmm_pid
-            .filter(|p| vmm_alive(id, *p))
-            .or_else(|| find_vmm(id)),
+        Ok(r) => r.vmm_pid,
         Err(EngineError::NotFound(m)) => return Err(EngineError::NotFound(m)),
-        Err(_) => find_vmm(id),
+        Err(_) => None,
     };
-    remove(id, pid);
+    remove(id, pid)?;
     drop(lock);
     Ok(json!({"workspace_id": id, "deleted": true, "reason": "explicit_delete"}))
 }
 
-fn remove(id: &str, vmm_pid: Option<i32>) {
-    kill_vmm(id, vmm_pid);
+/// Stops the VMM and removes everything; a VMM that cannot be stopped
+/// keeps the workspace as it is (its directory must outlive it).
+fn remove(id: &str, vmm_pid: Option<i32>) -> Result<()> {
+    kill_vmm(id, vmm_pid)?;
     let dir = store::dir(id);
     // Rename first: a half-removed directory never looks like a workspace.
     let trash = store::root().join(format!(".deleted-{id}"));
@@ -881,16 +989,7 @@ fn remove(id: &str, vmm_pid: Option<i32>) {
         dir
     };
     let _ = std::fs::remove_dir_all(target);
-}
-
-/// The pid of a running VMM of workspace `id`, looked for among all
-/// processes; for records restored or rebuilt without a trustworthy pid.
-fn find_vmm(id: &str) -> Option<i32> {
-    std::fs::read_dir("/proc")
-        .ok()?
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .find(|pid| vmm_alive(id, *pid))
+    Ok(())
 }
 
 /// How long an expiring workspace's guest gets to flush its filesystems
@@ -901,16 +1000,16 @@ pub const EXPIRY_SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
 
 /// Stops a workspace's VM for expiry: a clean guest shutdown first (its
 /// filesystems flushed), a kill if that does not end it in time.
-fn stop_for_expiry(id: &str, pid: Option<i32>) {
-    if let Some(p) = pid.filter(|p| vmm_alive(id, *p)) {
+fn stop_for_expiry(id: &str, pid: Option<i32>) -> Result<()> {
+    if vmm_alive(id) {
         let deadline = Instant::now() + EXPIRY_SHUTDOWN_WAIT;
-        if agent::call(&vsock(id), &Request::Shutdown, EXPIRY_SHUTDOWN_WAIT).is_ok() {
-            while vmm_alive(id, p) && Instant::now() < deadline {
+        if agent::request(&vsock(id), &Request::Shutdown, deadline).is_ok() {
+            while vmm_alive(id) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
     }
-    kill_vmm(id, pid);
+    kill_vmm(id, pid)
 }
 
 /// What one reaper pass did.
@@ -946,8 +1045,9 @@ pub fn reap_expired() -> Reaped {
             continue;
         };
         if fresh.state == "creating" {
-            remove(&id, fresh.vmm_pid);
-            out.deleted.push(id);
+            if remove(&id, fresh.vmm_pid).is_ok() {
+                out.deleted.push(id);
+            }
             continue;
         }
         let Ok(mut r) = load_checked(&id) else {
@@ -956,7 +1056,10 @@ pub fn reap_expired() -> Reaped {
         match expiry::decide(&r, &clock) {
             Decision::Keep => {}
             Decision::Expire => {
-                stop_for_expiry(&id, r.vmm_pid);
+                if stop_for_expiry(&id, r.vmm_pid).is_err() {
+                    // Its VMM could not be stopped: not expired yet.
+                    continue;
+                }
                 expiry::mark_expired(&mut r, &clock);
                 if store::save(&r).is_ok() {
                     review::append(
@@ -974,8 +1077,9 @@ pub fn reap_expired() -> Reaped {
                 let _ = store::save(&r);
             }
             Decision::Delete => {
-                remove(&id, r.vmm_pid);
-                out.deleted.push(id);
+                if remove(&id, r.vmm_pid).is_ok() {
+                    out.deleted.push(id);
+                }
             }
         }
         drop(lock);
@@ -1035,8 +1139,11 @@ mod tests {
     }
 
     #[test]
-    fn a_foreign_pid_is_not_our_vmm() {
-        assert!(!vmm_alive("0123456789ab", std::process::id() as i32));
-        assert!(!vmm_alive("0123456789ab", 0));
+    fn a_workspace_without_a_disk_has_no_vmm() {
+        assert!(!vmm_alive("0123456789ab"));
+        assert_eq!(
+            lock_holder("0123456789ab", Some(std::process::id() as i32), None),
+            None
+        );
     }
 }

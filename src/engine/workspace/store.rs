@@ -523,6 +523,14 @@ pub fn lock_path(path: &Path, what: &str, wait: Duration) -> Result<Lock> {
             );
             return Ok(Lock { file: f });
         }
+        // A cancelled operation stops waiting at once (its MCP call slot
+        // is freed when it returns).
+        if crate::engine::cancel::cancelled() {
+            return Err(crate::engine::cancel::cancelled_error(&format!(
+                "waiting for {}",
+                path.display()
+            )));
+        }
         if Instant::now() >= deadline {
             let mut holder = String::new();
             let _ = f.rewind();
