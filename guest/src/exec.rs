@@ -264,8 +264,15 @@ fn poll_peer(peer: Option<RawFd>, ms: i32) -> io::Result<bool> {
         events: libc::POLLRDHUP,
         revents: 0,
     }];
-    // SAFETY: fds is a valid array of one pollfd for the call's duration.
-    let n = unsafe { libc::poll(fds.as_mut_ptr(), 1, ms) };
+    Ok(poll(&mut fds, ms)? && hangup(fds[0].revents))
+}
+
+/// `poll(2)` on `fds` for up to `ms`: whether it returned events (false
+/// on a timeout or a signal, which the callers' loops simply retry).
+fn poll(fds: &mut [libc::pollfd], ms: i32) -> io::Result<bool> {
+    // SAFETY: fds is a valid, exclusively borrowed array of pollfd for the
+    // call's duration, and its length is what poll is told.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
     if n < 0 {
         let e = io::Error::last_os_error();
         return if e.kind() == io::ErrorKind::Interrupted {
@@ -274,7 +281,7 @@ fn poll_peer(peer: Option<RawFd>, ms: i32) -> io::Result<bool> {
             Err(e)
         };
     }
-    Ok(hangup(fds[0].revents))
+    Ok(n > 0)
 }
 
 /// Poll events that mean the host's end of the connection is gone (a
@@ -334,15 +341,8 @@ fn poll_read<R: Read + AsRawFd>(
             revents: 0,
         });
     }
-    // SAFETY: fds is a valid array of pollfd for the call's duration.
-    let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
-    if n < 0 {
-        let e = io::Error::last_os_error();
-        return if e.kind() == io::ErrorKind::Interrupted {
-            Ok(false)
-        } else {
-            Err(e)
-        };
+    if !poll(&mut fds, ms)? {
+        return Ok(false);
     }
     if peer.is_some() && hangup(fds[fds.len() - 1].revents) {
         return Ok(true);
