@@ -348,7 +348,9 @@ fn attach(
     let mut notify = Vec::new();
     for q in 0..dev.queue_max_sizes().len() {
         let evt = new_evt()?;
-        let addr = IoEventAddress::Mmio(base + devices::virtio::mmio::QUEUE_NOTIFY_OFFSET);
+        let addr = IoEventAddress::Mmio(
+            base + u64::from(virtio_bindings::virtio_mmio::VIRTIO_MMIO_QUEUE_NOTIFY),
+        );
         vm.register_ioevent(&evt, &addr, q as u32)
             .map_err(err("KVM_IOEVENTFD"))?;
         notify.push(Arc::new(evt));

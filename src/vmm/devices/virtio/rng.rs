@@ -1,6 +1,7 @@
 //! virtio-rng: fills guest buffers from the host's getrandom.
 
-use super::{log_device_error, Activation, VirtioDevice, TYPE_RNG};
+use super::{log_device_error, Activation, VirtioDevice};
+use virtio_bindings::virtio_ids::VIRTIO_ID_RNG;
 use virtio_queue::{Queue, QueueT};
 use vm_memory::{Bytes, GuestMemoryMmap};
 
@@ -71,7 +72,7 @@ impl Rng {
 
 impl VirtioDevice for Rng {
     fn device_type(&self) -> u32 {
-        TYPE_RNG
+        VIRTIO_ID_RNG
     }
     fn queue_max_sizes(&self) -> &[u16] {
         &[64]
@@ -101,6 +102,7 @@ mod tests {
     use crate::vmm::devices::virtio::Interrupt;
     use std::sync::atomic::AtomicU32;
     use std::sync::Arc;
+    use virtio_bindings::virtio_ring::{VRING_DESC_F_NEXT, VRING_DESC_F_WRITE};
     use virtio_queue::desc::{split::Descriptor, RawDescriptor};
     use virtio_queue::mock::MockSplitQueue;
     use vm_memory::GuestAddress;
@@ -114,7 +116,8 @@ mod tests {
         // MAX_CHUNK bytes lie in memory).
         let chain: Vec<RawDescriptor> = (0..3u16)
             .map(|i| {
-                let flags = 2 | if i < 2 { 1 } else { 0 };
+                let next = if i < 2 { VRING_DESC_F_NEXT } else { 0 };
+                let flags = (VRING_DESC_F_WRITE | next) as u16;
                 RawDescriptor::from(Descriptor::new(0x40000, u32::MAX, flags, i + 1))
             })
             .collect();
