@@ -1,6 +1,12 @@
-//! virtio-blk: one file-backed disk, read-only or writable.
+//! virtio-blk: one file-backed disk, read-only or writable. Each chain is
+//! parsed into a [`Request`] (`request.rs`), then served on the disk file
+//! straight from and into guest memory.
+
+mod request;
 
 use super::{feature, log_device_error, read_config_bytes, Activation, VirtioDevice};
+use request::{Request, RequestError};
+use std::fmt;
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use virtio_bindings::virtio_blk::*;
@@ -15,12 +21,6 @@ const SECTOR: u64 = 512;
 const S_OK: u8 = VIRTIO_BLK_S_OK as u8;
 const S_IOERR: u8 = VIRTIO_BLK_S_IOERR as u8;
 const S_UNSUPP: u8 = VIRTIO_BLK_S_UNSUPP as u8;
-/// Largest single data segment we accept; the kernel's default max segment
-/// size is far below this, so only a hostile driver hits it.
-const MAX_SEGMENT: u32 = 4 << 20;
-/// Largest whole request; Linux stays near 1 MiB, this bounds the I/O a
-/// hostile driver can ask for in one go.
-const MAX_REQUEST: u64 = 32 << 20;
 const QUEUE_SIZE: u16 = 256;
 const ID_LEN: usize = VIRTIO_BLK_ID_BYTES as usize;
 
@@ -85,9 +85,10 @@ impl Block {
             let descs: Vec<_> = chain.collect();
             let (status, written) = match self.disk.handle_request(mem, &descs) {
                 Ok(w) => (S_OK, w),
-                Err((status, msg)) => {
+                Err(e) => {
+                    let status = e.status();
                     if status == S_IOERR {
-                        log_device_error("virtio-blk", &msg);
+                        log_device_error("virtio-blk", &e.to_string());
                     }
                     (status, 0)
                 }
@@ -126,104 +127,98 @@ fn status_addr(last: &virtio_queue::desc::split::Descriptor) -> Option<GuestAddr
         .map(GuestAddress)
 }
 
-impl Disk {
-    /// Serves one request; returns the number of data bytes written to the guest.
-    fn handle_request(&self, mem: &GuestMemoryMmap, descs: &DescList) -> Result<u32, (u8, String)> {
-        let (file, read_only, flush, capacity, id) = (
-            &self.file,
-            self.read_only,
-            self.flush,
-            self.capacity_bytes,
-            &self.id,
-        );
-        let bad = |m: &str| (S_IOERR, format!("malformed request: {m}"));
-        if descs.len() < 2 {
-            return Err(bad("fewer than two descriptors"));
+/// Why a request failed: the chain was not a request this device serves,
+/// or serving it failed.
+#[derive(Debug)]
+enum BlockError {
+    Request(RequestError),
+    WriteReadOnly,
+    /// A data buffer lies (partly) outside guest memory.
+    BufferOutsideMemory,
+    Read(std::io::Error),
+    Write(std::io::Error),
+    Flush(std::io::Error),
+}
+
+impl BlockError {
+    /// The status byte the guest gets.
+    fn status(&self) -> u8 {
+        match self {
+            BlockError::Request(RequestError::Unsupported(_)) => S_UNSUPP,
+            _ => S_IOERR,
         }
-        let hdr = &descs[0];
-        if hdr.is_write_only() || hdr.len() < 16 {
-            return Err(bad("header descriptor"));
-        }
-        let mut raw = [0u8; 16];
-        mem.read_slice(&mut raw, hdr.addr())
-            .map_err(|_| bad("header outside guest memory"))?;
-        let req_type = u32::from_le_bytes(raw[0..4].try_into().unwrap());
-        let sector = u64::from_le_bytes(raw[8..16].try_into().unwrap());
-        let status = descs.last().unwrap();
-        if !status.is_write_only() || status.len() < 1 {
-            return Err(bad("status descriptor"));
-        }
-        // Data descriptors sit between header and status; a status descriptor
-        // longer than one byte is not used for data.
-        let data = &descs[1..descs.len() - 1];
-        match req_type {
-            VIRTIO_BLK_T_IN | VIRTIO_BLK_T_OUT => {
-                let offset = sector
-                    .checked_mul(SECTOR)
-                    .ok_or_else(|| bad("sector overflow"))?;
-                // Check every segment first, then one pread/pwrite for the
-                // whole request: the segments are contiguous on disk.
-                let mut total = 0u64;
-                for d in data {
-                    if d.len() > MAX_SEGMENT {
-                        return Err(bad("segment too large"));
-                    }
-                    if d.is_write_only() != (req_type == VIRTIO_BLK_T_IN) {
-                        return Err(bad(if req_type == VIRTIO_BLK_T_IN {
-                            "read into a device-readable buffer"
-                        } else {
-                            "write from a device-writable buffer"
-                        }));
-                    }
-                    total += d.len() as u64;
-                    if total > MAX_REQUEST {
-                        return Err(bad("request too large"));
-                    }
-                }
-                let end = offset
-                    .checked_add(total)
-                    .ok_or_else(|| bad("length overflow"))?;
-                if end > capacity {
-                    return Err((
-                        S_IOERR,
-                        format!("access past end of disk ({end} > {capacity})"),
-                    ));
-                }
-                if req_type == VIRTIO_BLK_T_OUT && read_only {
-                    return Err((S_IOERR, "write to a read-only disk".into()));
-                }
-                let mut iov =
-                    guest_iovecs(mem, data).ok_or_else(|| bad("buffer outside guest memory"))?;
-                if req_type == VIRTIO_BLK_T_IN {
-                    io_at(file, &mut iov, offset, false)
-                        .map_err(|e| (S_IOERR, format!("read: {e}")))?;
-                    Ok(total as u32)
-                } else {
-                    self.dirty.set(true);
-                    io_at(file, &mut iov, offset, true)
-                        .map_err(|e| (S_IOERR, format!("write: {e}")))?;
-                    Ok(0)
-                }
+    }
+}
+
+impl fmt::Display for BlockError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BlockError::Request(e) => write!(f, "{e}"),
+            BlockError::WriteReadOnly => f.write_str("write to a read-only disk"),
+            BlockError::BufferOutsideMemory => {
+                f.write_str("malformed request: buffer outside guest memory")
             }
-            VIRTIO_BLK_T_FLUSH => {
-                if !read_only && flush && self.dirty.get() {
-                    file.sync_data()
-                        .map_err(|e| (S_IOERR, format!("flush: {e}")))?;
+            BlockError::Read(e) => write!(f, "read: {e}"),
+            BlockError::Write(e) => write!(f, "write: {e}"),
+            BlockError::Flush(e) => write!(f, "flush: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for BlockError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            BlockError::Request(e) => Some(e),
+            BlockError::Read(e) | BlockError::Write(e) | BlockError::Flush(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<RequestError> for BlockError {
+    fn from(e: RequestError) -> Self {
+        BlockError::Request(e)
+    }
+}
+
+impl Disk {
+    /// Serves one chain; returns the number of data bytes written to the guest.
+    fn handle_request(&self, mem: &GuestMemoryMmap, descs: &DescList) -> Result<u32, BlockError> {
+        let request = Request::parse(descs, mem, self.capacity_bytes)?;
+        self.execute(mem, request)
+    }
+
+    fn execute(&self, mem: &GuestMemoryMmap, request: Request) -> Result<u32, BlockError> {
+        match request {
+            // One preadv/pwritev for the whole request: the segments are
+            // contiguous on disk.
+            Request::In { offset, len, data } => {
+                let mut iov = guest_iovecs(mem, data).ok_or(BlockError::BufferOutsideMemory)?;
+                io_at(&self.file, &mut iov, offset, false).map_err(BlockError::Read)?;
+                Ok(len)
+            }
+            Request::Out { offset, data } => {
+                if self.read_only {
+                    return Err(BlockError::WriteReadOnly);
+                }
+                let mut iov = guest_iovecs(mem, data).ok_or(BlockError::BufferOutsideMemory)?;
+                self.dirty.set(true);
+                io_at(&self.file, &mut iov, offset, true).map_err(BlockError::Write)?;
+                Ok(0)
+            }
+            Request::Flush => {
+                if !self.read_only && self.flush && self.dirty.get() {
+                    self.file.sync_data().map_err(BlockError::Flush)?;
                     self.dirty.set(false);
                 }
                 Ok(0)
             }
-            VIRTIO_BLK_T_GET_ID => {
-                let d = data.first().ok_or_else(|| bad("GET_ID without buffer"))?;
-                if !d.is_write_only() {
-                    return Err(bad("GET_ID into a device-readable buffer"));
-                }
-                let n = (d.len() as usize).min(ID_LEN);
-                mem.write_slice(&id[..n], d.addr())
-                    .map_err(|_| bad("buffer outside guest memory"))?;
+            Request::GetId { buffer } => {
+                let n = (buffer.len() as usize).min(ID_LEN);
+                mem.write_slice(&self.id[..n], buffer.addr())
+                    .map_err(|_| BlockError::BufferOutsideMemory)?;
                 Ok(n as u32)
             }
-            _ => Err((S_UNSUPP, String::new())),
         }
     }
 }
