@@ -50,13 +50,34 @@ pub struct Activation {
     pub interrupt: Interrupt,
 }
 
+/// Why a device refused the activation the driver asked for (the
+/// transport then sets FAILED in the device status).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActivateError {
+    /// The device serves exactly `expected` queues.
+    QueueCount { expected: usize, got: usize },
+}
+
+impl std::fmt::Display for ActivateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ActivateError::QueueCount { expected, got } => {
+                let s = if *expected == 1 { "" } else { "s" };
+                write!(f, "expected {expected} queue{s}, got {got}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ActivateError {}
+
 /// One virtio device model behind the transport.
 pub trait VirtioDevice: Send {
     fn device_type(&self) -> u32;
     fn queue_max_sizes(&self) -> &[u16];
     fn features(&self) -> u64;
     fn read_config(&self, offset: u64, data: &mut [u8]);
-    fn activate(&mut self, act: Activation) -> Result<(), String>;
+    fn activate(&mut self, act: Activation) -> Result<(), ActivateError>;
     /// The driver notified queue `index`.
     fn queue_notify(&mut self, registry: &mio::Registry, index: usize);
     /// The driver reset the device: drop the queues and any device state.

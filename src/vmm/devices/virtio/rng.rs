@@ -1,6 +1,6 @@
 //! virtio-rng: fills guest buffers from the host's getrandom.
 
-use super::{log_device_error, Activation, VirtioDevice};
+use super::{log_device_error, ActivateError, Activation, VirtioDevice};
 use virtio_bindings::virtio_ids::VIRTIO_ID_RNG;
 use virtio_queue::{Queue, QueueT};
 use vm_memory::{Bytes, GuestMemoryMmap};
@@ -83,8 +83,11 @@ impl VirtioDevice for Rng {
     fn read_config(&self, _offset: u64, data: &mut [u8]) {
         data.fill(0);
     }
-    fn activate(&mut self, act: Activation) -> Result<(), String> {
-        let queue = act.queues.into_iter().next().ok_or("no queue")?;
+    fn activate(&mut self, act: Activation) -> Result<(), ActivateError> {
+        let got = act.queues.len();
+        let Ok([queue]) = <[Queue; 1]>::try_from(act.queues) else {
+            return Err(ActivateError::QueueCount { expected: 1, got });
+        };
         self.active = Some((act.mem, queue, act.interrupt));
         Ok(())
     }
@@ -135,5 +138,28 @@ mod tests {
         dev.queue_notify(mio::Poll::new().unwrap().registry(), 0);
         let used_len: u32 = mem.read_obj(GuestAddress(vq.used_addr().0 + 8)).unwrap();
         assert_eq!(used_len as usize, MAX_CHUNK);
+    }
+
+    #[test]
+    fn activation_without_its_one_queue_is_refused() {
+        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
+        let err = Rng::default()
+            .activate(Activation {
+                mem,
+                queues: Vec::new(),
+                interrupt: Interrupt {
+                    status: Arc::new(AtomicU32::new(0)),
+                    evt: Arc::new(EventFd::new(0).unwrap()),
+                },
+            })
+            .unwrap_err();
+        assert_eq!(
+            err,
+            ActivateError::QueueCount {
+                expected: 1,
+                got: 0
+            }
+        );
+        assert_eq!(err.to_string(), "expected 1 queue, got 0");
     }
 }

@@ -4,7 +4,9 @@
 
 mod request;
 
-use super::{feature, log_device_error, read_config_bytes, Activation, VirtioDevice};
+use super::{
+    feature, log_device_error, read_config_bytes, ActivateError, Activation, VirtioDevice,
+};
 use request::{Request, RequestError};
 use std::fmt;
 use std::fs::File;
@@ -320,8 +322,11 @@ impl VirtioDevice for Block {
     fn read_config(&self, offset: u64, data: &mut [u8]) {
         read_config_bytes(&self.config, offset, data);
     }
-    fn activate(&mut self, act: Activation) -> Result<(), String> {
-        let queue = act.queues.into_iter().next().ok_or("no queue")?;
+    fn activate(&mut self, act: Activation) -> Result<(), ActivateError> {
+        let got = act.queues.len();
+        let Ok([queue]) = <[Queue; 1]>::try_from(act.queues) else {
+            return Err(ActivateError::QueueCount { expected: 1, got });
+        };
         self.active = Some((act.mem, queue, act.interrupt));
         self.process();
         Ok(())
