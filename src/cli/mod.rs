@@ -8,6 +8,7 @@ mod host;
 mod mcp;
 mod run;
 pub mod signals;
+mod vmm;
 mod workspace;
 
 use crate::engine::EngineError;
@@ -59,7 +60,7 @@ pub fn main() -> i32 {
         "mcp" => mcp::main(parser),
         "host" => host::main(parser),
         "workspace" => workspace::main(parser),
-        "vmm" => crate::vmm_main(parser),
+        "vmm" => vmm::main(parser),
         "help" => {
             let topic = parser.next().ok().flatten().and_then(|a| match a {
                 Value(v) => v.string().ok(),
