@@ -2,7 +2,7 @@
 //! programs, queue setup, feature negotiation, and the status machine that
 //! activates the device.
 
-use super::{log_device_error, Activation, Interrupt, VirtioDevice, F_VERSION_1};
+use super::{log_device_error, ActivateError, Activation, Interrupt, VirtioDevice, F_VERSION_1};
 use crate::vmm::devices::MmioDevice;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -21,6 +21,32 @@ const MAGIC: u32 = 0x7472_6976;
 const MMIO_VERSION: u32 = 2;
 /// The vendor id register: "PYRO", any value the spec does not reserve.
 const VENDOR: u32 = 0x5059_524f;
+
+/// Why the transport refused to activate its device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TransportError {
+    /// DRIVER_OK came without ACKNOWLEDGE, DRIVER and FEATURES_OK.
+    NotNegotiated,
+    /// The queue with this index has rings outside guest memory or a size
+    /// that is not a power of two.
+    InvalidQueue(usize),
+    Device(ActivateError),
+}
+
+impl std::fmt::Display for TransportError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TransportError::NotNegotiated => {
+                f.write_str("DRIVER_OK before feature negotiation finished")
+            }
+            TransportError::InvalidQueue(i) => write!(
+                f,
+                "queue {i} is not valid (addresses outside guest memory or bad size)"
+            ),
+            TransportError::Device(e) => write!(f, "activation failed: {e}"),
+        }
+    }
+}
 
 pub struct MmioTransport {
     device: Box<dyn VirtioDevice>,
@@ -103,28 +129,28 @@ impl MmioTransport {
         }
     }
 
+    /// The driver set DRIVER_OK: hand the queues to the device, or mark
+    /// the device FAILED (the driver sees it and gives up on the device).
     fn activate(&mut self) {
+        match self.try_activate() {
+            Ok(()) => self.activated = true,
+            Err(e) => {
+                log_device_error("virtio-mmio", &e.to_string());
+                self.status |= VIRTIO_CONFIG_S_FAILED;
+            }
+        }
+    }
+
+    fn try_activate(&mut self) -> Result<(), TransportError> {
         let needed = VIRTIO_CONFIG_S_ACKNOWLEDGE
             | VIRTIO_CONFIG_S_DRIVER
             | VIRTIO_CONFIG_S_FEATURES_OK
             | VIRTIO_CONFIG_S_DRIVER_OK;
         if self.status & needed != needed {
-            log_device_error(
-                "virtio-mmio",
-                "DRIVER_OK before feature negotiation finished",
-            );
-            self.status |= VIRTIO_CONFIG_S_FAILED;
-            return;
+            return Err(TransportError::NotNegotiated);
         }
-        for (i, q) in self.queues.iter().enumerate() {
-            if !q.is_valid(&self.mem) {
-                log_device_error(
-                    "virtio-mmio",
-                    &format!("queue {i} is not valid (addresses outside guest memory or bad size)"),
-                );
-                self.status |= VIRTIO_CONFIG_S_FAILED;
-                return;
-            }
+        if let Some(i) = self.queues.iter().position(|q| !q.is_valid(&self.mem)) {
+            return Err(TransportError::InvalidQueue(i));
         }
         let queues = std::mem::take(&mut self.queues);
         let act = Activation {
@@ -132,13 +158,7 @@ impl MmioTransport {
             queues,
             interrupt: self.interrupt.clone(),
         };
-        match self.device.activate(act) {
-            Ok(()) => self.activated = true,
-            Err(e) => {
-                log_device_error("virtio-mmio", &format!("activation failed: {e}"));
-                self.status |= VIRTIO_CONFIG_S_FAILED;
-            }
-        }
+        self.device.activate(act).map_err(TransportError::Device)
     }
 
     fn reset(&mut self) {
@@ -344,6 +364,20 @@ mod tests {
         // A reset brings the device back to a clean state.
         write(&mut t, 0x70, 0);
         assert_eq!(read(&mut t, 0x70), 0);
+    }
+
+    #[test]
+    fn driver_ok_before_negotiation_fails_activation() {
+        let mut t = transport();
+        write(&mut t, 0x70, VIRTIO_CONFIG_S_ACKNOWLEDGE);
+        assert_eq!(t.try_activate(), Err(TransportError::NotNegotiated));
+        write(
+            &mut t,
+            0x70,
+            VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER_OK,
+        );
+        assert!(!t.activated);
+        assert_ne!(read(&mut t, 0x70) & VIRTIO_CONFIG_S_FAILED, 0);
     }
 
     #[test]
