@@ -236,3 +236,445 @@ fn a_second_vmm_refuses_a_disk_another_holds_before_touching_kvm_or_sockets() {
     std::fs::remove_file(&alias).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A private PYRO_HOME and HOME for one test: commands that write state
+/// or chat-host configs must never touch the real ones.
+struct Scratch(std::path::PathBuf);
+
+impl Scratch {
+    fn new(tag: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("pyro-cli-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        for sub in ["home", "pyro", "bin", "src"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        // The state directory must not be writable by others.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.join("pyro"), std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::fs::write(dir.join("src/note.txt"), "hello\n").unwrap();
+        std::fs::write(dir.join("fix.diff"), "x\n").unwrap();
+        Scratch(dir)
+    }
+
+    /// `pyro ARGS` with this scratch's PYRO_HOME, HOME and an empty PATH
+    /// (no chat-host CLI is found), stdin closed.
+    fn pyro(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_pyro"))
+            .args(args)
+            .env("PYRO_HOME", self.0.join("pyro"))
+            .env("HOME", self.0.join("home"))
+            .env("PATH", self.0.join("bin"))
+            .env_remove("XDG_DATA_HOME")
+            .env_remove("XDG_CONFIG_HOME")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("spawn pyro")
+    }
+
+    fn path(&self, rel: &str) -> String {
+        self.0.join(rel).to_str().unwrap().to_string()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Every subcommand and option the CLI accepted before it was rebuilt on
+/// one definition per option, each given so that the command fails (or
+/// succeeds) without booting a VM, with what it shows of the option's
+/// meaning. A usage error always prints a `Usage:` line; a command the
+/// parser accepted never does.
+#[test]
+fn every_option_accepted_before_the_typed_cli_is_still_accepted() {
+    let s = Scratch::new("accepted");
+    let src = s.path("src");
+    let note = s.path("src/note.txt");
+    let patch = s.path("fix.diff");
+    let out_file = s.path("out.txt");
+    let project = s.path("src");
+    let missing_ws = "0123456789ab";
+    let gone = "does not exist";
+    // (arguments, text the output must contain)
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--version"], "pyro "),
+        (vec!["-V"], "pyro "),
+        (vec!["--help"], "Usage: pyro"),
+        (vec!["-h"], "Usage: pyro"),
+        (vec!["help"], "Usage: pyro"),
+        (vec!["help", "run"], "Usage: pyro run"),
+        (vec!["help", "workspace"], "Usage: pyro workspace"),
+        // pyro run: every option, the run refused before anything boots.
+        (
+            vec![
+                "run",
+                "debian:12",
+                "--vcpu-count",
+                "99",
+                "--json",
+                "--",
+                "true",
+            ],
+            "vcpu_count must be between 1 and 32, got 99",
+        ),
+        (
+            vec!["run", "debian:12", "--mem-mib", "1", "--", "true"],
+            "mem_mib must be between 256 and 65536, got 1",
+        ),
+        (
+            vec!["run", "debian:12", "--timeout-seconds", "0", "--", "true"],
+            "timeout_seconds must be between",
+        ),
+        (
+            vec!["run", "debian:12", "--ttl-seconds", "0", "--", "true"],
+            "ttl_seconds must be at least 1",
+        ),
+        (
+            vec![
+                "run",
+                "debian:12",
+                "--network",
+                "--allow-host-compat",
+                "--vcpu-count",
+                "0",
+                "--",
+                "true",
+            ],
+            "vcpu_count must be between",
+        ),
+        (vec!["run", "--help"], "Usage: pyro run"),
+        (vec!["run", "-h"], "Usage: pyro run"),
+        // pyro env
+        (vec!["env", "list", "--json"], "catalog_version"),
+        (vec!["env", "inspect", "debian:12", "--json"], "\"name\""),
+        (vec!["env", "pull", "alpine:3"], "unknown environment"),
+        (vec!["env", "prune", "--json"], "removed"),
+        (
+            vec![
+                "env",
+                "import",
+                "alpine:3",
+                "--image-dir",
+                &src,
+                "--kernel",
+                &note,
+            ],
+            "unknown environment",
+        ),
+        (vec!["env", "--help"], "Usage: pyro env"),
+        // pyro doctor, pyro demo
+        (vec!["doctor", "--json"], "\"checks\""),
+        (vec!["doctor", "--help"], "Usage: pyro doctor"),
+        (
+            vec!["demo", "--environment", "alpine:3", "--json"],
+            "unknown environment \\\"alpine:3\\\"",
+        ),
+        (vec!["demo", "--help"], "Usage: pyro demo"),
+        // pyro mcp serve: starts, and stops when stdin closes.
+        (
+            vec![
+                "mcp",
+                "serve",
+                "--profile",
+                "vm-run",
+                "--project-path",
+                &project,
+                "--allow-path",
+                &src,
+                "--allow-host-compat",
+            ],
+            "serving profile vm-run",
+        ),
+        (
+            vec![
+                "mcp",
+                "serve",
+                "--repo-url",
+                "https://example.org/r.git",
+                "--repo-ref",
+                "main",
+            ],
+            "serving profile workspace-core",
+        ),
+        (vec!["mcp", "--help"], "Usage: pyro mcp serve"),
+        (vec!["mcp", "serve", "--help"], "Usage: pyro mcp serve"),
+        // pyro host, in the scratch HOME.
+        (
+            vec![
+                "host",
+                "connect",
+                "claude-code",
+                "--profile",
+                "vm-run",
+                "--project-path",
+                &project,
+                "--json",
+            ],
+            "\"action\"",
+        ),
+        (
+            vec![
+                "host",
+                "print-config",
+                "opencode",
+                "--profile",
+                "vm-run",
+                "--project-path",
+                &project,
+            ],
+            "\"mcp\"",
+        ),
+        (vec!["host", "doctor", "--json"], "\"hosts\""),
+        (vec!["host", "repair", "codex", "--json"], "\"host\""),
+        (vec!["host", "--help"], "Usage: pyro host"),
+        // pyro workspace: create refused by its own checks, before booting.
+        (
+            vec![
+                "workspace",
+                "create",
+                "debian:12",
+                "--vcpu-count",
+                "99",
+                "--mem-mib",
+                "512",
+                "--ttl-seconds",
+                "60",
+                "--retention-seconds",
+                "60",
+                "--seed-path",
+                &src,
+                "--name",
+                "n",
+                "--label",
+                "k=v",
+                "--label",
+                "k2=v2",
+                "--network-policy",
+                "off",
+                "--json",
+            ],
+            "vcpu_count must be between 1 and 32, got 99",
+        ),
+        (
+            vec!["workspace", "create", "--mem-mib", "1", "--id-only"],
+            "mem_mib must be between 256 and 65536, got 1",
+        ),
+        (
+            vec!["workspace", "create", "--ttl-seconds", "0", "--json"],
+            "ttl_seconds must be between",
+        ),
+        (
+            vec![
+                "workspace",
+                "create",
+                "--retention-seconds",
+                "999999999999",
+                "--json",
+            ],
+            "retention_seconds must be between",
+        ),
+        (
+            vec![
+                "workspace",
+                "create",
+                "--seed-path",
+                "/nonexistent-pyro-seed",
+                "--json",
+            ],
+            "host path \\\"/nonexistent-pyro-seed\\\" does not exist",
+        ),
+        (
+            vec!["workspace", "create", "--network-policy", "on", "--json"],
+            "--network-policy on is not available",
+        ),
+        (
+            vec![
+                "workspace",
+                "create",
+                "--allow-host-compat",
+                "--vcpu-count",
+                "0",
+                "--json",
+            ],
+            "vcpu_count must be between",
+        ),
+        (vec!["workspace", "list", "--json"], "\"workspaces\""),
+        (vec!["workspace", "status", missing_ws, "--json"], gone),
+        (
+            vec![
+                "workspace",
+                "update",
+                missing_ws,
+                "--name",
+                "n",
+                "--label",
+                "a=b",
+                "--clear-label",
+                "c",
+                "--json",
+            ],
+            gone,
+        ),
+        (
+            vec!["workspace", "update", missing_ws, "--clear-name", "--json"],
+            gone,
+        ),
+        (
+            vec![
+                "workspace",
+                "exec",
+                missing_ws,
+                "--timeout-seconds",
+                "5",
+                "--json",
+                "--",
+                "true",
+            ],
+            gone,
+        ),
+        (
+            vec![
+                "workspace",
+                "sync",
+                "push",
+                missing_ws,
+                &src,
+                "--dest",
+                "sub",
+                "--json",
+            ],
+            gone,
+        ),
+        (
+            vec!["workspace", "sync-push", missing_ws, &src, "--json"],
+            gone,
+        ),
+        (
+            vec![
+                "workspace",
+                "file",
+                "list",
+                missing_ws,
+                "sub",
+                "--recursive",
+                "--json",
+            ],
+            gone,
+        ),
+        (
+            vec![
+                "workspace",
+                "file",
+                "read",
+                missing_ws,
+                "a.txt",
+                "--max-bytes",
+                "10",
+                "--content-only",
+                "--json",
+            ],
+            gone,
+        ),
+        (
+            vec![
+                "workspace",
+                "file",
+                "write",
+                missing_ws,
+                "a.txt",
+                "--text",
+                "hi",
+                "--json",
+            ],
+            gone,
+        ),
+        (
+            vec![
+                "workspace",
+                "file",
+                "write",
+                missing_ws,
+                "a.txt",
+                "--text-file",
+                &note,
+                "--json",
+            ],
+            gone,
+        ),
+        (
+            vec![
+                "workspace",
+                "patch",
+                "apply",
+                missing_ws,
+                "--patch",
+                "x",
+                "--json",
+            ],
+            "invalid patch: no file changes found",
+        ),
+        (
+            vec![
+                "workspace",
+                "patch",
+                "apply",
+                missing_ws,
+                "--patch-file",
+                &patch,
+                "--json",
+            ],
+            "invalid patch: no file changes found",
+        ),
+        (vec!["workspace", "diff", missing_ws, "--json"], gone),
+        (
+            vec![
+                "workspace",
+                "export",
+                missing_ws,
+                "a.txt",
+                "--output",
+                &out_file,
+                "--overwrite",
+                "--json",
+            ],
+            gone,
+        ),
+        (vec!["workspace", "logs", missing_ws, "--json"], gone),
+        (vec!["workspace", "summary", missing_ws, "--json"], gone),
+        (
+            vec![
+                "workspace",
+                "reset",
+                missing_ws,
+                "--snapshot",
+                "baseline",
+                "--json",
+            ],
+            gone,
+        ),
+        (vec!["workspace", "delete", missing_ws, "--json"], gone),
+        (vec!["workspace", "--help"], "Usage: pyro workspace"),
+        (vec!["workspace", "exec", "--help"], "--timeout-seconds"),
+    ];
+    for (args, expect) in &cases {
+        let out = s.pyro(args);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let help = args.iter().any(|a| ["--help", "-h", "help"].contains(a));
+        if !help {
+            assert!(
+                !stderr.lines().any(|l| l.starts_with("Usage:")),
+                "{args:?} was refused as a usage error:\n{stderr}"
+            );
+        }
+        assert!(
+            stdout.contains(expect) || stderr.contains(expect),
+            "{args:?}: expected {expect:?} in\nstdout: {stdout}\nstderr: {stderr}"
+        );
+    }
+    // `host connect` wrote the scratch HOME's config, with the flags given.
+    let cfg = std::fs::read_to_string(s.0.join("home/.claude.json")).unwrap();
+    assert!(cfg.contains("vm-run") && cfg.contains(&project), "{cfg}");
+}
