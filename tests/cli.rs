@@ -398,7 +398,7 @@ fn every_option_accepted_before_the_typed_cli_is_still_accepted() {
             ],
             "serving profile workspace-core",
         ),
-        (vec!["mcp", "--help"], "Usage: pyro mcp serve"),
+        (vec!["mcp", "--help"], "Usage: pyro mcp <command>"),
         (vec!["mcp", "serve", "--help"], "Usage: pyro mcp serve"),
         // pyro host, in the scratch HOME.
         (
