@@ -668,6 +668,12 @@ fn every_option_accepted_before_the_typed_cli_is_still_accepted() {
                 !stderr.lines().any(|l| l.starts_with("Usage:")),
                 "{args:?} was refused as a usage error:\n{stderr}"
             );
+            // Understood: it worked (0) or its work failed (1), never 2.
+            assert!(
+                matches!(out.status.code(), Some(0) | Some(1)),
+                "{args:?} exited {:?}:\n{stderr}",
+                out.status.code()
+            );
         }
         assert!(
             stdout.contains(expect) || stderr.contains(expect),
@@ -677,4 +683,260 @@ fn every_option_accepted_before_the_typed_cli_is_still_accepted() {
     // `host connect` wrote the scratch HOME's config, with the flags given.
     let cfg = std::fs::read_to_string(s.0.join("home/.claude.json")).unwrap();
     assert!(cfg.contains("vm-run") && cfg.contains(&project), "{cfg}");
+}
+
+/// `pyro ARGS` refused as a usage error: exit 2, nothing on stdout (not
+/// even with --json), and stderr says what is wrong, the usage line, and
+/// which --help to read.
+fn usage_error(s: &Scratch, args: &[&str], says: &str, help: &str) {
+    let out = s.pyro(args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+    assert!(out.stdout.is_empty(), "{args:?}: stdout {:?}", out.stdout);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 3, "{args:?}: {err}");
+    assert_eq!(lines[0], format!("error: {says}"), "{args:?}");
+    assert!(lines[1].starts_with("Usage: pyro "), "{args:?}: {err}");
+    assert!(lines[2].contains(&format!("`{help}`")), "{args:?}: {err}");
+}
+
+#[test]
+fn usage_errors_exit_2_naming_what_is_wrong_and_which_help_to_read() {
+    let s = Scratch::new("usage");
+    let id = "0123456789ab";
+    let exec_help = "pyro workspace exec --help";
+    usage_error(
+        &s,
+        &["workspace", "exec", id, "--bogus", "--json", "--", "true"],
+        "unknown option --bogus",
+        exec_help,
+    );
+    usage_error(
+        &s,
+        &["workspace", "exec", id, "--timeout", "5", "--", "true"],
+        "unknown option --timeout (did you mean --timeout-seconds?)",
+        exec_help,
+    );
+    usage_error(
+        &s,
+        &["workspace", "exec", id, "--timeout-seconds"],
+        "--timeout-seconds needs a value: --timeout-seconds S",
+        exec_help,
+    );
+    usage_error(
+        &s,
+        &[
+            "workspace",
+            "exec",
+            id,
+            "--timeout-seconds",
+            "soon",
+            "--",
+            "true",
+        ],
+        "--timeout-seconds needs a number, got \"soon\"",
+        exec_help,
+    );
+    usage_error(
+        &s,
+        &["workspace", "exec", id, "--json"],
+        "missing command after `--`",
+        exec_help,
+    );
+    usage_error(
+        &s,
+        &["workspace", "status", "--json"],
+        "missing workspace ID",
+        "pyro workspace status --help",
+    );
+    usage_error(
+        &s,
+        &["workspace", "delete", id, "other-id", "--json"],
+        "unexpected argument \"other-id\"",
+        "pyro workspace delete --help",
+    );
+    usage_error(
+        &s,
+        &["workspace", "list", "--json=yes"],
+        "--json takes no value; give it alone",
+        "pyro workspace list --help",
+    );
+    usage_error(
+        &s,
+        &["workspace", "export", id, "a.txt", "--json"],
+        "missing --output HOST_PATH",
+        "pyro workspace export --help",
+    );
+    usage_error(
+        &s,
+        &["workspace", "file", "write", id, "a.txt", "--json"],
+        "give exactly one of --text or --text-file",
+        "pyro workspace file write --help",
+    );
+    usage_error(
+        &s,
+        &["workspace", "create", "--label", "nokey", "--json"],
+        "--label needs KEY=VALUE, got \"nokey\"",
+        "pyro workspace create --help",
+    );
+    usage_error(
+        &s,
+        &["workspace", "frobnicate"],
+        "unknown workspace command \"frobnicate\"",
+        "pyro workspace --help",
+    );
+    usage_error(
+        &s,
+        &["workspace", "file"],
+        "`pyro workspace file` needs a command: list, read, write",
+        "pyro workspace file --help",
+    );
+    usage_error(
+        &s,
+        &["frobnicate"],
+        "unknown command \"frobnicate\"",
+        "pyro --help",
+    );
+    usage_error(
+        &s,
+        &["run", "debian:12", "--bogus", "--", "true"],
+        "unknown option --bogus",
+        "pyro run --help",
+    );
+    usage_error(
+        &s,
+        &["env", "import", "debian:12", "--image-dir", "/x"],
+        "missing --kernel FILE",
+        "pyro env import --help",
+    );
+    usage_error(
+        &s,
+        &["host", "connect", "opencode"],
+        "HOST opencode is not supported by this command; it supports: claude-code, codex",
+        "pyro host connect --help",
+    );
+}
+
+#[test]
+fn operation_failures_exit_1() {
+    let s = Scratch::new("fail");
+    let src = s.path("src");
+    // (arguments, what the error says); none boots a VM. The engine's
+    // "invalid" errors among them (bounds, host paths, the patch) exited 2
+    // before, as if the command line had been wrong.
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["workspace", "status", "0123456789ab", "--json"],
+            "workspace \"0123456789ab\" does not exist",
+        ),
+        (
+            vec!["workspace", "exec", "0123456789ab", "--", "true"],
+            "workspace \"0123456789ab\" does not exist",
+        ),
+        (
+            vec!["workspace", "create", "--vcpu-count", "99", "--json"],
+            "vcpu_count must be between 1 and 32, got 99",
+        ),
+        (
+            vec!["run", "debian:12", "--mem-mib", "1", "--", "true"],
+            "mem_mib must be between 256 and 65536, got 1",
+        ),
+        (
+            vec![
+                "workspace",
+                "exec",
+                "0123456789ab",
+                "--timeout-seconds",
+                "0",
+                "--",
+                "true",
+            ],
+            "timeout_seconds must be between",
+        ),
+        (
+            vec![
+                "workspace",
+                "file",
+                "read",
+                "x",
+                "a",
+                "--max-bytes",
+                "0",
+                "--json",
+            ],
+            "max_bytes must be between",
+        ),
+        (
+            vec![
+                "workspace",
+                "create",
+                "--seed-path",
+                "/nonexistent-pyro-seed",
+            ],
+            "host path \"/nonexistent-pyro-seed\" does not exist",
+        ),
+        (
+            vec![
+                "workspace",
+                "sync",
+                "push",
+                "0123456789ab",
+                "/nonexistent-pyro-src",
+            ],
+            "host path \"/nonexistent-pyro-src\" does not exist",
+        ),
+        (
+            vec![
+                "workspace",
+                "patch",
+                "apply",
+                "0123456789ab",
+                "--patch",
+                "x",
+                "--json",
+            ],
+            "invalid patch",
+        ),
+        (
+            vec!["workspace", "exec", "../../etc", "--json", "--", "true"],
+            "workspace \"../../etc\" does not exist",
+        ),
+        (
+            vec!["workspace", "create", "--network-policy", "on"],
+            "--network-policy on is not available",
+        ),
+        (
+            vec![
+                "env",
+                "import",
+                "debian:12",
+                "--image-dir",
+                &src,
+                "--kernel",
+                &src,
+            ],
+            "rootfs.ext4",
+        ),
+        (
+            vec!["demo", "--environment", "alpine:3"],
+            "unknown environment \"alpine:3\"",
+        ),
+    ];
+    for (args, says) in &cases {
+        let out = s.pyro(args);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stdout} {stderr}");
+        if args.contains(&"--json") {
+            let v: Value = serde_json::from_str(&stdout).unwrap();
+            assert_eq!(v["ok"], false, "{args:?}");
+            assert!(v["error"].as_str().unwrap().contains(says), "{args:?}: {v}");
+        } else {
+            assert!(
+                stderr.starts_with("error: ") && stderr.contains(says),
+                "{args:?}: {stderr}"
+            );
+        }
+        assert!(!stderr.contains("Usage:"), "{args:?}: {stderr}");
+    }
 }

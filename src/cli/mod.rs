@@ -76,17 +76,23 @@ pub fn main() -> i32 {
     TOP.main(lexopt::Parser::from_env())
 }
 
-/// Prints a usage error (and where to get help) and returns exit code 2.
+/// Exit code of a command that could not do its work, whatever the reason
+/// (a command line pyro cannot understand exits [`flags::EXIT_USAGE`]).
+pub const EXIT_FAILURE: i32 = 1;
+
+/// Prints a usage error (and where to get help) and returns exit code 2,
+/// for `pyro vmm`, which parses its own arguments.
 pub fn usage_error(msg: &str, usage: &str) -> i32 {
     let first = usage
         .lines()
         .find(|l| l.starts_with("Usage:"))
         .unwrap_or("");
     eprintln!("error: {msg}\n{first}\nRun with --help for details.");
-    2
+    flags::EXIT_USAGE
 }
 
-/// Prints an engine error as the CLI does everywhere.
+/// Prints an engine error as the CLI does everywhere; returns
+/// [`EXIT_FAILURE`]: the command line was understood, the work failed.
 pub fn fail(e: &EngineError, json: bool) -> i32 {
     if let Some(sig) = signals::interrupted() {
         // The error is the teardown the interrupt caused, not news.
@@ -100,7 +106,7 @@ pub fn fail(e: &EngineError, json: bool) -> i32 {
     } else {
         eprintln!("error: {e}");
     }
-    e.exit_code()
+    EXIT_FAILURE
 }
 
 pub fn print_json(v: &serde_json::Value) {
