@@ -940,3 +940,75 @@ fn operation_failures_exit_1() {
         assert!(!stderr.contains("Usage:"), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn every_command_has_help_with_its_usage_options_and_the_formerly_undocumented_ones() {
+    let s = Scratch::new("help");
+    for path in [
+        "run",
+        "env list",
+        "env inspect",
+        "env pull",
+        "env prune",
+        "env import",
+        "workspace create",
+        "workspace list",
+        "workspace status",
+        "workspace update",
+        "workspace exec",
+        "workspace sync push",
+        "workspace sync-push",
+        "workspace file list",
+        "workspace file read",
+        "workspace file write",
+        "workspace patch apply",
+        "workspace diff",
+        "workspace export",
+        "workspace logs",
+        "workspace summary",
+        "workspace reset",
+        "workspace delete",
+        "doctor",
+        "demo",
+        "mcp serve",
+        "host connect",
+        "host print-config",
+        "host doctor",
+        "host repair",
+    ] {
+        let words: Vec<&str> = path.split(' ').collect();
+        let out = s.pyro(&[&words[..], &["--help"]].concat());
+        assert_eq!(out.status.code(), Some(0), "{path}");
+        let help = String::from_utf8_lossy(&out.stdout).into_owned();
+        let shown = path.replace("sync-push", "sync push");
+        assert!(help.starts_with(&format!("Usage: pyro {shown} ")), "{help}");
+        assert!(
+            help.contains("\nOptions:\n") && help.contains("  -h, --help"),
+            "{help}"
+        );
+        // `pyro help WORDS` is the same text.
+        let via_help = s.pyro(&[&["help"][..], &words].concat());
+        assert_eq!(String::from_utf8_lossy(&via_help.stdout), help, "{path}");
+    }
+    let help = |args: &[&str]| String::from_utf8_lossy(&s.pyro(args).stdout).into_owned();
+    let create = help(&["workspace", "create", "--help"]);
+    for line in [
+        "  --network-policy POLICY",
+        "  --allow-host-compat",
+        "  --retention-seconds S",
+    ] {
+        assert!(create.contains(line), "{line}: {create}");
+    }
+    assert!(help(&["workspace", "reset", "--help"]).contains("  --snapshot NAME"));
+    // Groups list their commands; pyro lists its groups.
+    let ws = help(&["workspace", "--help"]);
+    assert!(
+        ws.contains("\n  file read ID PATH ") && ws.contains("\n  sync push ID SOURCE "),
+        "{ws}"
+    );
+    let top = help(&["--help"]);
+    assert!(
+        top.contains("\n  workspace <command> ") && top.contains("\n  mcp serve "),
+        "{top}"
+    );
+}

@@ -20,8 +20,8 @@ pub static WORKSPACE: Group = Group {
           without activity its VM is stopped (state expired) and the disk kept; any\n\
           operation boots it again. An expired workspace is deleted once\n\
           --retention-seconds have passed, by the wall clock and by the host uptime\n\
-          pyro measured itself, so a clock jump deletes nothing (defaults: `pyro\n\
-          workspace create --help`).\n\
+          pyro measured itself, so a clock jump deletes nothing. The defaults are in\n\
+          `pyro workspace create --help`.\n\
           \n\
           Every command takes --json for the same JSON object the MCP tool returns.\n\
           Paths inside the workspace are relative to /workspace (or absolute under it).",
