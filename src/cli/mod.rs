@@ -1,10 +1,14 @@
-//! Command-line front end: parse, call the engine, print. Human output by
-//! default, the engine's JSON with `--json`.
+//! Command-line front end: parse, call the engine, print. Every command is
+//! a `flags::Command` table (its arguments and options, each defined once)
+//! that both parses its command line into typed args and writes its
+//! `--help`; [`TOP`] lists them. Human output by default, the engine's JSON
+//! with `--json`. Exit codes: 0 done, 1 the work failed, 2 the command line
+//! was wrong (`run` and `workspace exec` exit with the command's own code).
 
 mod demo;
 mod doctor;
 mod env;
-pub mod flags;
+mod flags;
 mod host;
 mod mcp;
 mod run;
@@ -15,7 +19,7 @@ use crate::engine::EngineError;
 use flags::{Arg, Command, Entry, Group, Node, Takes};
 
 /// `pyro` itself: every command, and the help that lists them.
-pub static TOP: Group = Group {
+static TOP: Group = Group {
     path: "",
     about: "disposable microVM sandboxes for coding agents",
     doc: "Start with `pyro doctor`, then `pyro run debian:12 -- git --version`.",

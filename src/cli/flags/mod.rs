@@ -28,8 +28,8 @@ use std::fmt;
 pub const EXIT_USAGE: i32 = 2;
 
 /// Stores one value into a command's args struct; `Err` says what is wrong
-/// with it (for an option, a predicate the option's name is put before:
-/// "needs a number, got \"x\"").
+/// with it, as a predicate the option's or argument's name is put before
+/// ("needs a number, got \"x\"" becomes "--mem-mib needs a number, ...").
 pub type Setter<T> = fn(&mut T, OsString) -> Result<(), String>;
 
 /// A rule between a command's options; `Err` is the message.
