@@ -13,6 +13,7 @@ mod host;
 mod mcp;
 mod run;
 pub mod signals;
+mod vmm;
 mod workspace;
 
 use crate::engine::EngineError;
@@ -35,7 +36,7 @@ static TOP: Group = Group {
         // The VMM role `pyro` starts for each VM; not for people.
         Entry {
             name: "vmm",
-            node: Node::Raw(crate::vmm_main),
+            node: Node::Raw(vmm::main),
             hidden: true,
         },
     ],
