@@ -9,6 +9,7 @@ use crate::engine::workspace::lifecycle::{self, CreateRequest, DEFAULT_ENVIRONME
 use crate::engine::workspace::seed::SeedSource;
 use crate::engine::workspace::{export, files, DEFAULT_READ_MAX_BYTES};
 use crate::engine::{EngineError, Result};
+use crate::render::Rendered;
 use lexopt::prelude::*;
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
@@ -206,6 +207,14 @@ pub fn main(mut parser: lexopt::Parser) -> i32 {
             }
             code
         }
+        Ok(Outcome::Show(r, code)) => {
+            if json {
+                print_json(&r.to_json());
+            } else {
+                r.to_human().print();
+            }
+            code
+        }
         Ok(Outcome::Done(code)) => code,
         Err(Failure::Usage(m)) => usage_error(&format!("workspace {sub}: {m}"), USAGE),
         Err(Failure::Engine(e)) => fail(&e, json),
@@ -214,6 +223,8 @@ pub fn main(mut parser: lexopt::Parser) -> i32 {
 
 enum Outcome {
     Print(Json, i32),
+    /// A result and the exit code.
+    Show(Box<dyn Rendered>, i32),
     /// Already printed.
     Done(i32),
 }
@@ -339,9 +350,9 @@ fn run(sub: &str, a: Args) -> std::result::Result<Outcome, Failure> {
                 .num("timeout-seconds", files::DEFAULT_TIMEOUT_SECONDS)
                 .map_err(usage)?;
             super::signals::install();
-            let v = files::exec(&id(), &command, timeout)?;
-            let code = v["exit_code"].as_i64().unwrap_or(1) as i32;
-            return Ok(Outcome::Print(v, code));
+            let r = files::exec(&id(), &command, timeout)?;
+            let code = r.exec.exit_code;
+            return Ok(Outcome::Show(Box::new(r), code));
         }
         "sync push" => {
             need(&a, 2, "workspace ID and SOURCE")?;
@@ -510,7 +521,6 @@ fn workspace_human(v: &Json, action: &str) {
 }
 
 fn human(sub: &str, v: &Json) {
-    use std::io::Write;
     if let Some(r) = v["restarted_vm"].as_str() {
         eprintln!("[workspace] note: {r}");
     }
@@ -566,27 +576,6 @@ fn human(sub: &str, v: &Json) {
                     s(&w["command_count"]),
                 );
             }
-        }
-        "exec" => {
-            let _ = std::io::stdout().write_all(v["stdout"].as_str().unwrap_or("").as_bytes());
-            let _ = std::io::stdout().flush();
-            eprint!("{}", v["stderr"].as_str().unwrap_or(""));
-            for stream in ["stdout", "stderr"] {
-                if v[format!("{stream}_truncated")] == true {
-                    eprintln!(
-                        "[workspace-exec] note: {stream} was truncated ({} bytes produced)",
-                        s(&v[format!("{stream}_bytes")])
-                    );
-                }
-            }
-            eprintln!(
-                "[workspace-exec] workspace_id={} sequence={} cwd={} exit_code={} duration_ms={}",
-                s(&v["workspace_id"]),
-                s(&v["sequence"]),
-                s(&v["cwd"]),
-                s(&v["exit_code"]),
-                s(&v["duration_ms"])
-            );
         }
         "sync push" => {
             let w = &v["workspace_sync"];

@@ -170,7 +170,7 @@ pub fn tools() -> Vec<Tool> {
             output_schema: output_types(WORKSPACE_FIELDS),
             read_only: false,
             destructive: false,
-            handler: Handler::Workspace {
+            handler: Handler::WorkspaceUntyped {
                 run: workspace_tools::create,
                 text: workspace_tools::text_json,
                 cancelled: workspace_tools::CANCEL_REMOVES,
@@ -185,7 +185,7 @@ pub fn tools() -> Vec<Tool> {
             output_schema: output_types(&[("count", "integer"), ("workspaces", "array")]),
             read_only: true,
             destructive: false,
-            handler: Handler::Workspace {
+            handler: Handler::WorkspaceUntyped {
                 run: workspace_tools::list,
                 text: workspace_tools::text_json,
                 cancelled: workspace_tools::CANCEL_KEEPS,
@@ -210,7 +210,7 @@ pub fn tools() -> Vec<Tool> {
             output_schema: output_types(WORKSPACE_FIELDS),
             read_only: false,
             destructive: false,
-            handler: Handler::Workspace {
+            handler: Handler::WorkspaceUntyped {
                 run: workspace_tools::update,
                 text: workspace_tools::text_json,
                 cancelled: workspace_tools::CANCEL_KEEPS,
@@ -225,7 +225,7 @@ pub fn tools() -> Vec<Tool> {
             output_schema: output_types(WORKSPACE_FIELDS),
             read_only: true,
             destructive: false,
-            handler: Handler::Workspace {
+            handler: Handler::WorkspaceUntyped {
                 run: workspace_tools::status,
                 text: workspace_tools::text_json,
                 cancelled: workspace_tools::CANCEL_KEEPS,
@@ -249,7 +249,7 @@ pub fn tools() -> Vec<Tool> {
             output_schema: output_types(&[("workspace_id", "string"), ("workspace_sync", "object")]),
             read_only: false,
             destructive: false,
-            handler: Handler::Workspace {
+            handler: Handler::WorkspaceUntyped {
                 run: workspace_tools::sync_push,
                 text: workspace_tools::text_json,
                 cancelled: workspace_tools::CANCEL_KEEPS,
@@ -283,7 +283,6 @@ pub fn tools() -> Vec<Tool> {
             destructive: false,
             handler: Handler::Workspace {
                 run: workspace_tools::exec,
-                text: workspace_tools::text_exec,
                 cancelled: workspace_tools::CANCEL_KEEPS,
             },
         },
@@ -296,7 +295,7 @@ pub fn tools() -> Vec<Tool> {
             output_schema: output_types(&[("workspace_id", "string"), ("count", "integer"), ("entries", "array")]),
             read_only: true,
             destructive: false,
-            handler: Handler::Workspace {
+            handler: Handler::WorkspaceUntyped {
                 run: workspace_tools::logs,
                 text: workspace_tools::text_json,
                 cancelled: workspace_tools::CANCEL_KEEPS,
@@ -311,7 +310,7 @@ pub fn tools() -> Vec<Tool> {
             output_schema: output_types(&[("workspace_id", "string"), ("headline", "string"), ("commands", "object"), ("changes", "object")]),
             read_only: true,
             destructive: false,
-            handler: Handler::Workspace {
+            handler: Handler::WorkspaceUntyped {
                 run: workspace_tools::summary,
                 text: workspace_tools::text_json,
                 cancelled: workspace_tools::CANCEL_KEEPS,
@@ -335,7 +334,7 @@ pub fn tools() -> Vec<Tool> {
             output_schema: output_types(&[("workspace_id", "string"), ("path", "string"), ("entries", "array")]),
             read_only: true,
             destructive: false,
-            handler: Handler::Workspace {
+            handler: Handler::WorkspaceUntyped {
                 run: workspace_tools::file_list,
                 text: workspace_tools::text_json,
                 cancelled: workspace_tools::CANCEL_KEEPS,
@@ -366,7 +365,7 @@ pub fn tools() -> Vec<Tool> {
             ]),
             read_only: true,
             destructive: false,
-            handler: Handler::Workspace {
+            handler: Handler::WorkspaceUntyped {
                 run: workspace_tools::file_read,
                 text: workspace_tools::text_file_read,
                 cancelled: workspace_tools::CANCEL_KEEPS,
@@ -385,7 +384,7 @@ pub fn tools() -> Vec<Tool> {
             output_schema: output_types(&[("workspace_id", "string"), ("path", "string"), ("bytes_written", "integer")]),
             read_only: false,
             destructive: false,
-            handler: Handler::Workspace {
+            handler: Handler::WorkspaceUntyped {
                 run: workspace_tools::file_write,
                 text: workspace_tools::text_json,
                 cancelled: workspace_tools::CANCEL_KEEPS,
@@ -400,7 +399,7 @@ pub fn tools() -> Vec<Tool> {
             output_schema: output_types(&[("workspace_id", "string"), ("changed", "boolean"), ("summary", "object"), ("entries", "array")]),
             read_only: false,
             destructive: false,
-            handler: Handler::Workspace {
+            handler: Handler::WorkspaceUntyped {
                 run: workspace_tools::patch_apply,
                 text: workspace_tools::text_json,
                 cancelled: workspace_tools::CANCEL_KEEPS,
@@ -415,7 +414,7 @@ pub fn tools() -> Vec<Tool> {
             output_schema: output_types(&[("workspace_id", "string"), ("changed", "boolean"), ("summary", "object"), ("entries", "array"), ("patch", "string"), ("truncated", "boolean"), ("budget", "object")]),
             read_only: true,
             destructive: false,
-            handler: Handler::Workspace {
+            handler: Handler::WorkspaceUntyped {
                 run: workspace_tools::diff,
                 text: workspace_tools::text_diff,
                 cancelled: workspace_tools::CANCEL_KEEPS,
@@ -435,7 +434,7 @@ pub fn tools() -> Vec<Tool> {
             output_schema: output_types(&[("workspace_id", "string"), ("workspace_path", "string"), ("output_path", "string"), ("artifact_type", "string")]),
             read_only: false,
             destructive: false,
-            handler: Handler::Workspace {
+            handler: Handler::WorkspaceUntyped {
                 run: workspace_tools::export,
                 text: workspace_tools::text_json,
                 cancelled: workspace_tools::CANCEL_KEEPS,
@@ -458,7 +457,7 @@ pub fn tools() -> Vec<Tool> {
             output_schema: output_types(WORKSPACE_FIELDS),
             read_only: false,
             destructive: true,
-            handler: Handler::Workspace {
+            handler: Handler::WorkspaceUntyped {
                 run: workspace_tools::reset,
                 text: workspace_tools::text_json,
                 cancelled: workspace_tools::CANCEL_KEEPS,
@@ -473,7 +472,7 @@ pub fn tools() -> Vec<Tool> {
             output_schema: output_types(&[("workspace_id", "string"), ("deleted", "boolean")]),
             read_only: false,
             destructive: true,
-            handler: Handler::Workspace {
+            handler: Handler::WorkspaceUntyped {
                 run: workspace_tools::delete,
                 text: workspace_tools::text_json,
                 cancelled: workspace_tools::CANCEL_KEEPS,

@@ -7,6 +7,7 @@ use super::profile::Profile;
 use super::schema::{self, Arg};
 use crate::engine::vm::CancelToken;
 use crate::engine::Result;
+use crate::render::Rendered;
 use serde_json::{json, Map, Value};
 
 /// The result of one tool call as MCP reports it.
@@ -51,6 +52,12 @@ pub enum Handler {
     /// of a cancelled call and the rendering are shared
     /// (`workspace_tools::call`).
     Workspace {
+        run: fn(&Args, &CallContext) -> Result<Box<dyn Rendered>>,
+        /// What a cancellation that made the operation fail did.
+        cancelled: &'static str,
+    },
+    /// A workspace operation whose result is not typed yet.
+    WorkspaceUntyped {
         run: fn(&Args, &CallContext) -> Result<Value>,
         /// Text for clients that show only text.
         text: fn(&Value) -> String,

@@ -74,11 +74,14 @@ impl Toolset {
         match tool.handler {
             Handler::Planned => Outcome::Failed(format!("tool {name} has no implementation")),
             Handler::Direct(f) => f(&args, ctx),
-            Handler::Workspace {
+            Handler::Workspace { run, cancelled } => {
+                super::workspace_tools::call(name, ctx, || run(&args, ctx), cancelled)
+            }
+            Handler::WorkspaceUntyped {
                 run,
                 text,
                 cancelled,
-            } => super::workspace_tools::call(name, &args, ctx, run, text, cancelled),
+            } => super::workspace_tools::call_untyped(name, &args, ctx, run, text, cancelled),
         }
     }
 }

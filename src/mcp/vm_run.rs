@@ -4,7 +4,8 @@
 
 use super::schema;
 use super::tool::{Args, CallContext, Outcome};
-use crate::engine::run::{self, RunRequest};
+use crate::engine::run::{self, Phase, RunRequest};
+use crate::render::Rendered;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::mpsc;
@@ -93,39 +94,33 @@ pub fn call(args: &Args, ctx: &CallContext) -> Outcome {
                 }
             }
         });
-        let mut on_phase = |name: &str, details: Value| {
-            let vm = details["vm_id"].as_str().unwrap_or("");
-            let msg = match name {
-                "create" => {
+        let mut on_phase = |p: &Phase| {
+            let msg = match p {
+                Phase::Create { vm_id, .. } => {
                     phase.store(1, Ordering::SeqCst);
-                    format!("creating VM {vm} from {}", req.environment)
+                    format!("creating VM {vm_id} from {}", req.environment)
                 }
-                "start" => {
+                Phase::Start { vm_id } => {
                     phase.store(2, Ordering::SeqCst);
-                    format!("booting VM {vm}")
+                    format!("booting VM {vm_id}")
                 }
-                "execute" => {
+                Phase::Execute { vm_id, boot_ms } => {
                     phase.store(EXECUTING, Ordering::SeqCst);
-                    format!(
-                        "VM {vm} booted in {} ms; running the command",
-                        details["boot_ms"]
-                    )
+                    format!("VM {vm_id} booted in {boot_ms} ms; running the command")
                 }
-                "delete" => {
+                Phase::Delete { vm_id } => {
                     phase.store(4, Ordering::SeqCst);
-                    format!("VM {vm} stopped and removed")
+                    format!("VM {vm_id} stopped and removed")
                 }
-                "host_compat" => {
-                    let w = details["warning"].as_str().unwrap_or("not isolated");
-                    (ctx.log)("warning", json!({"tool": "vm_run", "warning": w}));
+                Phase::HostCompat { warning } => {
+                    (ctx.log)("warning", json!({"tool": "vm_run", "warning": warning}));
                     phase.store(EXECUTING, Ordering::SeqCst);
-                    format!("WARNING: {w}")
+                    format!("WARNING: {warning}")
                 }
-                other => format!("{other} {details}"),
             };
             (ctx.log)(
                 "debug",
-                json!({"tool": "vm_run", "phase": name, "details": details}),
+                json!({"tool": "vm_run", "phase": p.name(), "details": p}),
             );
             (ctx.progress)(&msg);
         };
@@ -137,44 +132,12 @@ pub fn call(args: &Args, ctx: &CallContext) -> Outcome {
         return Outcome::Cancelled("its VM was stopped and its state removed".into());
     }
     match result {
-        Ok(v) => Outcome::Done {
-            text: run_summary(&v),
-            structured: v,
+        Ok(r) => Outcome::Done {
+            text: r.to_text(),
+            structured: r.to_json(),
         },
         Err(e) => Outcome::Failed(format!("vm_run failed: {e}")),
     }
-}
-
-/// A short rendering of a run for clients that only show text: the outcome
-/// on one line, then the output streams.
-fn run_summary(v: &Value) -> String {
-    let mut s = format!(
-        "exit_code {} from `{}` in {} ({}, {} ms)",
-        v["exit_code"],
-        v["command"].as_str().unwrap_or(""),
-        v["environment"].as_str().unwrap_or(""),
-        v["execution_mode"].as_str().unwrap_or(""),
-        v["duration_ms"]
-    );
-    if v["timed_out"] == true {
-        s.push_str("; timed out");
-    }
-    for stream in ["stdout", "stderr"] {
-        let body = v[stream].as_str().unwrap_or("");
-        if v[format!("{stream}_truncated")] == true {
-            s.push_str(&format!(
-                "\n[{stream} truncated: {} bytes produced]",
-                v[format!("{stream}_bytes")]
-            ));
-        }
-        if !body.is_empty() {
-            s.push_str(&format!("\n--- {stream} ---\n{body}"));
-            if !body.ends_with('\n') {
-                s.push('\n');
-            }
-        }
-    }
-    s
 }
 
 #[cfg(test)]
@@ -254,18 +217,5 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-    }
-
-    #[test]
-    fn summary_shows_outcome_and_streams() {
-        let v = json!({"exit_code": 3, "command": "make", "environment": "debian:12",
-            "execution_mode": "guest_vsock", "duration_ms": 40, "timed_out": false,
-            "stdout": "built\n", "stderr": "", "stdout_truncated": false,
-            "stderr_truncated": true, "stderr_bytes": 99});
-        let s = run_summary(&v);
-        assert!(s.starts_with("exit_code 3 from `make` in debian:12"), "{s}");
-        assert!(s.contains("--- stdout ---\nbuilt\n"), "{s}");
-        assert!(s.contains("[stderr truncated: 99 bytes produced]"), "{s}");
-        assert!(!s.contains("--- stderr ---"), "{s}");
     }
 }

@@ -12,6 +12,7 @@ use crate::engine::workspace::lifecycle::{self, CreateRequest};
 use crate::engine::workspace::seed::SeedSource;
 use crate::engine::workspace::{export, files, store};
 use crate::engine::{EngineError, Result};
+use crate::render::Rendered;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
@@ -139,12 +140,13 @@ pub fn status(args: &Args, _: &CallContext) -> Result<Value> {
     lifecycle::status(id(args))
 }
 
-pub fn exec(args: &Args, _: &CallContext) -> Result<Value> {
-    files::exec(
+pub fn exec(args: &Args, _: &CallContext) -> Result<Box<dyn Rendered>> {
+    let r = files::exec(
         id(args),
         str_arg(args, "command"),
         int(args, "timeout_seconds"),
-    )
+    )?;
+    Ok(Box::new(r))
 }
 
 pub fn logs(args: &Args, _: &CallContext) -> Result<Value> {
@@ -193,10 +195,33 @@ pub const CANCEL_KEEPS: &str = "its agent connection was closed (a command it ra
 /// ...while a cancelled create removes what it made.
 pub const CANCEL_REMOVES: &str = "the workspace it was creating was removed with its VM";
 
-/// Runs workspace tool `name`'s operation `run` with validated `args`;
-/// `text` renders a result, `cancelled` says what a cancellation that made
-/// it fail did.
-pub fn call(
+/// A result not typed yet: its JSON and its text.
+struct Untyped {
+    v: Value,
+    text: fn(&Value) -> String,
+}
+
+impl Rendered for Untyped {
+    fn to_json(&self) -> Value {
+        self.v.clone()
+    }
+    fn to_text(&self) -> String {
+        let note = self.v["restarted_vm"]
+            .as_str()
+            .map(|r| format!("note: {r}\n"))
+            .unwrap_or_default();
+        format!("{note}{}", (self.text)(&self.v))
+    }
+    fn to_human(&self) -> crate::render::Human {
+        crate::render::Human::default()
+    }
+    fn about_workspace(&self) -> Option<&str> {
+        self.v["workspace_id"].as_str()
+    }
+}
+
+/// Runs an untyped workspace operation (see [`call`]).
+pub fn call_untyped(
     name: &str,
     args: &Args,
     ctx: &CallContext,
@@ -204,18 +229,33 @@ pub fn call(
     text: fn(&Value) -> String,
     cancelled: &'static str,
 ) -> Outcome {
+    call(
+        name,
+        ctx,
+        || run(args, ctx).map(|v| Box::new(Untyped { v, text }) as Box<dyn Rendered>),
+        cancelled,
+    )
+}
+
+/// Runs workspace tool `name`'s operation `run`; `cancelled` says what a
+/// cancellation that made it fail did.
+pub fn call(
+    name: &str,
+    ctx: &CallContext,
+    run: impl FnOnce() -> Result<Box<dyn Rendered>>,
+    cancelled: &'static str,
+) -> Outcome {
     // Cancelling the call reaches every wait and agent connection of the
     // engine operation below (see engine::cancel).
     let _cancel = cancel::scope(ctx.cancel);
-    let result = run(args, ctx);
+    let result = run();
     if ctx.cancel.is_cancelled() {
         // As for vm_run: no response to a cancelled request (MCP), only a
         // log line saying what the cancellation did.
         return Outcome::Cancelled(match &result {
-            Ok(v) => format!(
+            Ok(r) => format!(
                 "it had finished before the cancellation reached it; its result is dropped{}",
-                v["workspace_id"]
-                    .as_str()
+                r.about_workspace()
                     .map(|id| format!(" (workspace {id})"))
                     .unwrap_or_default()
             ),
@@ -223,50 +263,12 @@ pub fn call(
         });
     }
     match result {
-        Ok(v) => {
-            let note = v["restarted_vm"]
-                .as_str()
-                .map(|r| format!("note: {r}\n"))
-                .unwrap_or_default();
-            Outcome::Done {
-                text: format!("{note}{}", text(&v)),
-                structured: v,
-            }
-        }
+        Ok(r) => Outcome::Done {
+            text: r.to_text(),
+            structured: r.to_json(),
+        },
         Err(e) => Outcome::Failed(format!("{name} failed: {e}")),
     }
-}
-
-/// Text of `workspace_exec` for clients that show only text: the outcome
-/// on one line, then the output streams.
-pub fn text_exec(v: &Value) -> String {
-    let mut s = format!(
-        "exit_code {} from `{}` in workspace {} ({} ms, sequence {})",
-        v["exit_code"],
-        v["command"].as_str().unwrap_or(""),
-        v["workspace_id"].as_str().unwrap_or(""),
-        v["duration_ms"],
-        v["sequence"]
-    );
-    if v["timed_out"] == true {
-        s.push_str("; timed out");
-    }
-    for stream in ["stdout", "stderr"] {
-        if v[format!("{stream}_truncated")] == true {
-            s.push_str(&format!(
-                "\n[{stream} truncated: {} bytes produced]",
-                v[format!("{stream}_bytes")]
-            ));
-        }
-        let body = v[stream].as_str().unwrap_or("");
-        if !body.is_empty() {
-            s.push_str(&format!("\n--- {stream} ---\n{body}"));
-            if !body.ends_with('\n') {
-                s.push('\n');
-            }
-        }
-    }
-    s
 }
 
 /// Text of `workspace_file_read`: what was read, then the content.

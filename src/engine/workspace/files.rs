@@ -4,12 +4,14 @@
 //! never interleave.
 
 use super::lifecycle::{self, open_live, Live};
+use super::results::WorkspaceExec;
 use super::review::{self, Event};
 use super::seed;
 use super::{guest_path, normalize_path, patch, EngineError, Result};
 use super::{FILE_MAX_BYTES, PATCH_MAX_BYTES};
 use crate::engine::agent;
 use crate::engine::hostpath::ReadPath;
+use crate::engine::run::{ExecOutcome, ExecutionMode};
 use pyro_proto::{base64_decode, base64_encode, ApplyRequest, ExecRequest, FileWrite};
 use pyro_proto::{Request, Response};
 use serde_json::{json, Value};
@@ -36,7 +38,7 @@ fn unexpected(what: &str, r: Response) -> EngineError {
 }
 
 /// `workspace_exec`: one shell command in `/workspace`.
-pub fn exec(id: &str, command: &str, timeout_seconds: u64) -> Result<Value> {
+pub fn exec(id: &str, command: &str, timeout_seconds: u64) -> Result<WorkspaceExec> {
     if command.trim().is_empty() {
         return Err(EngineError::Invalid("command must not be empty".into()));
     }
@@ -60,18 +62,18 @@ pub fn exec(id: &str, command: &str, timeout_seconds: u64) -> Result<Value> {
         Response::Exec(r) => r,
         other => return Err(unexpected("exec", other)),
     };
-    let (exit_code, stderr) = crate::engine::run::outcome(&r, timeout_seconds);
+    let outcome = ExecOutcome::new(r, timeout_seconds);
     let entry = json!({
         "command": command,
         "cwd": super::GUEST_ROOT,
-        "exit_code": exit_code,
-        "duration_ms": r.duration_ms,
-        "timed_out": r.timed_out,
-        "execution_mode": "guest_vsock",
-        "stdout": r.stdout,
-        "stderr": stderr,
-        "stdout_truncated": r.stdout_truncated,
-        "stderr_truncated": r.stderr_truncated,
+        "exit_code": outcome.exit_code,
+        "duration_ms": outcome.duration_ms,
+        "timed_out": outcome.timed_out,
+        "execution_mode": ExecutionMode::GuestVsock,
+        "stdout": outcome.stdout,
+        "stderr": outcome.stderr,
+        "stdout_truncated": outcome.stdout_truncated,
+        "stderr_truncated": outcome.stderr_truncated,
     });
     let sequence = review::record_command(id, entry)?;
     review::append(
@@ -79,23 +81,21 @@ pub fn exec(id: &str, command: &str, timeout_seconds: u64) -> Result<Value> {
         &Event::new("exec")
             .with("sequence", sequence)
             .with("command", command)
-            .with("exit_code", exit_code)
-            .with("duration_ms", r.duration_ms),
+            .with("exit_code", outcome.exit_code)
+            .with("duration_ms", outcome.duration_ms),
     );
     live.touch()?;
-    let fields = crate::engine::run::exec_fields(&r, exit_code, &stderr);
-    Ok(live.annotate(crate::engine::run::with_fields(
-        fields,
-        json!({
-            "workspace_id": id,
-            "environment": live.record.environment,
-            "environment_version": live.record.environment_version,
-            "command": command,
-            "execution_mode": "guest_vsock",
-            "sequence": sequence,
-            "cwd": super::GUEST_ROOT,
-        }),
-    )))
+    Ok(WorkspaceExec {
+        exec: outcome,
+        workspace_id: id.to_string(),
+        environment: live.record.environment.clone(),
+        environment_version: live.record.environment_version.clone(),
+        command: command.to_string(),
+        execution_mode: ExecutionMode::GuestVsock,
+        sequence,
+        cwd: super::GUEST_ROOT.into(),
+        restarted_vm: live.restarted.clone(),
+    })
 }
 
 fn entry_json(e: &pyro_proto::FileEntry) -> Value {
