@@ -273,6 +273,11 @@ fn read_text_file(path: &str, what: &str) -> Result<String> {
         .map_err(|_| EngineError::Invalid(format!("{what} {path} is not UTF-8 text")))
 }
 
+/// A result to print, exit code 0.
+fn shown(r: impl Rendered + 'static) -> Outcome {
+    Outcome::Show(Box::new(r), 0)
+}
+
 fn run(sub: &str, a: Args) -> std::result::Result<Outcome, Failure> {
     let id = || a.positional.first().cloned().unwrap_or_default();
     let usage = |m: String| Failure::Usage(m);
@@ -308,7 +313,7 @@ fn run(sub: &str, a: Args) -> std::result::Result<Outcome, Failure> {
             let quiet = a.flag("json") || a.flag("id-only");
             let compat = req.allow_host_compat;
             super::signals::install();
-            let v = lifecycle::create(req, &mut |phase| {
+            let r = lifecycle::create(req, &mut |phase| {
                 if !quiet {
                     eprintln!("[workspace] {phase}");
                 }
@@ -323,25 +328,25 @@ fn run(sub: &str, a: Args) -> std::result::Result<Outcome, Failure> {
                 e => e,
             })?;
             if a.flag("id-only") {
-                println!("{}", v["workspace_id"].as_str().unwrap_or(""));
+                println!("{}", r.workspace.workspace_id);
                 return Ok(Outcome::Done(0));
             }
-            v
+            return Ok(shown(r));
         }
-        "list" => lifecycle::list()?,
+        "list" => return Ok(shown(lifecycle::list()?)),
         "status" => {
             need(&a, 1, "workspace ID")?;
-            lifecycle::status(&id())?
+            return Ok(shown(lifecycle::status(&id())?));
         }
         "update" => {
             need(&a, 1, "workspace ID")?;
-            lifecycle::update(
+            return Ok(shown(lifecycle::update(
                 &id(),
                 a.opt("name").map(String::from),
                 a.flag("clear-name"),
                 labels(&a.all("label"))?,
                 a.all("clear-label"),
-            )?
+            )?));
         }
         "exec" => {
             need(&a, 2, "workspace ID and the command (after --)")?;
@@ -356,11 +361,11 @@ fn run(sub: &str, a: Args) -> std::result::Result<Outcome, Failure> {
         }
         "sync push" => {
             need(&a, 2, "workspace ID and SOURCE")?;
-            files::sync_push(
+            return Ok(shown(files::sync_push(
                 &id(),
                 &Roots::unconfined().resolve_read(&a.positional[1])?,
                 a.opt("dest").unwrap_or("/workspace"),
-            )?
+            )?));
         }
         "file list" => {
             need(&a, 1, "workspace ID")?;
@@ -421,7 +426,7 @@ fn run(sub: &str, a: Args) -> std::result::Result<Outcome, Failure> {
         }
         "logs" => {
             need(&a, 1, "workspace ID")?;
-            files::logs(&id())?
+            return Ok(shown(files::logs(&id())?));
         }
         "summary" => {
             need(&a, 1, "workspace ID")?;
@@ -430,11 +435,14 @@ fn run(sub: &str, a: Args) -> std::result::Result<Outcome, Failure> {
         "reset" => {
             need(&a, 1, "workspace ID")?;
             super::signals::install();
-            lifecycle::reset(&id(), a.opt("snapshot").unwrap_or("baseline"))?
+            return Ok(shown(lifecycle::reset(
+                &id(),
+                a.opt("snapshot").unwrap_or("baseline"),
+            )?));
         }
         "delete" => {
             need(&a, 1, "workspace ID")?;
-            lifecycle::delete(&id())?
+            return Ok(shown(lifecycle::delete(&id())?));
         }
         _ => unreachable!("checked in main"),
     };
@@ -449,146 +457,11 @@ fn s(v: &Json) -> String {
     }
 }
 
-fn workspace_human(v: &Json, action: &str) {
-    println!("{action}: {}", s(&v["workspace_id"]));
-    if let Some(n) = v["name"].as_str() {
-        println!("Name: {n}");
-    }
-    if let Some(l) = v["labels"].as_object().filter(|l| !l.is_empty()) {
-        let parts: Vec<String> = l.iter().map(|(k, x)| format!("{k}={}", s(x))).collect();
-        println!("Labels: {}", parts.join(", "));
-    }
-    println!(
-        "Environment: {} ({})",
-        s(&v["environment"]),
-        s(&v["environment_version"])
-    );
-    println!("State: {}", s(&v["state"]));
-    if let Some(e) = v["last_error"].as_str() {
-        println!("Note: {e}");
-    }
-    println!("Workspace: {}", s(&v["workspace_path"]));
-    let seed = &v["workspace_seed"];
-    match seed["seed_path"].as_str() {
-        Some(p) => println!(
-            "Seed: {} from {p} ({} entries, {} bytes)",
-            s(&seed["mode"]),
-            s(&seed["entry_count"]),
-            s(&seed["bytes_written"])
-        ),
-        None => println!("Seed: {}", s(&seed["mode"])),
-    }
-    println!(
-        "Resources: {} vCPU / {} MiB",
-        s(&v["vcpu_count"]),
-        s(&v["mem_mib"])
-    );
-    println!(
-        "Disk: {} bytes allocated on the host",
-        s(&v["disk"]["allocated_bytes"])
-    );
-    if v["state"] == "expired" {
-        println!(
-            "Expired at: {} (no activity for {} s); disk kept, deleted not before {} (retention {} s) unless used",
-            s(&v["expired_at"]),
-            s(&v["ttl_seconds"]),
-            s(&v["delete_after"]),
-            s(&v["retention_seconds"])
-        );
-    } else {
-        println!(
-            "Expires at: {} ({} s after the last activity; then the VM stops and the disk is kept {} s)",
-            s(&v["expires_at"]),
-            s(&v["ttl_seconds"]),
-            s(&v["retention_seconds"])
-        );
-    }
-    if let Some(m) = v["metadata_recovered"].as_str() {
-        println!("Metadata: {m}");
-    }
-    println!(
-        "Commands: {}  Resets: {}",
-        s(&v["command_count"]),
-        s(&v["reset_count"])
-    );
-    if v["last_command"].is_object() {
-        println!(
-            "Last command: {} (exit_code={})",
-            s(&v["last_command"]["command"]),
-            s(&v["last_command"]["exit_code"])
-        );
-    }
-}
-
 fn human(sub: &str, v: &Json) {
     if let Some(r) = v["restarted_vm"].as_str() {
         eprintln!("[workspace] note: {r}");
     }
     match sub {
-        "create" => workspace_human(v, "Workspace"),
-        "status" => workspace_human(v, "Workspace"),
-        "update" => workspace_human(v, "Updated workspace"),
-        "reset" => {
-            workspace_human(v, "Reset workspace");
-            let r = &v["workspace_reset"];
-            println!(
-                "Restored: {} ({} entries, {} bytes)",
-                s(&r["snapshot_name"]),
-                s(&r["entry_count"]),
-                s(&r["bytes_written"])
-            );
-        }
-        "list" => {
-            let items = v["workspaces"].as_array().cloned().unwrap_or_default();
-            if items.is_empty() {
-                println!("No workspaces.");
-            }
-            for w in items {
-                let name = w["name"].as_str().map(|n| format!(" name={n:?}")).unwrap_or_default();
-                let labels = w["labels"]
-                    .as_object()
-                    .filter(|l| !l.is_empty())
-                    .map(|l| {
-                        format!(
-                            " labels={}",
-                            l.iter().map(|(k, x)| format!("{k}={}", s(x))).collect::<Vec<_>>().join(",")
-                        )
-                    })
-                    .unwrap_or_default();
-                if w["state"] == "damaged" {
-                    println!(
-                        "[workspace] workspace_id={} state=damaged damage={:?}",
-                        s(&w["workspace_id"]),
-                        s(&w["damage"])
-                    );
-                    continue;
-                }
-                let when = if w["state"] == "expired" {
-                    format!("delete_after={}", s(&w["delete_after"]))
-                } else {
-                    format!("expires_at={}", s(&w["expires_at"]))
-                };
-                println!(
-                    "[workspace] workspace_id={}{name} state={} environment={}{labels} commands={} {when}",
-                    s(&w["workspace_id"]),
-                    s(&w["state"]),
-                    s(&w["environment"]),
-                    s(&w["command_count"]),
-                );
-            }
-        }
-        "sync push" => {
-            let w = &v["workspace_sync"];
-            println!(
-                "[workspace-sync] workspace_id={} mode={} source={} destination={} entry_count={} bytes_written={}",
-                s(&v["workspace_id"]),
-                s(&w["mode"]),
-                s(&w["source_path"]),
-                s(&w["destination"]),
-                s(&w["entry_count"]),
-                s(&w["bytes_written"])
-            );
-        }
         "file list" => {
             println!("Workspace path: {} (recursive={})", s(&v["path"]), s(&v["recursive"]));
             let entries = v["entries"].as_array().cloned().unwrap_or_default();
@@ -670,30 +543,6 @@ fn human(sub: &str, v: &Json) {
             s(&v["entry_count"]),
             s(&v["bytes_written"])
         ),
-        "logs" => {
-            let entries = v["entries"].as_array().cloned().unwrap_or_default();
-            if entries.is_empty() {
-                println!("No commands since the last reset.");
-            }
-            for e in entries {
-                println!(
-                    "#{} exit_code={} duration_ms={}",
-                    s(&e["sequence"]),
-                    s(&e["exit_code"]),
-                    s(&e["duration_ms"])
-                );
-                println!("$ {}", s(&e["command"]));
-                for stream in ["stdout", "stderr"] {
-                    let body = e[stream].as_str().unwrap_or("");
-                    if !body.is_empty() {
-                        print!("{body}");
-                        if !body.ends_with('\n') {
-                            println!();
-                        }
-                    }
-                }
-            }
-        }
         "summary" => {
             println!("{}", s(&v["headline"]));
             println!("Workspace: {} state={}", s(&v["workspace_id"]), s(&v["state"]));
@@ -726,7 +575,6 @@ fn human(sub: &str, v: &Json) {
                 }
             }
         }
-        "delete" => println!("Deleted workspace: {}", s(&v["workspace_id"])),
         _ => print_json(v),
     }
 }

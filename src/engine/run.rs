@@ -111,7 +111,7 @@ impl Phase {
 pub type Progress<'a> = &'a mut dyn FnMut(&Phase);
 
 /// Where a command ran.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ExecutionMode {
     /// In a guest, through its agent over vsock.
@@ -477,14 +477,6 @@ fn outcome(r: &ExecResult, timeout_seconds: u64) -> (i32, String) {
     }
     s.push_str(&format!("command timed out after {timeout_seconds}s\n"));
     (TIMEOUT_EXIT_CODE, s)
-}
-
-/// `base` with the fields of object `more` added (or replaced).
-pub fn with_fields(mut base: serde_json::Value, more: serde_json::Value) -> serde_json::Value {
-    if let (Some(b), serde_json::Value::Object(m)) = (base.as_object_mut(), more) {
-        b.extend(m);
-    }
-    base
 }
 
 /// `--allow-host-compat`: the command runs on this host, unisolated.

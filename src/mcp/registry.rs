@@ -170,9 +170,8 @@ pub fn tools() -> Vec<Tool> {
             output_schema: output_types(WORKSPACE_FIELDS),
             read_only: false,
             destructive: false,
-            handler: Handler::WorkspaceUntyped {
+            handler: Handler::Workspace {
                 run: workspace_tools::create,
-                text: workspace_tools::text_json,
                 cancelled: workspace_tools::CANCEL_REMOVES,
             },
         },
@@ -185,9 +184,8 @@ pub fn tools() -> Vec<Tool> {
             output_schema: output_types(&[("count", "integer"), ("workspaces", "array")]),
             read_only: true,
             destructive: false,
-            handler: Handler::WorkspaceUntyped {
+            handler: Handler::Workspace {
                 run: workspace_tools::list,
-                text: workspace_tools::text_json,
                 cancelled: workspace_tools::CANCEL_KEEPS,
             },
         },
@@ -210,9 +208,8 @@ pub fn tools() -> Vec<Tool> {
             output_schema: output_types(WORKSPACE_FIELDS),
             read_only: false,
             destructive: false,
-            handler: Handler::WorkspaceUntyped {
+            handler: Handler::Workspace {
                 run: workspace_tools::update,
-                text: workspace_tools::text_json,
                 cancelled: workspace_tools::CANCEL_KEEPS,
             },
         },
@@ -225,9 +222,8 @@ pub fn tools() -> Vec<Tool> {
             output_schema: output_types(WORKSPACE_FIELDS),
             read_only: true,
             destructive: false,
-            handler: Handler::WorkspaceUntyped {
+            handler: Handler::Workspace {
                 run: workspace_tools::status,
-                text: workspace_tools::text_json,
                 cancelled: workspace_tools::CANCEL_KEEPS,
             },
         },
@@ -249,9 +245,8 @@ pub fn tools() -> Vec<Tool> {
             output_schema: output_types(&[("workspace_id", "string"), ("workspace_sync", "object")]),
             read_only: false,
             destructive: false,
-            handler: Handler::WorkspaceUntyped {
+            handler: Handler::Workspace {
                 run: workspace_tools::sync_push,
-                text: workspace_tools::text_json,
                 cancelled: workspace_tools::CANCEL_KEEPS,
             },
         },
@@ -295,9 +290,8 @@ pub fn tools() -> Vec<Tool> {
             output_schema: output_types(&[("workspace_id", "string"), ("count", "integer"), ("entries", "array")]),
             read_only: true,
             destructive: false,
-            handler: Handler::WorkspaceUntyped {
+            handler: Handler::Workspace {
                 run: workspace_tools::logs,
-                text: workspace_tools::text_json,
                 cancelled: workspace_tools::CANCEL_KEEPS,
             },
         },
@@ -457,9 +451,8 @@ pub fn tools() -> Vec<Tool> {
             output_schema: output_types(WORKSPACE_FIELDS),
             read_only: false,
             destructive: true,
-            handler: Handler::WorkspaceUntyped {
+            handler: Handler::Workspace {
                 run: workspace_tools::reset,
-                text: workspace_tools::text_json,
                 cancelled: workspace_tools::CANCEL_KEEPS,
             },
         },
@@ -472,9 +465,8 @@ pub fn tools() -> Vec<Tool> {
             output_schema: output_types(&[("workspace_id", "string"), ("deleted", "boolean")]),
             read_only: false,
             destructive: true,
-            handler: Handler::WorkspaceUntyped {
+            handler: Handler::Workspace {
                 run: workspace_tools::delete,
-                text: workspace_tools::text_json,
                 cancelled: workspace_tools::CANCEL_KEEPS,
             },
         },

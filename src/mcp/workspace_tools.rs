@@ -61,7 +61,7 @@ pub fn project_seed(p: &ProjectSource, roots: &Roots) -> Result<SeedSource> {
 }
 
 /// `workspace_create`: host execution and `seed_path` as the operator allows.
-pub fn create(args: &Args, ctx: &CallContext) -> Result<Value> {
+pub fn create(args: &Args, ctx: &CallContext) -> Result<Box<dyn Rendered>> {
     let compat = args.get("allow_host_compat") == Some(&json!(true));
     if compat && !ctx.access.allow_host_compat {
         return Err(EngineError::Invalid(HOST_COMPAT_REFUSED.into()));
@@ -81,19 +81,25 @@ pub fn create(args: &Args, ctx: &CallContext) -> Result<Value> {
         Some(p) => SeedSource::Path(ctx.access.roots.resolve_read(&p)?),
         None => project_seed(ctx.project, &ctx.access.roots)?,
     };
-    lifecycle::create(req, &mut |phase| (ctx.progress)(phase))
+    Ok(Box::new(lifecycle::create(req, &mut |phase| {
+        (ctx.progress)(phase)
+    })?))
 }
 
 /// `workspace_sync_push`: the workspace is looked up before the source
 /// path is even resolved, so an unknown id touches nothing on the host.
-pub fn sync_push(args: &Args, ctx: &CallContext) -> Result<Value> {
+pub fn sync_push(args: &Args, ctx: &CallContext) -> Result<Box<dyn Rendered>> {
     let id = id(args);
     store::load(id)?;
     let source = ctx
         .access
         .roots
         .resolve_read(str_arg(args, "source_path"))?;
-    files::sync_push(id, &source, str_arg(args, "dest"))
+    Ok(Box::new(files::sync_push(
+        id,
+        &source,
+        str_arg(args, "dest"),
+    )?))
 }
 
 /// `workspace_export`: the workspace first, then the destination, which
@@ -113,11 +119,11 @@ pub fn export(args: &Args, ctx: &CallContext) -> Result<Value> {
     )
 }
 
-pub fn list(_: &Args, _: &CallContext) -> Result<Value> {
-    lifecycle::list()
+pub fn list(_: &Args, _: &CallContext) -> Result<Box<dyn Rendered>> {
+    Ok(Box::new(lifecycle::list()?))
 }
 
-pub fn update(args: &Args, _: &CallContext) -> Result<Value> {
+pub fn update(args: &Args, _: &CallContext) -> Result<Box<dyn Rendered>> {
     let clear: Vec<String> = args
         .get("clear_labels")
         .and_then(Value::as_array)
@@ -127,17 +133,17 @@ pub fn update(args: &Args, _: &CallContext) -> Result<Value> {
                 .collect()
         })
         .unwrap_or_default();
-    lifecycle::update(
+    Ok(Box::new(lifecycle::update(
         id(args),
         opt_str(args, "name"),
         args.get("clear_name") == Some(&json!(true)),
         map(args, "labels"),
         clear,
-    )
+    )?))
 }
 
-pub fn status(args: &Args, _: &CallContext) -> Result<Value> {
-    lifecycle::status(id(args))
+pub fn status(args: &Args, _: &CallContext) -> Result<Box<dyn Rendered>> {
+    Ok(Box::new(lifecycle::status(id(args))?))
 }
 
 pub fn exec(args: &Args, _: &CallContext) -> Result<Box<dyn Rendered>> {
@@ -149,8 +155,8 @@ pub fn exec(args: &Args, _: &CallContext) -> Result<Box<dyn Rendered>> {
     Ok(Box::new(r))
 }
 
-pub fn logs(args: &Args, _: &CallContext) -> Result<Value> {
-    files::logs(id(args))
+pub fn logs(args: &Args, _: &CallContext) -> Result<Box<dyn Rendered>> {
+    Ok(Box::new(files::logs(id(args))?))
 }
 
 pub fn summary(args: &Args, _: &CallContext) -> Result<Value> {
@@ -181,12 +187,15 @@ pub fn diff(args: &Args, _: &CallContext) -> Result<Value> {
     files::diff(id(args))
 }
 
-pub fn reset(args: &Args, _: &CallContext) -> Result<Value> {
-    lifecycle::reset(id(args), str_arg(args, "snapshot"))
+pub fn reset(args: &Args, _: &CallContext) -> Result<Box<dyn Rendered>> {
+    Ok(Box::new(lifecycle::reset(
+        id(args),
+        str_arg(args, "snapshot"),
+    )?))
 }
 
-pub fn delete(args: &Args, _: &CallContext) -> Result<Value> {
-    lifecycle::delete(id(args))
+pub fn delete(args: &Args, _: &CallContext) -> Result<Box<dyn Rendered>> {
+    Ok(Box::new(lifecycle::delete(id(args))?))
 }
 
 /// What a cancellation that made a workspace operation fail did, for the

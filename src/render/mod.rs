@@ -8,6 +8,7 @@
 //! - `workspace`: the other workspace results
 
 mod exec;
+mod workspace;
 
 use serde::Serialize;
 use serde_json::Value;

@@ -4,7 +4,7 @@
 //! never interleave.
 
 use super::lifecycle::{self, open_live, Live};
-use super::results::WorkspaceExec;
+use super::results::{Logs, SyncPush, WorkspaceExec};
 use super::review::{self, Event};
 use super::seed;
 use super::{guest_path, normalize_path, patch, EngineError, Result};
@@ -63,19 +63,7 @@ pub fn exec(id: &str, command: &str, timeout_seconds: u64) -> Result<WorkspaceEx
         other => return Err(unexpected("exec", other)),
     };
     let outcome = ExecOutcome::new(r, timeout_seconds);
-    let entry = json!({
-        "command": command,
-        "cwd": super::GUEST_ROOT,
-        "exit_code": outcome.exit_code,
-        "duration_ms": outcome.duration_ms,
-        "timed_out": outcome.timed_out,
-        "execution_mode": ExecutionMode::GuestVsock,
-        "stdout": outcome.stdout,
-        "stderr": outcome.stderr,
-        "stdout_truncated": outcome.stdout_truncated,
-        "stderr_truncated": outcome.stderr_truncated,
-    });
-    let sequence = review::record_command(id, entry)?;
+    let sequence = review::record_command(id, command, &outcome)?;
     review::append(
         id,
         &Event::new("exec")
@@ -393,7 +381,7 @@ pub fn patch_apply(id: &str, patch_text: &str) -> Result<Value> {
 ///
 /// The workspace is looked up before the source is read: for an unknown id
 /// no host tree is walked.
-pub fn sync_push(id: &str, source: &ReadPath, dest: &str) -> Result<Value> {
+pub fn sync_push(id: &str, source: &ReadPath, dest: &str) -> Result<SyncPush> {
     let rel = normalize_path(dest)?;
     super::store::load(id)?;
     let plan = seed::plan_read(source)?;
@@ -406,7 +394,7 @@ pub fn sync_push(id: &str, source: &ReadPath, dest: &str) -> Result<Value> {
     })?;
     let ms = start.elapsed().as_millis() as u64;
     let sync = plan.describe(
-        "source_path",
+        seed::Purpose::Sync,
         &guest_path(&rel),
         &seed::Written {
             entry_count,
@@ -424,12 +412,13 @@ pub fn sync_push(id: &str, source: &ReadPath, dest: &str) -> Result<Value> {
             .with("duration_ms", ms),
     );
     live.touch()?;
-    Ok(live.annotate(json!({
-        "workspace_id": id,
-        "execution_mode": "guest_vsock",
-        "workspace_sync": sync,
-        "duration_ms": ms,
-    })))
+    Ok(SyncPush {
+        workspace_id: id.to_string(),
+        execution_mode: ExecutionMode::GuestVsock,
+        workspace_sync: sync,
+        duration_ms: ms,
+        restarted_vm: live.restarted.clone(),
+    })
 }
 
 /// `workspace_diff`.
@@ -440,7 +429,7 @@ pub fn diff(id: &str) -> Result<Value> {
 }
 
 /// `workspace_logs`: command history since the last reset.
-pub fn logs(id: &str) -> Result<Value> {
+pub fn logs(id: &str) -> Result<Logs> {
     super::store::load(id)?;
     lifecycle::status(id)?;
     Ok(review::logs(id))

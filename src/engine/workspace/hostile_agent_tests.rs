@@ -510,7 +510,7 @@ fn host_side(scenario: &str, id: &str) {
             drop((v, line));
             // The summary of the same session.
             let s = review::summary(
-                &serde_json::json!({"workspace_id": id}),
+                &super::lifecycle::describe(&super::store::sample_record(id)),
                 &diff::diff(id, false).unwrap(),
             );
             assert_eq!(s["changes"]["truncated"], true);

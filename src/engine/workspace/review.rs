@@ -8,8 +8,10 @@
 //! costs at most the latest lines of history, never a file of the
 //! workspace.
 
+use super::results::{CommandInfo, CommandRecord, Logs, WorkspaceView};
 use super::store;
 use super::{now, Result};
+use crate::engine::run::{ExecOutcome, ExecutionMode};
 use serde_json::{json, Map, Value};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -102,25 +104,36 @@ fn sequences(id: &str) -> Vec<u64> {
     seqs
 }
 
-fn read_command(id: &str, seq: u64) -> Option<Value> {
+fn read_command(id: &str, seq: u64) -> Option<CommandRecord> {
     let p = commands_dir(id).join(format!("{seq:06}.json"));
     serde_json::from_slice(&std::fs::read(p).ok()?).ok()
 }
 
 /// Records one executed command; returns its sequence number.
-pub fn record_command(id: &str, mut entry: Value) -> Result<u64> {
+pub fn record_command(id: &str, command: &str, outcome: &ExecOutcome) -> Result<u64> {
     let dir = commands_dir(id);
     store::make_private_dir(&dir)?;
     let seq = sequences(id).last().copied().unwrap_or(0) + 1;
-    entry["sequence"] = json!(seq);
-    entry["recorded_at"] = json!(now());
-    for stream in ["stdout", "stderr"] {
-        let (kept, clipped) = clip(entry[stream].as_str().unwrap_or(""));
-        entry[stream] = json!(kept);
-        if clipped {
-            entry[format!("{stream}_clipped_in_log")] = json!(true);
-        }
-    }
+    let (stdout, stdout_clipped_in_log) = clip(&outcome.stdout);
+    let (stderr, stderr_clipped_in_log) = clip(&outcome.stderr);
+    let entry = CommandRecord {
+        info: CommandInfo {
+            sequence: seq,
+            command: command.to_string(),
+            cwd: super::GUEST_ROOT.into(),
+            exit_code: outcome.exit_code,
+            duration_ms: outcome.duration_ms,
+            timed_out: outcome.timed_out,
+            execution_mode: ExecutionMode::GuestVsock,
+            stdout_truncated: outcome.stdout_truncated,
+            stderr_truncated: outcome.stderr_truncated,
+            recorded_at: now(),
+        },
+        stdout,
+        stderr,
+        stdout_clipped_in_log,
+        stderr_clipped_in_log,
+    };
     let p = dir.join(format!("{seq:06}.json"));
     let body = serde_json::to_vec(&entry).expect("entries serialize");
     crate::engine::paths::write_atomic_unflushed(&p, &body)
@@ -129,25 +142,12 @@ pub fn record_command(id: &str, mut entry: Value) -> Result<u64> {
 }
 
 /// (number of commands since the last reset, the last one without output)
-pub fn command_stats(id: &str) -> (u64, Value) {
+pub fn command_stats(id: &str) -> (u64, Option<CommandInfo>) {
     let seqs = sequences(id);
     let last = seqs
         .last()
         .and_then(|s| read_command(id, *s))
-        .map(|mut c| {
-            if let Some(o) = c.as_object_mut() {
-                for k in [
-                    "stdout",
-                    "stderr",
-                    "stdout_clipped_in_log",
-                    "stderr_clipped_in_log",
-                ] {
-                    o.remove(k);
-                }
-            }
-            c
-        })
-        .unwrap_or(Value::Null);
+        .map(|c| c.info);
     (seqs.len() as u64, last)
 }
 
@@ -157,12 +157,16 @@ pub fn clear_commands(id: &str) {
 }
 
 /// `workspace_logs`: every command since the last reset, oldest first.
-pub fn logs(id: &str) -> Value {
-    let entries: Vec<Value> = sequences(id)
+pub fn logs(id: &str) -> Logs {
+    let entries: Vec<CommandRecord> = sequences(id)
         .into_iter()
         .filter_map(|s| read_command(id, s))
         .collect();
-    json!({"workspace_id": id, "count": entries.len(), "entries": entries})
+    Logs {
+        workspace_id: id.to_string(),
+        count: entries.len(),
+        entries,
+    }
 }
 
 /// Events of the current session: after the last create or reset.
@@ -177,8 +181,8 @@ pub fn session_events(id: &str) -> Vec<Value> {
 
 /// Builds the summary from the session's events, the command history and
 /// the current diff.
-pub fn summary(workspace: &Value, diff: &Value) -> Value {
-    let id = workspace["workspace_id"].as_str().unwrap_or_default();
+pub fn summary(workspace: &WorkspaceView, diff: &Value) -> Value {
+    let id = workspace.workspace_id.as_str();
     let events = session_events(id);
     let pick = |kind: &str| -> Vec<Value> {
         events
@@ -192,11 +196,11 @@ pub fn summary(workspace: &Value, diff: &Value) -> Value {
         .filter_map(|s| read_command(id, s))
         .map(|c| {
             json!({
-                "sequence": c["sequence"],
-                "command": c["command"],
-                "exit_code": c["exit_code"],
-                "duration_ms": c["duration_ms"],
-                "timed_out": c["timed_out"],
+                "sequence": c.info.sequence,
+                "command": c.info.command,
+                "exit_code": c.info.exit_code,
+                "duration_ms": c.info.duration_ms,
+                "timed_out": c.info.timed_out,
             })
         })
         .collect();
@@ -237,7 +241,7 @@ pub fn summary(workspace: &Value, diff: &Value) -> Value {
         commands.len(),
         failed,
         changed.len(),
-        if workspace["reset_count"].as_u64().unwrap_or(0) > 0 {
+        if workspace.reset_count > 0 {
             "the last reset"
         } else {
             "creation"
@@ -255,17 +259,17 @@ pub fn summary(workspace: &Value, diff: &Value) -> Value {
     }
     json!({
         "workspace_id": id,
-        "name": workspace["name"],
-        "labels": workspace["labels"],
-        "environment": workspace["environment"],
-        "state": workspace["state"],
+        "name": workspace.name,
+        "labels": workspace.labels,
+        "environment": workspace.environment,
+        "state": workspace.state,
         "headline": headline,
         "session": {
             "started_at": session_start,
-            "since": if workspace["reset_count"].as_u64().unwrap_or(0) > 0 { "reset" } else { "create" },
-            "reset_count": workspace["reset_count"],
-            "last_reset_at": workspace["last_reset_at"],
-            "seed": workspace["workspace_seed"],
+            "since": if workspace.reset_count > 0 { "reset" } else { "create" },
+            "reset_count": workspace.reset_count,
+            "last_reset_at": workspace.last_reset_at,
+            "seed": workspace.workspace_seed,
         },
         "commands": {
             "count": commands.len(),
