@@ -6,6 +6,7 @@ use super::{fail, print_json, usage_error};
 use crate::engine::host::kvm_status;
 use crate::engine::hostpath::{HostPathError, Roots};
 use crate::engine::workspace::lifecycle::{self, CreateRequest, DEFAULT_ENVIRONMENT};
+use crate::engine::workspace::results::Encoding;
 use crate::engine::workspace::seed::SeedSource;
 use crate::engine::workspace::{export, files, DEFAULT_READ_MAX_BYTES};
 use crate::engine::{EngineError, Result};
@@ -374,25 +375,22 @@ fn run(sub: &str, a: Args) -> std::result::Result<Outcome, Failure> {
                 .get(1)
                 .map(String::as_str)
                 .unwrap_or("/workspace");
-            files::list(&id(), path, a.flag("recursive"))?
+            return Ok(shown(files::list(&id(), path, a.flag("recursive"))?));
         }
         "file read" => {
             need(&a, 2, "workspace ID and PATH")?;
             let max = a.num("max-bytes", DEFAULT_READ_MAX_BYTES).map_err(usage)?;
-            let v = files::read(&id(), &a.positional[1], max)?;
+            let r = files::read(&id(), &a.positional[1], max)?;
             if a.flag("content-only") {
                 use std::io::Write;
-                let body = match v["encoding"].as_str() {
-                    Some("base64") => {
-                        pyro_proto::base64_decode(v["content"].as_str().unwrap_or(""))
-                            .unwrap_or_default()
-                    }
-                    _ => v["content"].as_str().unwrap_or("").as_bytes().to_vec(),
+                let body = match r.encoding {
+                    Encoding::Base64 => pyro_proto::base64_decode(&r.content).unwrap_or_default(),
+                    Encoding::Utf8 => r.content.into_bytes(),
                 };
                 let _ = std::io::stdout().write_all(&body);
                 return Ok(Outcome::Done(0));
             }
-            v
+            return Ok(shown(r));
         }
         "file write" => {
             need(&a, 2, "workspace ID and PATH")?;
@@ -401,7 +399,7 @@ fn run(sub: &str, a: Args) -> std::result::Result<Outcome, Failure> {
                 (None, Some(f)) => read_text_file(f, "--text-file")?,
                 _ => return Err(usage("give exactly one of --text or --text-file".into())),
             };
-            files::write(&id(), &a.positional[1], &text)?
+            return Ok(shown(files::write(&id(), &a.positional[1], &text)?));
         }
         "patch apply" => {
             need(&a, 1, "workspace ID")?;
@@ -410,7 +408,7 @@ fn run(sub: &str, a: Args) -> std::result::Result<Outcome, Failure> {
                 (None, Some(f)) => read_text_file(f, "--patch-file")?,
                 _ => return Err(usage("give exactly one of --patch or --patch-file".into())),
             };
-            files::patch_apply(&id(), &text)?
+            return Ok(shown(files::patch_apply(&id(), &text)?));
         }
         "diff" => {
             need(&a, 1, "workspace ID")?;
@@ -462,50 +460,6 @@ fn human(sub: &str, v: &Json) {
         eprintln!("[workspace] note: {r}");
     }
     match sub {
-        "file list" => {
-            println!("Workspace path: {} (recursive={})", s(&v["path"]), s(&v["recursive"]));
-            let entries = v["entries"].as_array().cloned().unwrap_or_default();
-            if entries.is_empty() {
-                println!("No entries.");
-            }
-            for e in entries {
-                let link = e["link_target"].as_str().map(|t| format!(" -> {t}")).unwrap_or_default();
-                println!("{} [{}] size={}{link}", s(&e["path"]), s(&e["artifact_type"]), s(&e["size_bytes"]));
-            }
-        }
-        "file read" => {
-            let content = v["content"].as_str().unwrap_or("");
-            print!("{content}");
-            if !content.is_empty() && !content.ends_with('\n') {
-                println!();
-            }
-            eprintln!(
-                "[workspace-file-read] workspace_id={} path={} size_bytes={} encoding={} truncated={}",
-                s(&v["workspace_id"]),
-                s(&v["path"]),
-                s(&v["size_bytes"]),
-                s(&v["encoding"]),
-                s(&v["truncated"])
-            );
-        }
-        "file write" => println!(
-            "[workspace-file-write] workspace_id={} path={} bytes_written={}",
-            s(&v["workspace_id"]),
-            s(&v["path"]),
-            s(&v["bytes_written"])
-        ),
-        "patch apply" => {
-            let m = &v["summary"];
-            println!(
-                "[workspace-patch] workspace_id={} total={} added={} modified={} deleted={} renamed={}",
-                s(&v["workspace_id"]),
-                s(&m["total"]),
-                s(&m["added"]),
-                s(&m["modified"]),
-                s(&m["deleted"]),
-                s(&m["renamed"])
-            );
-        }
         "diff" => {
             if v["changed"] != true {
                 println!("No changes against the baseline.");

@@ -328,9 +328,8 @@ pub fn tools() -> Vec<Tool> {
             output_schema: output_types(&[("workspace_id", "string"), ("path", "string"), ("entries", "array")]),
             read_only: true,
             destructive: false,
-            handler: Handler::WorkspaceUntyped {
+            handler: Handler::Workspace {
                 run: workspace_tools::file_list,
-                text: workspace_tools::text_json,
                 cancelled: workspace_tools::CANCEL_KEEPS,
             },
         },
@@ -359,9 +358,8 @@ pub fn tools() -> Vec<Tool> {
             ]),
             read_only: true,
             destructive: false,
-            handler: Handler::WorkspaceUntyped {
+            handler: Handler::Workspace {
                 run: workspace_tools::file_read,
-                text: workspace_tools::text_file_read,
                 cancelled: workspace_tools::CANCEL_KEEPS,
             },
         },
@@ -378,9 +376,8 @@ pub fn tools() -> Vec<Tool> {
             output_schema: output_types(&[("workspace_id", "string"), ("path", "string"), ("bytes_written", "integer")]),
             read_only: false,
             destructive: false,
-            handler: Handler::WorkspaceUntyped {
+            handler: Handler::Workspace {
                 run: workspace_tools::file_write,
-                text: workspace_tools::text_json,
                 cancelled: workspace_tools::CANCEL_KEEPS,
             },
         },
@@ -393,9 +390,8 @@ pub fn tools() -> Vec<Tool> {
             output_schema: output_types(&[("workspace_id", "string"), ("changed", "boolean"), ("summary", "object"), ("entries", "array")]),
             read_only: false,
             destructive: false,
-            handler: Handler::WorkspaceUntyped {
+            handler: Handler::Workspace {
                 run: workspace_tools::patch_apply,
-                text: workspace_tools::text_json,
                 cancelled: workspace_tools::CANCEL_KEEPS,
             },
         },

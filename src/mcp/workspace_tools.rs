@@ -163,24 +163,35 @@ pub fn summary(args: &Args, _: &CallContext) -> Result<Value> {
     files::summary(id(args))
 }
 
-pub fn file_list(args: &Args, _: &CallContext) -> Result<Value> {
-    files::list(
+pub fn file_list(args: &Args, _: &CallContext) -> Result<Box<dyn Rendered>> {
+    Ok(Box::new(files::list(
         id(args),
         str_arg(args, "path"),
         args.get("recursive") == Some(&json!(true)),
-    )
+    )?))
 }
 
-pub fn file_read(args: &Args, _: &CallContext) -> Result<Value> {
-    files::read(id(args), str_arg(args, "path"), int(args, "max_bytes"))
+pub fn file_read(args: &Args, _: &CallContext) -> Result<Box<dyn Rendered>> {
+    Ok(Box::new(files::read(
+        id(args),
+        str_arg(args, "path"),
+        int(args, "max_bytes"),
+    )?))
 }
 
-pub fn file_write(args: &Args, _: &CallContext) -> Result<Value> {
-    files::write(id(args), str_arg(args, "path"), str_arg(args, "text"))
+pub fn file_write(args: &Args, _: &CallContext) -> Result<Box<dyn Rendered>> {
+    Ok(Box::new(files::write(
+        id(args),
+        str_arg(args, "path"),
+        str_arg(args, "text"),
+    )?))
 }
 
-pub fn patch_apply(args: &Args, _: &CallContext) -> Result<Value> {
-    files::patch_apply(id(args), str_arg(args, "patch"))
+pub fn patch_apply(args: &Args, _: &CallContext) -> Result<Box<dyn Rendered>> {
+    Ok(Box::new(files::patch_apply(
+        id(args),
+        str_arg(args, "patch"),
+    )?))
 }
 
 pub fn diff(args: &Args, _: &CallContext) -> Result<Value> {
@@ -278,22 +289,6 @@ pub fn call(
         },
         Err(e) => Outcome::Failed(format!("{name} failed: {e}")),
     }
-}
-
-/// Text of `workspace_file_read`: what was read, then the content.
-pub fn text_file_read(v: &Value) -> String {
-    format!(
-        "{} ({} bytes, encoding {}{})\n{}",
-        v["path"].as_str().unwrap_or(""),
-        v["size_bytes"],
-        v["encoding"].as_str().unwrap_or(""),
-        if v["truncated"] == true {
-            format!(", truncated to {} bytes", v["returned_bytes"])
-        } else {
-            String::new()
-        },
-        v["content"].as_str().unwrap_or("")
-    )
 }
 
 /// Text of `workspace_diff`: the summary, the files without a text patch,

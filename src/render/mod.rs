@@ -5,9 +5,11 @@
 //! `structuredContent` and `--json`.
 //!
 //! - `exec`: command results (`vm_run`/`pyro run`, `workspace_exec`)
-//! - `workspace`: the other workspace results
+//! - `files`: file list, read, write and patch apply
+//! - `workspace`: the workspace itself, the list, history and sync
 
 mod exec;
+mod files;
 mod workspace;
 
 use serde::Serialize;

@@ -4,7 +4,10 @@
 //! never interleave.
 
 use super::lifecycle::{self, open_live, Live};
-use super::results::{Logs, SyncPush, WorkspaceExec};
+use super::results::{
+    Encoding, FileEntryView, FileList, FileRead, FileWritten, Logs, PatchApplied, PatchEntry,
+    PatchSummary, SyncPush, WorkspaceExec,
+};
 use super::review::{self, Event};
 use super::seed;
 use super::{guest_path, normalize_path, patch, EngineError, Result};
@@ -14,7 +17,7 @@ use crate::engine::hostpath::ReadPath;
 use crate::engine::run::{ExecOutcome, ExecutionMode};
 use pyro_proto::{base64_decode, base64_encode, ApplyRequest, ExecRequest, FileWrite};
 use pyro_proto::{Request, Response};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::time::{Duration, Instant};
 
 pub const DEFAULT_TIMEOUT_SECONDS: u64 = 30;
@@ -86,13 +89,13 @@ pub fn exec(id: &str, command: &str, timeout_seconds: u64) -> Result<WorkspaceEx
     })
 }
 
-fn entry_json(e: &pyro_proto::FileEntry) -> Value {
-    json!({
-        "path": guest_path(&e.path),
-        "artifact_type": e.artifact_type.as_str(),
-        "size_bytes": e.size_bytes,
-        "link_target": e.link_target,
-    })
+fn entry_view(e: &pyro_proto::FileEntry) -> FileEntryView {
+    FileEntryView {
+        path: guest_path(&e.path),
+        artifact_type: e.artifact_type,
+        size_bytes: e.size_bytes,
+        link_target: e.link_target.clone(),
+    }
 }
 
 /// Most entries a file listing returns (`count` is the full number and
@@ -102,14 +105,17 @@ fn entry_json(e: &pyro_proto::FileEntry) -> Value {
 pub const LIST_MAX_ENTRIES: usize = 10_000;
 
 /// `workspace_file_list`.
-pub fn list(id: &str, path: &str, recursive: bool) -> Result<Value> {
+pub fn list(id: &str, path: &str, recursive: bool) -> Result<FileList> {
     let rel = normalize_path(path)?;
     let live = open_live(id, "file list")?;
-    Ok(live.annotate(listing(id, &rel, recursive)?))
+    Ok(FileList {
+        restarted_vm: live.restarted.clone(),
+        ..listing(id, &rel, recursive)?
+    })
 }
 
 /// The listing of `rel` in a running workspace (see [`LIST_MAX_ENTRIES`]).
-pub(super) fn listing(id: &str, rel: &str, recursive: bool) -> Result<Value> {
+pub(super) fn listing(id: &str, rel: &str, recursive: bool) -> Result<FileList> {
     match call(
         id,
         &Request::ListFiles {
@@ -119,20 +125,25 @@ pub(super) fn listing(id: &str, rel: &str, recursive: bool) -> Result<Value> {
         file_op_deadline(),
         "listing files",
     )? {
-        Response::Files { entry, entries } => Ok(json!({
-            "workspace_id": id,
-            "path": guest_path(rel),
-            "artifact_type": entry.artifact_type.as_str(),
-            "recursive": recursive,
-            "count": entries.len(),
-            "entries": if entry.artifact_type == pyro_proto::ArtifactType::Directory {
-                entries.iter().take(LIST_MAX_ENTRIES).map(entry_json).collect::<Vec<_>>()
+        Response::Files { entry, entries } => Ok(FileList {
+            workspace_id: id.to_string(),
+            path: guest_path(rel),
+            artifact_type: entry.artifact_type,
+            recursive,
+            count: entries.len(),
+            entries: if entry.artifact_type == pyro_proto::ArtifactType::Directory {
+                entries
+                    .iter()
+                    .take(LIST_MAX_ENTRIES)
+                    .map(entry_view)
+                    .collect()
             } else {
-                vec![entry_json(&entry)]
+                vec![entry_view(&entry)]
             },
-            "truncated": entries.len() > LIST_MAX_ENTRIES,
-            "execution_mode": "guest_vsock",
-        })),
+            truncated: entries.len() > LIST_MAX_ENTRIES,
+            execution_mode: ExecutionMode::GuestVsock,
+            restarted_vm: None,
+        }),
         other => Err(unexpected("a listing", other)),
     }
 }
@@ -171,7 +182,7 @@ pub(super) fn read_raw(
 
 /// `workspace_file_read`: up to `max_bytes`; text as UTF-8, anything else
 /// as base64 (`encoding` says which), never altered.
-pub fn read(id: &str, path: &str, max_bytes: u64) -> Result<Value> {
+pub fn read(id: &str, path: &str, max_bytes: u64) -> Result<FileRead> {
     if !(1..=FILE_MAX_BYTES).contains(&max_bytes) {
         return Err(EngineError::Invalid(format!(
             "max_bytes must be between 1 and {FILE_MAX_BYTES}, got {max_bytes}"
@@ -182,29 +193,30 @@ pub fn read(id: &str, path: &str, max_bytes: u64) -> Result<Value> {
     let (size, data, truncated) = read_raw(live.id(), &rel, max_bytes, file_op_deadline())?;
     // A cut through a multi-byte character is not binary content.
     let (content, encoding, returned) = match std::str::from_utf8(&data) {
-        Ok(s) if !s.contains('\0') => (s.to_string(), "utf-8", data.len()),
+        Ok(s) if !s.contains('\0') => (s.to_string(), Encoding::Utf8, data.len()),
         Err(e) if truncated && e.error_len().is_none() && !data[..e.valid_up_to()].contains(&0) => {
             let ok = e.valid_up_to();
             (
                 String::from_utf8_lossy(&data[..ok]).into_owned(),
-                "utf-8",
+                Encoding::Utf8,
                 ok,
             )
         }
-        _ => (base64_encode(&data), "base64", data.len()),
+        _ => (base64_encode(&data), Encoding::Base64, data.len()),
     };
-    Ok(live.annotate(json!({
-        "workspace_id": id,
-        "path": guest_path(&rel),
-        "size_bytes": size,
-        "max_bytes": max_bytes,
-        "content": content,
-        "encoding": encoding,
-        "binary": encoding == "base64",
-        "returned_bytes": returned,
-        "truncated": truncated || (returned as u64) < size,
-        "execution_mode": "guest_vsock",
-    })))
+    Ok(FileRead {
+        workspace_id: id.to_string(),
+        path: guest_path(&rel),
+        size_bytes: size,
+        max_bytes,
+        content,
+        encoding,
+        binary: encoding == Encoding::Base64,
+        returned_bytes: returned,
+        truncated: truncated || (returned as u64) < size,
+        execution_mode: ExecutionMode::GuestVsock,
+        restarted_vm: live.restarted.clone(),
+    })
 }
 
 fn apply(
@@ -231,7 +243,7 @@ fn apply(
 
 /// `workspace_file_write`: creates or replaces one text file, creating its
 /// parent directories.
-pub fn write(id: &str, path: &str, text: &str) -> Result<Value> {
+pub fn write(id: &str, path: &str, text: &str) -> Result<FileWritten> {
     if text.len() as u64 > FILE_MAX_BYTES {
         return Err(EngineError::Invalid(format!(
             "text is {} bytes; a file write takes at most {FILE_MAX_BYTES} bytes of UTF-8 (use workspace_sync_push for bigger files)",
@@ -258,19 +270,20 @@ pub fn write(id: &str, path: &str, text: &str) -> Result<Value> {
             .with("bytes", bytes),
     );
     live.touch()?;
-    Ok(live.annotate(json!({
-        "workspace_id": id,
-        "path": guest_path(&rel),
-        "size_bytes": bytes,
-        "bytes_written": bytes,
-        "execution_mode": "guest_vsock",
-    })))
+    Ok(FileWritten {
+        workspace_id: id.to_string(),
+        path: guest_path(&rel),
+        size_bytes: bytes,
+        bytes_written: bytes,
+        execution_mode: ExecutionMode::GuestVsock,
+        restarted_vm: live.restarted.clone(),
+    })
 }
 
 /// `workspace_patch_apply`: every file is read, every hunk applied in
 /// memory, and only then is anything written, in one all-or-nothing agent
 /// request.
-pub fn patch_apply(id: &str, patch_text: &str) -> Result<Value> {
+pub fn patch_apply(id: &str, patch_text: &str) -> Result<PatchApplied> {
     if patch_text.len() > PATCH_MAX_BYTES {
         return Err(EngineError::Invalid(format!(
             "patch is {} bytes; at most {PATCH_MAX_BYTES} bytes are accepted",
@@ -284,7 +297,7 @@ pub fn patch_apply(id: &str, patch_text: &str) -> Result<Value> {
     let mut writes = Vec::new();
     let mut deletes = Vec::new();
     let mut entries = Vec::new();
-    let mut summary = json!({"total": 0, "added": 0, "modified": 0, "deleted": 0, "renamed": 0});
+    let mut summary = PatchSummary::default();
     for fp in &files {
         let source = &fp.old_path;
         let current = match read_raw(live.id(), source, FILE_MAX_BYTES, deadline) {
@@ -348,30 +361,43 @@ pub fn patch_apply(id: &str, patch_text: &str) -> Result<Value> {
         if fp.status == patch::Status::Renamed {
             deletes.push(fp.old_path.clone());
         }
-        summary["total"] = json!(summary["total"].as_u64().unwrap_or(0) + 1);
-        summary[fp.status.as_str()] = json!(summary[fp.status.as_str()].as_u64().unwrap_or(0) + 1);
-        let mut e = json!({"path": guest_path(&fp.new_path), "status": fp.status.as_str(), "hunks": fp.hunks.len()});
-        if fp.status == patch::Status::Renamed {
-            e["from"] = json!(guest_path(&fp.old_path));
-        }
-        entries.push(e);
+        summary.total += 1;
+        *match fp.status {
+            patch::Status::Added => &mut summary.added,
+            patch::Status::Modified => &mut summary.modified,
+            patch::Status::Deleted => &mut summary.deleted,
+            patch::Status::Renamed => &mut summary.renamed,
+        } += 1;
+        entries.push(PatchEntry {
+            path: guest_path(&fp.new_path),
+            status: fp.status.as_str(),
+            hunks: fp.hunks.len(),
+            from: (fp.status == patch::Status::Renamed).then(|| guest_path(&fp.old_path)),
+        });
     }
     apply(&live, writes, deletes, deadline)?;
     review::append(
         id,
         &Event::new("patch_apply")
-            .with("files", entries.clone())
-            .with("summary", summary.clone()),
+            .with(
+                "files",
+                serde_json::to_value(&entries).expect("entries serialize"),
+            )
+            .with(
+                "summary",
+                serde_json::to_value(&summary).expect("summaries serialize"),
+            ),
     );
     live.touch()?;
-    Ok(live.annotate(json!({
-        "workspace_id": id,
-        "changed": !entries.is_empty(),
-        "summary": summary,
-        "entries": entries,
-        "patch": patch_text,
-        "execution_mode": "guest_vsock",
-    })))
+    Ok(PatchApplied {
+        workspace_id: id.to_string(),
+        changed: !entries.is_empty(),
+        summary,
+        entries,
+        patch: patch_text.to_string(),
+        execution_mode: ExecutionMode::GuestVsock,
+        restarted_vm: live.restarted.clone(),
+    })
 }
 
 /// `workspace_sync_push`: a host directory or archive into `/workspace`

@@ -518,12 +518,9 @@ fn host_side(scenario: &str, id: &str) {
         }
         "huge_listing" => {
             let v = files::listing(id, "", true).unwrap();
-            assert_eq!(v["count"], MAX_LISTING_ENTRIES as u64);
-            assert_eq!(
-                v["entries"].as_array().unwrap().len(),
-                files::LIST_MAX_ENTRIES
-            );
-            assert_eq!(v["truncated"], true);
+            assert_eq!(v.count, MAX_LISTING_ENTRIES);
+            assert_eq!(v.entries.len(), files::LIST_MAX_ENTRIES);
+            assert!(v.truncated);
             let line = serde_json::to_string(&v).unwrap();
             assert!(line.len() < 4 << 20, "{} bytes", line.len());
         }

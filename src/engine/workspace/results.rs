@@ -5,6 +5,7 @@
 use super::seed::SeedInfo;
 use super::store::WorkspaceState;
 use crate::engine::run::{ExecOutcome, ExecutionMode};
+use pyro_proto::ArtifactType;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -246,6 +247,123 @@ pub struct SyncPush {
     pub execution_mode: ExecutionMode,
     pub workspace_sync: SeedInfo,
     pub duration_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restarted_vm: Option<String>,
+}
+
+/// One path in a file listing.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FileEntryView {
+    /// Absolute, under `/workspace`.
+    pub path: String,
+    pub artifact_type: ArtifactType,
+    pub size_bytes: u64,
+    /// A symlink's target (never followed).
+    pub link_target: Option<String>,
+}
+
+/// `workspace_file_list`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FileList {
+    pub workspace_id: String,
+    pub path: String,
+    /// What `path` itself is: a listing of anything but a directory lists
+    /// that one entry.
+    pub artifact_type: ArtifactType,
+    pub recursive: bool,
+    /// Entries there are, listed or not (`truncated`).
+    pub count: usize,
+    pub entries: Vec<FileEntryView>,
+    pub truncated: bool,
+    pub execution_mode: ExecutionMode,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restarted_vm: Option<String>,
+}
+
+/// How a file read's content is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Encoding {
+    /// UTF-8 text, as is.
+    #[serde(rename = "utf-8")]
+    Utf8,
+    /// Anything else.
+    #[serde(rename = "base64")]
+    Base64,
+}
+
+impl Encoding {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Encoding::Utf8 => "utf-8",
+            Encoding::Base64 => "base64",
+        }
+    }
+}
+
+/// `workspace_file_read`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FileRead {
+    pub workspace_id: String,
+    pub path: String,
+    /// The whole file's size.
+    pub size_bytes: u64,
+    pub max_bytes: u64,
+    pub content: String,
+    pub encoding: Encoding,
+    pub binary: bool,
+    /// Bytes of the file `content` holds.
+    pub returned_bytes: usize,
+    /// Whether the file goes on past `content`.
+    pub truncated: bool,
+    pub execution_mode: ExecutionMode,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restarted_vm: Option<String>,
+}
+
+/// `workspace_file_write`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FileWritten {
+    pub workspace_id: String,
+    pub path: String,
+    pub size_bytes: u64,
+    pub bytes_written: u64,
+    pub execution_mode: ExecutionMode,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restarted_vm: Option<String>,
+}
+
+/// How many files a patch changed, by kind.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct PatchSummary {
+    pub total: u64,
+    pub added: u64,
+    pub modified: u64,
+    pub deleted: u64,
+    pub renamed: u64,
+}
+
+/// One file a patch changed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PatchEntry {
+    pub path: String,
+    /// `added`, `modified`, `deleted` or `renamed`.
+    pub status: &'static str,
+    pub hunks: usize,
+    /// Where a renamed file was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+}
+
+/// `workspace_patch_apply`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PatchApplied {
+    pub workspace_id: String,
+    pub changed: bool,
+    pub summary: PatchSummary,
+    pub entries: Vec<PatchEntry>,
+    /// The patch as given.
+    pub patch: String,
+    pub execution_mode: ExecutionMode,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub restarted_vm: Option<String>,
 }
