@@ -412,7 +412,7 @@ fn run(sub: &str, a: Args) -> std::result::Result<Outcome, Failure> {
         }
         "diff" => {
             need(&a, 1, "workspace ID")?;
-            files::diff(&id())?
+            return Ok(shown(files::diff(&id())?));
         }
         "export" => {
             need(&a, 2, "workspace ID and PATH")?;
@@ -428,7 +428,7 @@ fn run(sub: &str, a: Args) -> std::result::Result<Outcome, Failure> {
         }
         "summary" => {
             need(&a, 1, "workspace ID")?;
-            files::summary(&id())?
+            return Ok(shown(files::summary(&id())?));
         }
         "reset" => {
             need(&a, 1, "workspace ID")?;
@@ -460,34 +460,6 @@ fn human(sub: &str, v: &Json) {
         eprintln!("[workspace] note: {r}");
     }
     match sub {
-        "diff" => {
-            if v["changed"] != true {
-                println!("No changes against the baseline.");
-                return;
-            }
-            let m = &v["summary"];
-            println!(
-                "[workspace-diff] workspace_id={} total={} added={} modified={} deleted={} type_changed={} text_patched={} non_text={}",
-                s(&v["workspace_id"]),
-                s(&m["total"]),
-                s(&m["added"]),
-                s(&m["modified"]),
-                s(&m["deleted"]),
-                s(&m["type_changed"]),
-                s(&m["text_patched"]),
-                s(&m["non_text"])
-            );
-            print!("{}", v["patch"].as_str().unwrap_or(""));
-            if v["truncated"] == true {
-                let b = &v["budget"];
-                println!(
-                    "[workspace-diff] truncated: {} file(s) over the diff budget ({} bytes, {} files) are listed with hashes only; see --json",
-                    s(&b["files_over_budget"]),
-                    s(&b["max_bytes"]),
-                    s(&b["max_files"])
-                );
-            }
-        }
         "export" => println!(
             "[workspace-export] workspace_id={} workspace_path={} output_path={} artifact_type={} entry_count={} bytes_written={}",
             s(&v["workspace_id"]),
@@ -497,38 +469,6 @@ fn human(sub: &str, v: &Json) {
             s(&v["entry_count"]),
             s(&v["bytes_written"])
         ),
-        "summary" => {
-            println!("{}", s(&v["headline"]));
-            println!("Workspace: {} state={}", s(&v["workspace_id"]), s(&v["state"]));
-            for c in v["commands"]["entries"].as_array().cloned().unwrap_or_default() {
-                println!(
-                    "  #{} exit_code={} {}ms  $ {}",
-                    s(&c["sequence"]),
-                    s(&c["exit_code"]),
-                    s(&c["duration_ms"]),
-                    s(&c["command"])
-                );
-            }
-            for c in v["changes"]["entries"].as_array().cloned().unwrap_or_default() {
-                println!(
-                    "  {} {}{}",
-                    s(&c["status"]),
-                    s(&c["path"]),
-                    if c["binary"] == true { " (binary)" } else { "" }
-                );
-            }
-            for (key, label) in [
-                ("syncs", "sync push"),
-                ("file_edits", "file write"),
-                ("patch_applies", "patch apply"),
-                ("exports", "export"),
-            ] {
-                let n = v[key].as_array().map(|a| a.len()).unwrap_or(0);
-                if n > 0 {
-                    println!("  {label}: {n}");
-                }
-            }
-        }
         _ => print_json(v),
     }
 }

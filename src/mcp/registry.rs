@@ -304,9 +304,8 @@ pub fn tools() -> Vec<Tool> {
             output_schema: output_types(&[("workspace_id", "string"), ("headline", "string"), ("commands", "object"), ("changes", "object")]),
             read_only: true,
             destructive: false,
-            handler: Handler::WorkspaceUntyped {
+            handler: Handler::Workspace {
                 run: workspace_tools::summary,
-                text: workspace_tools::text_json,
                 cancelled: workspace_tools::CANCEL_KEEPS,
             },
         },
@@ -404,9 +403,8 @@ pub fn tools() -> Vec<Tool> {
             output_schema: output_types(&[("workspace_id", "string"), ("changed", "boolean"), ("summary", "object"), ("entries", "array"), ("patch", "string"), ("truncated", "boolean"), ("budget", "object")]),
             read_only: true,
             destructive: false,
-            handler: Handler::WorkspaceUntyped {
+            handler: Handler::Workspace {
                 run: workspace_tools::diff,
-                text: workspace_tools::text_diff,
                 cancelled: workspace_tools::CANCEL_KEEPS,
             },
         },

@@ -159,8 +159,8 @@ pub fn logs(args: &Args, _: &CallContext) -> Result<Box<dyn Rendered>> {
     Ok(Box::new(files::logs(id(args))?))
 }
 
-pub fn summary(args: &Args, _: &CallContext) -> Result<Value> {
-    files::summary(id(args))
+pub fn summary(args: &Args, _: &CallContext) -> Result<Box<dyn Rendered>> {
+    Ok(Box::new(files::summary(id(args))?))
 }
 
 pub fn file_list(args: &Args, _: &CallContext) -> Result<Box<dyn Rendered>> {
@@ -194,8 +194,8 @@ pub fn patch_apply(args: &Args, _: &CallContext) -> Result<Box<dyn Rendered>> {
     )?))
 }
 
-pub fn diff(args: &Args, _: &CallContext) -> Result<Value> {
-    files::diff(id(args))
+pub fn diff(args: &Args, _: &CallContext) -> Result<Box<dyn Rendered>> {
+    Ok(Box::new(files::diff(id(args))?))
 }
 
 pub fn reset(args: &Args, _: &CallContext) -> Result<Box<dyn Rendered>> {
@@ -288,41 +288,6 @@ pub fn call(
             structured: r.to_json(),
         },
         Err(e) => Outcome::Failed(format!("{name} failed: {e}")),
-    }
-}
-
-/// Text of `workspace_diff`: the summary, the files without a text patch,
-/// then the patch.
-pub fn text_diff(v: &Value) -> String {
-    if v["changed"] != true {
-        "no changes against the baseline".to_string()
-    } else {
-        let mut s = format!("{}\n", v["summary"]);
-        for e in v["entries"].as_array().into_iter().flatten() {
-            if e["text_patch"].is_null() {
-                s.push_str(&format!(
-                    "{} {} ({}{})\n",
-                    e["status"].as_str().unwrap_or(""),
-                    e["path"].as_str().unwrap_or(""),
-                    e["artifact_type"].as_str().unwrap_or(""),
-                    if e["binary"] == true {
-                        ", binary"
-                    } else if e["over_budget"] == true {
-                        ", not diffed: over the diff budget"
-                    } else {
-                        ""
-                    }
-                ));
-            }
-        }
-        s.push_str(v["patch"].as_str().unwrap_or(""));
-        if v["truncated"] == true {
-            s.push_str(&format!(
-                "[truncated: the diff budget ({} bytes of content, {} files) was spent; the files marked above are listed with sha256 and size only: read them with workspace_file_read]\n",
-                v["budget"]["max_bytes"], v["budget"]["max_files"]
-            ));
-        }
-        s
     }
 }
 

@@ -6,10 +6,12 @@
 //!
 //! - `exec`: command results (`vm_run`/`pyro run`, `workspace_exec`)
 //! - `files`: file list, read, write and patch apply
+//! - `review`: diff and summary
 //! - `workspace`: the workspace itself, the list, history and sync
 
 mod exec;
 mod files;
+mod review;
 mod workspace;
 
 use serde::Serialize;

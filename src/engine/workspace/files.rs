@@ -5,8 +5,8 @@
 
 use super::lifecycle::{self, open_live, Live};
 use super::results::{
-    Encoding, FileEntryView, FileList, FileRead, FileWritten, Logs, PatchApplied, PatchEntry,
-    PatchSummary, SyncPush, WorkspaceExec,
+    Diff, Encoding, FileEntryView, FileList, FileRead, FileWritten, Logs, PatchApplied, PatchEntry,
+    PatchSummary, Summary, SyncPush, WorkspaceExec,
 };
 use super::review::{self, Event};
 use super::seed;
@@ -17,7 +17,6 @@ use crate::engine::hostpath::ReadPath;
 use crate::engine::run::{ExecOutcome, ExecutionMode};
 use pyro_proto::{base64_decode, base64_encode, ApplyRequest, ExecRequest, FileWrite};
 use pyro_proto::{Request, Response};
-use serde_json::Value;
 use std::time::{Duration, Instant};
 
 pub const DEFAULT_TIMEOUT_SECONDS: u64 = 30;
@@ -448,10 +447,12 @@ pub fn sync_push(id: &str, source: &ReadPath, dest: &str) -> Result<SyncPush> {
 }
 
 /// `workspace_diff`.
-pub fn diff(id: &str) -> Result<Value> {
+pub fn diff(id: &str) -> Result<Diff> {
     let live = open_live(id, "diff")?;
-    let v = super::diff::diff(live.id(), true)?;
-    Ok(live.annotate(v))
+    Ok(Diff {
+        restarted_vm: live.restarted.clone(),
+        ..super::diff::diff(live.id(), true)?
+    })
 }
 
 /// `workspace_logs`: command history since the last reset.
@@ -462,9 +463,12 @@ pub fn logs(id: &str) -> Result<Logs> {
 }
 
 /// `workspace_summary`: the session since the last reset.
-pub fn summary(id: &str) -> Result<Value> {
+pub fn summary(id: &str) -> Result<Summary> {
     let live = open_live(id, "summary")?;
     let d = super::diff::diff(live.id(), false)?;
     let ws = lifecycle::describe(&live.record);
-    Ok(live.annotate(review::summary(&ws, &d)))
+    Ok(Summary {
+        restarted_vm: live.restarted.clone(),
+        ..review::summary(&ws, &d)
+    })
 }

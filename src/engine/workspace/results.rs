@@ -368,6 +368,182 @@ pub struct PatchApplied {
     pub restarted_vm: Option<String>,
 }
 
+/// Changed paths by kind, and how they are shown.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct DiffSummary {
+    pub total: u64,
+    pub added: u64,
+    pub modified: u64,
+    pub deleted: u64,
+    pub type_changed: u64,
+    /// Shown as a text patch...
+    pub text_patched: u64,
+    /// ...or not (binary, over the budget, a directory or symlink).
+    pub non_text: u64,
+}
+
+impl DiffSummary {
+    /// Counts one path that changed as `status` says.
+    pub fn count(&mut self, status: ChangeStatus) {
+        self.total += 1;
+        *match status {
+            ChangeStatus::Added => &mut self.added,
+            ChangeStatus::Modified => &mut self.modified,
+            ChangeStatus::Deleted => &mut self.deleted,
+            ChangeStatus::TypeChanged => &mut self.type_changed,
+        } += 1;
+    }
+}
+
+/// How a path changed against the baseline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeStatus {
+    Added,
+    Deleted,
+    TypeChanged,
+    Modified,
+}
+
+impl ChangeStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeStatus::Added => "added",
+            ChangeStatus::Deleted => "deleted",
+            ChangeStatus::TypeChanged => "type_changed",
+            ChangeStatus::Modified => "modified",
+        }
+    }
+}
+
+/// One changed path of a diff.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DiffEntry {
+    pub path: String,
+    pub status: ChangeStatus,
+    pub artifact_type: ArtifactType,
+    pub binary: bool,
+    pub size_bytes: Option<u64>,
+    pub sha256: Option<String>,
+    /// Its part of `patch`, when it has one.
+    pub text_patch: Option<String>,
+    /// Listed with hash and size only: the diff budget was spent.
+    #[serde(skip_serializing_if = "is_false")]
+    pub over_budget: bool,
+}
+
+/// What one diff could spend and spent.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DiffBudget {
+    pub max_bytes: u64,
+    pub max_files: usize,
+    pub bytes_read: u64,
+    pub files_read: usize,
+    pub files_over_budget: u64,
+    pub max_entries: usize,
+    pub entries_omitted: usize,
+}
+
+/// `workspace_diff`: `/workspace` against the baseline.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Diff {
+    pub workspace_id: String,
+    pub changed: bool,
+    pub summary: DiffSummary,
+    /// Some files were over the budget or some paths left out.
+    pub truncated: bool,
+    pub budget: DiffBudget,
+    pub entries: Vec<DiffEntry>,
+    /// The text patches and binary notes, in path order.
+    pub patch: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restarted_vm: Option<String>,
+}
+
+/// A review event as `events.jsonl` records it: its kind, when, and
+/// the fields of that kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredEvent {
+    pub kind: String,
+    pub at: f64,
+    #[serde(flatten)]
+    pub fields: serde_json::Map<String, Value>,
+}
+
+/// Where the session a summary covers began.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SessionInfo {
+    pub started_at: Option<f64>,
+    /// `create` or `reset`.
+    pub since: &'static str,
+    pub reset_count: u64,
+    pub last_reset_at: Option<f64>,
+    pub seed: Value,
+}
+
+/// A command in a summary.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CommandBrief {
+    pub sequence: u64,
+    pub command: String,
+    pub exit_code: i32,
+    pub duration_ms: u64,
+    pub timed_out: bool,
+}
+
+/// The session's commands.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CommandsSummary {
+    pub count: usize,
+    /// Those with a nonzero exit code.
+    pub failed: usize,
+    pub entries: Vec<CommandBrief>,
+}
+
+/// A changed path in a summary.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ChangeBrief {
+    pub path: String,
+    pub status: ChangeStatus,
+    pub artifact_type: ArtifactType,
+    pub binary: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    pub over_budget: bool,
+}
+
+/// The session's changes against the baseline.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ChangesSummary {
+    pub changed: bool,
+    pub summary: DiffSummary,
+    pub entries: Vec<ChangeBrief>,
+    pub truncated: bool,
+}
+
+/// `workspace_summary`: the session since the last reset (or creation).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    pub workspace_id: String,
+    pub name: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub environment: String,
+    pub state: WorkspaceState,
+    pub headline: String,
+    pub session: SessionInfo,
+    pub commands: CommandsSummary,
+    pub changes: ChangesSummary,
+    pub syncs: Vec<StoredEvent>,
+    pub file_edits: Vec<StoredEvent>,
+    pub patch_applies: Vec<StoredEvent>,
+    pub exports: Vec<StoredEvent>,
+    pub vm_restarts: Vec<StoredEvent>,
+    /// Services and snapshots are not in this build.
+    pub services: Vec<Value>,
+    pub snapshots: Vec<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restarted_vm: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,7 +8,10 @@
 //! costs at most the latest lines of history, never a file of the
 //! workspace.
 
-use super::results::{CommandInfo, CommandRecord, Logs, WorkspaceView};
+use super::results::{
+    ChangeBrief, ChangesSummary, CommandBrief, CommandInfo, CommandRecord, CommandsSummary, Diff,
+    Logs, SessionInfo, StoredEvent, Summary, WorkspaceView,
+};
 use super::store;
 use super::{now, Result};
 use crate::engine::run::{ExecOutcome, ExecutionMode};
@@ -60,7 +63,7 @@ pub fn append(id: &str, e: &Event) {
     }
 }
 
-pub fn events(id: &str) -> Vec<Value> {
+pub fn events(id: &str) -> Vec<StoredEvent> {
     std::fs::read_to_string(events_path(id))
         .unwrap_or_default()
         .lines()
@@ -170,67 +173,47 @@ pub fn logs(id: &str) -> Logs {
 }
 
 /// Events of the current session: after the last create or reset.
-pub fn session_events(id: &str) -> Vec<Value> {
-    let all = events(id);
+pub fn session_events(id: &str) -> Vec<StoredEvent> {
+    let mut all = events(id);
     let start = all
         .iter()
-        .rposition(|e| matches!(e["kind"].as_str(), Some("create") | Some("reset")))
+        .rposition(|e| e.kind == "create" || e.kind == "reset")
         .unwrap_or(0);
-    all[start..].to_vec()
+    all.split_off(start)
 }
 
 /// Builds the summary from the session's events, the command history and
 /// the current diff.
-pub fn summary(workspace: &WorkspaceView, diff: &Value) -> Value {
+pub fn summary(workspace: &WorkspaceView, diff: &Diff) -> Summary {
     let id = workspace.workspace_id.as_str();
     let events = session_events(id);
-    let pick = |kind: &str| -> Vec<Value> {
-        events
-            .iter()
-            .filter(|e| e["kind"] == kind)
-            .cloned()
-            .collect()
+    let pick = |kind: &str| -> Vec<StoredEvent> {
+        events.iter().filter(|e| e.kind == kind).cloned().collect()
     };
-    let commands: Vec<Value> = sequences(id)
+    let commands: Vec<CommandBrief> = sequences(id)
         .into_iter()
         .filter_map(|s| read_command(id, s))
-        .map(|c| {
-            json!({
-                "sequence": c.info.sequence,
-                "command": c.info.command,
-                "exit_code": c.info.exit_code,
-                "duration_ms": c.info.duration_ms,
-                "timed_out": c.info.timed_out,
-            })
+        .map(|c| CommandBrief {
+            sequence: c.info.sequence,
+            command: c.info.command,
+            exit_code: c.info.exit_code,
+            duration_ms: c.info.duration_ms,
+            timed_out: c.info.timed_out,
         })
         .collect();
-    let failed = commands
+    let failed = commands.iter().filter(|c| c.exit_code != 0).count();
+    let changed: Vec<ChangeBrief> = diff
+        .entries
         .iter()
-        .filter(|c| c["exit_code"].as_i64() != Some(0))
-        .count();
-    let changed: Vec<Value> = diff["entries"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|e| {
-                    let mut c = json!({
-                        "path": e["path"],
-                        "status": e["status"],
-                        "artifact_type": e["artifact_type"],
-                        "binary": e["binary"],
-                    });
-                    if e["over_budget"] == true {
-                        c["over_budget"] = json!(true);
-                    }
-                    c
-                })
-                .collect()
+        .map(|e| ChangeBrief {
+            path: e.path.clone(),
+            status: e.status,
+            artifact_type: e.artifact_type,
+            binary: e.binary,
+            over_budget: e.over_budget,
         })
-        .unwrap_or_default();
-    let session_start = events
-        .first()
-        .map(|e| e["at"].clone())
-        .unwrap_or(Value::Null);
+        .collect();
+    let session_start = events.first().map(|e| e.at);
     let edits = pick("file_write");
     let patches = pick("patch_apply");
     let syncs = pick("sync_push");
@@ -257,39 +240,44 @@ pub fn summary(workspace: &WorkspaceView, diff: &Value) -> Value {
             headline.push_str(&format!(", {n} {what}"));
         }
     }
-    json!({
-        "workspace_id": id,
-        "name": workspace.name,
-        "labels": workspace.labels,
-        "environment": workspace.environment,
-        "state": workspace.state,
-        "headline": headline,
-        "session": {
-            "started_at": session_start,
-            "since": if workspace.reset_count > 0 { "reset" } else { "create" },
-            "reset_count": workspace.reset_count,
-            "last_reset_at": workspace.last_reset_at,
-            "seed": workspace.workspace_seed,
+    Summary {
+        workspace_id: id.to_string(),
+        name: workspace.name.clone(),
+        labels: workspace.labels.clone(),
+        environment: workspace.environment.clone(),
+        state: workspace.state,
+        headline,
+        session: SessionInfo {
+            started_at: session_start,
+            since: if workspace.reset_count > 0 {
+                "reset"
+            } else {
+                "create"
+            },
+            reset_count: workspace.reset_count,
+            last_reset_at: workspace.last_reset_at,
+            seed: workspace.workspace_seed.clone(),
         },
-        "commands": {
-            "count": commands.len(),
-            "failed": failed,
-            "entries": commands,
+        commands: CommandsSummary {
+            count: commands.len(),
+            failed,
+            entries: commands,
         },
-        "changes": {
-            "changed": diff["changed"],
-            "summary": diff["summary"],
-            "entries": changed,
-            "truncated": diff["truncated"],
+        changes: ChangesSummary {
+            changed: diff.changed,
+            summary: diff.summary.clone(),
+            entries: changed,
+            truncated: diff.truncated,
         },
-        "syncs": syncs,
-        "file_edits": edits,
-        "patch_applies": patches,
-        "exports": exports,
-        "vm_restarts": restarts,
-        "services": [],
-        "snapshots": [],
-    })
+        syncs,
+        file_edits: edits,
+        patch_applies: patches,
+        exports,
+        vm_restarts: restarts,
+        services: Vec::new(),
+        snapshots: Vec::new(),
+        restarted_vm: None,
+    }
 }
 
 #[cfg(test)]
