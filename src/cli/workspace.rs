@@ -12,7 +12,6 @@ use crate::engine::workspace::{export, files, DEFAULT_READ_MAX_BYTES};
 use crate::engine::{EngineError, Result};
 use crate::render::Rendered;
 use lexopt::prelude::*;
-use serde_json::Value as Json;
 use std::collections::BTreeMap;
 
 pub const USAGE: &str = "\
@@ -200,14 +199,6 @@ pub fn main(mut parser: lexopt::Parser) -> i32 {
     };
     let json = args.flag("json");
     match run(&sub, args) {
-        Ok(Outcome::Print(v, code)) => {
-            if json {
-                print_json(&v);
-            } else {
-                human(&sub, &v);
-            }
-            code
-        }
         Ok(Outcome::Show(r, code)) => {
             if json {
                 print_json(&r.to_json());
@@ -223,7 +214,6 @@ pub fn main(mut parser: lexopt::Parser) -> i32 {
 }
 
 enum Outcome {
-    Print(Json, i32),
     /// A result and the exit code.
     Show(Box<dyn Rendered>, i32),
     /// Already printed.
@@ -274,15 +264,10 @@ fn read_text_file(path: &str, what: &str) -> Result<String> {
         .map_err(|_| EngineError::Invalid(format!("{what} {path} is not UTF-8 text")))
 }
 
-/// A result to print, exit code 0.
-fn shown(r: impl Rendered + 'static) -> Outcome {
-    Outcome::Show(Box::new(r), 0)
-}
-
 fn run(sub: &str, a: Args) -> std::result::Result<Outcome, Failure> {
     let id = || a.positional.first().cloned().unwrap_or_default();
     let usage = |m: String| Failure::Usage(m);
-    let v = match sub {
+    let v: Box<dyn Rendered> = match sub {
         "create" => {
             if a.positional.len() > 1 {
                 return Err(usage(format!("unexpected argument {:?}", a.positional[1])));
@@ -332,22 +317,22 @@ fn run(sub: &str, a: Args) -> std::result::Result<Outcome, Failure> {
                 println!("{}", r.workspace.workspace_id);
                 return Ok(Outcome::Done(0));
             }
-            return Ok(shown(r));
+            Box::new(r)
         }
-        "list" => return Ok(shown(lifecycle::list()?)),
+        "list" => Box::new(lifecycle::list()?),
         "status" => {
             need(&a, 1, "workspace ID")?;
-            return Ok(shown(lifecycle::status(&id())?));
+            Box::new(lifecycle::status(&id())?)
         }
         "update" => {
             need(&a, 1, "workspace ID")?;
-            return Ok(shown(lifecycle::update(
+            Box::new(lifecycle::update(
                 &id(),
                 a.opt("name").map(String::from),
                 a.flag("clear-name"),
                 labels(&a.all("label"))?,
                 a.all("clear-label"),
-            )?));
+            )?)
         }
         "exec" => {
             need(&a, 2, "workspace ID and the command (after --)")?;
@@ -362,11 +347,11 @@ fn run(sub: &str, a: Args) -> std::result::Result<Outcome, Failure> {
         }
         "sync push" => {
             need(&a, 2, "workspace ID and SOURCE")?;
-            return Ok(shown(files::sync_push(
+            Box::new(files::sync_push(
                 &id(),
                 &Roots::unconfined().resolve_read(&a.positional[1])?,
                 a.opt("dest").unwrap_or("/workspace"),
-            )?));
+            )?)
         }
         "file list" => {
             need(&a, 1, "workspace ID")?;
@@ -375,7 +360,7 @@ fn run(sub: &str, a: Args) -> std::result::Result<Outcome, Failure> {
                 .get(1)
                 .map(String::as_str)
                 .unwrap_or("/workspace");
-            return Ok(shown(files::list(&id(), path, a.flag("recursive"))?));
+            Box::new(files::list(&id(), path, a.flag("recursive"))?)
         }
         "file read" => {
             need(&a, 2, "workspace ID and PATH")?;
@@ -390,7 +375,7 @@ fn run(sub: &str, a: Args) -> std::result::Result<Outcome, Failure> {
                 let _ = std::io::stdout().write_all(&body);
                 return Ok(Outcome::Done(0));
             }
-            return Ok(shown(r));
+            Box::new(r)
         }
         "file write" => {
             need(&a, 2, "workspace ID and PATH")?;
@@ -399,7 +384,7 @@ fn run(sub: &str, a: Args) -> std::result::Result<Outcome, Failure> {
                 (None, Some(f)) => read_text_file(f, "--text-file")?,
                 _ => return Err(usage("give exactly one of --text or --text-file".into())),
             };
-            return Ok(shown(files::write(&id(), &a.positional[1], &text)?));
+            Box::new(files::write(&id(), &a.positional[1], &text)?)
         }
         "patch apply" => {
             need(&a, 1, "workspace ID")?;
@@ -408,11 +393,11 @@ fn run(sub: &str, a: Args) -> std::result::Result<Outcome, Failure> {
                 (None, Some(f)) => read_text_file(f, "--patch-file")?,
                 _ => return Err(usage("give exactly one of --patch or --patch-file".into())),
             };
-            return Ok(shown(files::patch_apply(&id(), &text)?));
+            Box::new(files::patch_apply(&id(), &text)?)
         }
         "diff" => {
             need(&a, 1, "workspace ID")?;
-            return Ok(shown(files::diff(&id())?));
+            Box::new(files::diff(&id())?)
         }
         "export" => {
             need(&a, 2, "workspace ID and PATH")?;
@@ -420,57 +405,36 @@ fn run(sub: &str, a: Args) -> std::result::Result<Outcome, Failure> {
                 return Err(usage("missing --output HOST_PATH".into()));
             };
             let dest = Roots::unconfined().resolve_write(out)?;
-            export::export(&id(), &a.positional[1], &dest, a.flag("overwrite"))?
+            Box::new(export::export(
+                &id(),
+                &a.positional[1],
+                &dest,
+                a.flag("overwrite"),
+            )?)
         }
         "logs" => {
             need(&a, 1, "workspace ID")?;
-            return Ok(shown(files::logs(&id())?));
+            Box::new(files::logs(&id())?)
         }
         "summary" => {
             need(&a, 1, "workspace ID")?;
-            return Ok(shown(files::summary(&id())?));
+            Box::new(files::summary(&id())?)
         }
         "reset" => {
             need(&a, 1, "workspace ID")?;
             super::signals::install();
-            return Ok(shown(lifecycle::reset(
+            Box::new(lifecycle::reset(
                 &id(),
                 a.opt("snapshot").unwrap_or("baseline"),
-            )?));
+            )?)
         }
         "delete" => {
             need(&a, 1, "workspace ID")?;
-            return Ok(shown(lifecycle::delete(&id())?));
+            Box::new(lifecycle::delete(&id())?)
         }
         _ => unreachable!("checked in main"),
     };
-    Ok(Outcome::Print(v, 0))
-}
-
-fn s(v: &Json) -> String {
-    match v {
-        Json::String(s) => s.clone(),
-        Json::Null => "-".into(),
-        other => other.to_string(),
-    }
-}
-
-fn human(sub: &str, v: &Json) {
-    if let Some(r) = v["restarted_vm"].as_str() {
-        eprintln!("[workspace] note: {r}");
-    }
-    match sub {
-        "export" => println!(
-            "[workspace-export] workspace_id={} workspace_path={} output_path={} artifact_type={} entry_count={} bytes_written={}",
-            s(&v["workspace_id"]),
-            s(&v["workspace_path"]),
-            s(&v["output_path"]),
-            s(&v["artifact_type"]),
-            s(&v["entry_count"]),
-            s(&v["bytes_written"])
-        ),
-        _ => print_json(v),
-    }
+    Ok(Outcome::Show(v, 0))
 }
 
 #[cfg(test)]

@@ -422,9 +422,8 @@ pub fn tools() -> Vec<Tool> {
             output_schema: output_types(&[("workspace_id", "string"), ("workspace_path", "string"), ("output_path", "string"), ("artifact_type", "string")]),
             read_only: false,
             destructive: false,
-            handler: Handler::WorkspaceUntyped {
+            handler: Handler::Workspace {
                 run: workspace_tools::export,
-                text: workspace_tools::text_json,
                 cancelled: workspace_tools::CANCEL_KEEPS,
             },
         },

@@ -56,14 +56,6 @@ pub enum Handler {
         /// What a cancellation that made the operation fail did.
         cancelled: &'static str,
     },
-    /// A workspace operation whose result is not typed yet.
-    WorkspaceUntyped {
-        run: fn(&Args, &CallContext) -> Result<Value>,
-        /// Text for clients that show only text.
-        text: fn(&Value) -> String,
-        /// What a cancellation that made the operation fail did.
-        cancelled: &'static str,
-    },
 }
 
 /// One tool, defined once: everything `tools/list`, the profiles and

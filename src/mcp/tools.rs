@@ -77,11 +77,6 @@ impl Toolset {
             Handler::Workspace { run, cancelled } => {
                 super::workspace_tools::call(name, ctx, || run(&args, ctx), cancelled)
             }
-            Handler::WorkspaceUntyped {
-                run,
-                text,
-                cancelled,
-            } => super::workspace_tools::call_untyped(name, &args, ctx, run, text, cancelled),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The handlers of the `workspace_*` tools (defined in `registry`): thin
-//! calls into the workspace engine, which returns the same JSON objects
-//! `pyro workspace ... --json` prints, and what every workspace call shares
-//! (cancellation, the restart note, the text rendering).
+//! calls into the workspace engine, whose typed results are the same
+//! objects `pyro workspace ... --json` prints, and what every workspace
+//! call shares (cancellation, the outcome of a cancelled call).
 
 use super::access::HOST_COMPAT_REFUSED;
 use super::project::ProjectSource;
@@ -104,19 +104,19 @@ pub fn sync_push(args: &Args, ctx: &CallContext) -> Result<Box<dyn Rendered>> {
 
 /// `workspace_export`: the workspace first, then the destination, which
 /// must be writable under the server's roots.
-pub fn export(args: &Args, ctx: &CallContext) -> Result<Value> {
+pub fn export(args: &Args, ctx: &CallContext) -> Result<Box<dyn Rendered>> {
     let id = id(args);
     store::load(id)?;
     let dest = ctx
         .access
         .roots
         .resolve_write(str_arg(args, "output_path"))?;
-    export::export(
+    Ok(Box::new(export::export(
         id,
         str_arg(args, "path"),
         &dest,
         args.get("overwrite") == Some(&json!(true)),
-    )
+    )?))
 }
 
 pub fn list(_: &Args, _: &CallContext) -> Result<Box<dyn Rendered>> {
@@ -215,48 +215,6 @@ pub const CANCEL_KEEPS: &str = "its agent connection was closed (a command it ra
 /// ...while a cancelled create removes what it made.
 pub const CANCEL_REMOVES: &str = "the workspace it was creating was removed with its VM";
 
-/// A result not typed yet: its JSON and its text.
-struct Untyped {
-    v: Value,
-    text: fn(&Value) -> String,
-}
-
-impl Rendered for Untyped {
-    fn to_json(&self) -> Value {
-        self.v.clone()
-    }
-    fn to_text(&self) -> String {
-        let note = self.v["restarted_vm"]
-            .as_str()
-            .map(|r| format!("note: {r}\n"))
-            .unwrap_or_default();
-        format!("{note}{}", (self.text)(&self.v))
-    }
-    fn to_human(&self) -> crate::render::Human {
-        crate::render::Human::default()
-    }
-    fn about_workspace(&self) -> Option<&str> {
-        self.v["workspace_id"].as_str()
-    }
-}
-
-/// Runs an untyped workspace operation (see [`call`]).
-pub fn call_untyped(
-    name: &str,
-    args: &Args,
-    ctx: &CallContext,
-    run: fn(&Args, &CallContext) -> Result<Value>,
-    text: fn(&Value) -> String,
-    cancelled: &'static str,
-) -> Outcome {
-    call(
-        name,
-        ctx,
-        || run(args, ctx).map(|v| Box::new(Untyped { v, text }) as Box<dyn Rendered>),
-        cancelled,
-    )
-}
-
 /// Runs workspace tool `name`'s operation `run`; `cancelled` says what a
 /// cancellation that made it fail did.
 pub fn call(
@@ -289,11 +247,6 @@ pub fn call(
         },
         Err(e) => Outcome::Failed(format!("{name} failed: {e}")),
     }
-}
-
-/// Text of the other workspace tools: the JSON itself.
-pub fn text_json(v: &Value) -> String {
-    serde_json::to_string_pretty(v).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
-//! File results: list, read, write and patch apply.
+//! File results: list, read, write, patch apply and export.
 
 use super::{Human, Report};
-use crate::engine::workspace::results::{FileList, FileRead, FileWritten, PatchApplied};
+use crate::engine::workspace::results::{Exported, FileList, FileRead, FileWritten, PatchApplied};
 
 impl Report for FileList {
     fn human(&self, h: &mut Human) {
@@ -101,6 +101,28 @@ impl Report for PatchApplied {
         h.out(format!(
             "[workspace-patch] workspace_id={} total={} added={} modified={} deleted={} renamed={}\n",
             self.workspace_id, m.total, m.added, m.modified, m.deleted, m.renamed
+        ));
+    }
+
+    fn restarted_vm(&self) -> Option<&str> {
+        self.restarted_vm.as_deref()
+    }
+
+    fn workspace_id(&self) -> Option<&str> {
+        Some(&self.workspace_id)
+    }
+}
+
+impl Report for Exported {
+    fn human(&self, h: &mut Human) {
+        h.out(format!(
+            "[workspace-export] workspace_id={} workspace_path={} output_path={} artifact_type={} entry_count={} bytes_written={}\n",
+            self.workspace_id,
+            self.workspace_path,
+            super::show(&self.output_path),
+            self.artifact_type.as_str(),
+            self.entry_count,
+            self.bytes_written
         ));
     }
 

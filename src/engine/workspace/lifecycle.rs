@@ -769,14 +769,6 @@ impl Live {
         self.record.stamp_activity(at);
         store::stamp_activity(self.id(), at)
     }
-
-    /// Adds `restarted_vm` to a result when this operation restarted it.
-    pub fn annotate(&self, mut v: Value) -> Value {
-        if let Some(why) = &self.restarted {
-            v["restarted_vm"] = serde_json::json!(why);
-        }
-        v
-    }
 }
 
 impl Drop for Live {

@@ -544,6 +544,22 @@ pub struct Summary {
     pub restarted_vm: Option<String>,
 }
 
+/// `workspace_export`: what was copied out to the host.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Exported {
+    pub workspace_id: String,
+    pub workspace_path: String,
+    pub output_path: std::path::PathBuf,
+    pub artifact_type: ArtifactType,
+    pub entry_count: u64,
+    pub bytes_written: u64,
+    /// Whether an existing `output_path` was replaced.
+    pub overwrote: bool,
+    pub execution_mode: ExecutionMode,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restarted_vm: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
