@@ -1,6 +1,7 @@
 //! `pyro doctor`
 
 use super::{print_json, usage_error};
+use crate::render::Rendered;
 use lexopt::prelude::*;
 
 pub const USAGE: &str = "\
@@ -29,36 +30,11 @@ pub fn main(mut parser: lexopt::Parser) -> i32 {
         }
     }
     let report = crate::engine::doctor::report();
-    let ready = report["ready"] == true;
+    let ready = report.ready;
     if json {
-        print_json(&report);
+        print_json(&report.to_json());
     } else {
-        println!(
-            "pyro doctor (state: {})",
-            report["pyro_home"].as_str().unwrap_or("")
-        );
-        for c in report["checks"].as_array().unwrap() {
-            let mark = if c["ok"] == true {
-                "ok  "
-            } else if c["required"] == true {
-                "FAIL"
-            } else {
-                "warn"
-            };
-            println!(
-                "  [{mark}] {:<14} {}",
-                c["name"].as_str().unwrap_or(""),
-                c["detail"].as_str().unwrap_or("")
-            );
-        }
-        println!(
-            "{}",
-            if ready {
-                "Ready: `pyro run` can boot guests here."
-            } else {
-                "Not ready: fix the FAIL lines above."
-            }
-        );
+        report.to_human().print();
     }
     if ready {
         0

@@ -2,6 +2,7 @@
 
 use super::{fail, print_json, usage_error};
 use crate::engine::environments;
+use crate::render::Rendered;
 use lexopt::prelude::*;
 use std::path::PathBuf;
 
@@ -48,13 +49,13 @@ pub fn main(mut parser: lexopt::Parser) -> i32 {
     }
     let sub = positional.first().map(String::as_str);
     let name = positional.get(1).map(String::as_str);
-    let result = match (sub, name) {
-        (Some("list"), None) => Ok(environments::list()),
-        (Some("inspect"), Some(n)) => environments::inspect(n),
-        (Some("pull"), Some(n)) => pull(n),
-        (Some("prune"), None) => environments::prune(),
+    let result: crate::engine::Result<Box<dyn Rendered>> = match (sub, name) {
+        (Some("list"), None) => Ok(Box::new(environments::list())),
+        (Some("inspect"), Some(n)) => boxed(environments::inspect(n)),
+        (Some("pull"), Some(n)) => boxed(pull(n)),
+        (Some("prune"), None) => boxed(environments::prune()),
         (Some("import"), Some(n)) => match (&image_dir, &kernel) {
-            (Some(d), Some(k)) => environments::import(n, d, k),
+            (Some(d), Some(k)) => boxed(environments::import(n, d, k)),
             _ => return usage_error("import needs --image-dir DIR and --kernel FILE", USAGE),
         },
         (Some("inspect" | "pull" | "import"), None) => {
@@ -66,78 +67,35 @@ pub fn main(mut parser: lexopt::Parser) -> i32 {
         (None, _) => return usage_error("missing env command", USAGE),
     };
     match result {
-        Ok(v) if json => {
-            print_json(&v);
+        Ok(r) if json => {
+            print_json(&r.to_json());
             0
         }
-        Ok(v) => {
-            print_human(sub.unwrap(), &v);
+        Ok(r) => {
+            r.to_human().print();
             0
         }
         Err(e) => fail(&e, json),
     }
 }
 
+fn boxed<T: Rendered + 'static>(
+    r: crate::engine::Result<T>,
+) -> crate::engine::Result<Box<dyn Rendered>> {
+    r.map(|r| Box::new(r) as Box<dyn Rendered>)
+}
+
 /// Until registry pulls land, pull only confirms a local install.
-fn pull(name: &str) -> crate::engine::Result<serde_json::Value> {
+fn pull(name: &str) -> crate::engine::Result<environments::Pulled> {
     environments::lookup(name)?;
     match environments::installed(name) {
-        Ok(_) => {
-            let mut v = environments::inspect(name)?;
-            v["pulled"] = serde_json::json!(false);
-            v["message"] = serde_json::json!("already installed");
-            Ok(v)
-        }
+        Ok(_) => Ok(environments::Pulled {
+            environment: environments::inspect(name)?,
+            pulled: false,
+            message: "already installed",
+        }),
         Err(_) => Err(crate::engine::EngineError::Unavailable(format!(
             "cannot pull {name}: this build has no registry client yet; build it locally with `make envs` in a pyro checkout"
         ))),
-    }
-}
-
-fn print_human(sub: &str, v: &serde_json::Value) {
-    match sub {
-        "list" => {
-            println!(
-                "Catalog version: {}",
-                v["catalog_version"].as_str().unwrap_or("")
-            );
-            for e in v["environments"].as_array().unwrap() {
-                let status = if e["installed"] == true {
-                    "installed"
-                } else {
-                    "not installed"
-                };
-                println!(
-                    "{} [{status}] {}",
-                    e["name"].as_str().unwrap_or(""),
-                    e["description"].as_str().unwrap_or("")
-                );
-            }
-        }
-        "prune" => {
-            let removed = v["removed"].as_array().map(|a| a.len()).unwrap_or(0);
-            println!(
-                "Removed {removed} stale entries from {}",
-                v["environments_dir"].as_str().unwrap_or("")
-            );
-        }
-        _ => {
-            println!("Environment: {}", v["name"].as_str().unwrap_or(""));
-            println!("Version: {}", v["version"].as_str().unwrap_or(""));
-            println!(
-                "Installed: {}",
-                if v["installed"] == true { "yes" } else { "no" }
-            );
-            if let Some(d) = v["install_dir"].as_str() {
-                println!("Install dir: {d}");
-            }
-            if let Some(p) = v["default_packages"].as_array() {
-                let names: Vec<_> = p.iter().filter_map(|x| x.as_str()).collect();
-                println!("Default packages: {}", names.join(", "));
-            }
-            if let Some(m) = v["message"].as_str() {
-                println!("{m}");
-            }
-        }
     }
 }

@@ -5,12 +5,14 @@
 //! `structuredContent` and `--json`.
 //!
 //! - `exec`: command results (`vm_run`/`pyro run`, `workspace_exec`)
-//! - `files`: file list, read, write and patch apply
+//! - `files`: file list, read, write, patch apply and export
 //! - `review`: diff and summary
 //! - `workspace`: the workspace itself, the list, history and sync
+//! - `host`: environments and doctor
 
 mod exec;
 mod files;
+mod host;
 mod review;
 mod workspace;
 
