@@ -576,4 +576,49 @@ mod tests {
         assert_eq!(v.exec.exit_code, 124);
         assert!(v.exec.stderr.contains("timed out after 30s"));
     }
+
+    /// A run in a VM reports every timing and cleanup field (a run on the
+    /// host only some: see the host-compat golden file).
+    #[test]
+    fn a_guest_run_reports_every_timing_and_cleanup_field() {
+        let req = RunRequest::new("debian:12", "true");
+        let r = run_result(
+            &req,
+            "1.0.0",
+            "ab12cd34ef56".into(),
+            ExecutionMode::GuestVsock,
+            ExecResult {
+                exit_code: Some(0),
+                ..Default::default()
+            },
+            RunTimings {
+                create_ms: Some(1),
+                boot_ms: Some(2),
+                guest_uptime_at_ready_ms: Some(3),
+                exec_ms: 4,
+                teardown_ms: Some(5),
+                total_ms: 15,
+            },
+            RunCleanup {
+                vm_stopped: Some(true),
+                state_removed: true,
+                scratch_disk_allocated_bytes: Some(4096),
+            },
+        );
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(
+            v["timings"],
+            serde_json::json!({"create_ms": 1, "boot_ms": 2, "guest_uptime_at_ready_ms": 3,
+                               "exec_ms": 4, "teardown_ms": 5, "total_ms": 15})
+        );
+        assert_eq!(
+            v["cleanup"],
+            serde_json::json!({"vm_stopped": true, "state_removed": true,
+                               "scratch_disk_allocated_bytes": 4096})
+        );
+        assert_eq!(v["execution_mode"], "guest_vsock");
+        assert_eq!(v["exit_code"], 0);
+        assert_eq!(v["signal"], serde_json::Value::Null);
+        assert_eq!(v["vm_id"], "ab12cd34ef56");
+    }
 }
