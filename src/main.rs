@@ -5,6 +5,7 @@ mod cli;
 mod engine;
 mod hostcfg;
 mod mcp;
+mod render;
 mod vmm;
 
 fn main() {

@@ -3,6 +3,7 @@
 use super::flags::{self, json_flag, Command, Opt};
 use super::{fail, print_json};
 use crate::engine::run::{self, RunRequest};
+use crate::render::{json_text, to_json};
 use std::time::Instant;
 
 pub struct DemoArgs {
@@ -52,39 +53,41 @@ fn main(a: DemoArgs) -> i32 {
     let start = Instant::now();
     let mut steps = Vec::new();
     let mut last = Instant::now();
-    let mut progress = |phase: &str, details: serde_json::Value| {
+    let mut progress = |phase: &run::Phase| {
         let ms = last.elapsed().as_millis();
         last = Instant::now();
         if !json {
             let what = match phase {
-                "create" => "create: environment resolved, writable disk made",
-                "start" => "start: VMM process launched, kernel booting",
-                "execute" => "exec: guest agent answered; running `git --version`",
-                "delete" => "delete: VM stopped, state removed",
-                _ => phase,
+                run::Phase::Create { .. } => "create: environment resolved, writable disk made",
+                run::Phase::Start { .. } => "start: VMM process launched, kernel booting",
+                run::Phase::Execute { .. } => "exec: guest agent answered; running `git --version`",
+                run::Phase::Delete { .. } => "delete: VM stopped, state removed",
+                other => other.name(),
             };
             println!("[demo] +{ms:>5} ms  {what}");
         }
-        steps
-            .push(serde_json::json!({"phase": phase, "since_previous_ms": ms, "details": details}));
+        steps.push(
+            serde_json::json!({"phase": phase.name(), "since_previous_ms": ms, "details": phase}),
+        );
     };
     let req = RunRequest::new(&environment, "git --version");
     match run::run(&req, &mut progress) {
-        Ok(v) => {
+        Ok(r) => {
             if json {
                 print_json(
-                    &serde_json::json!({"steps": steps, "result": v, "total_ms": start.elapsed().as_millis() as u64}),
+                    &serde_json::json!({"steps": steps, "result": to_json(&r), "total_ms": start.elapsed().as_millis() as u64}),
                 );
             } else {
-                print!("{}", v["stdout"].as_str().unwrap_or(""));
+                // The demo's own view of the run: its output and timings.
+                print!("{}", r.exec.stdout);
                 println!(
                     "[demo] done in {} ms (boot {} ms, exec {} ms)",
                     start.elapsed().as_millis(),
-                    v["timings"]["boot_ms"],
-                    v["timings"]["exec_ms"]
+                    json_text(&r.timings.boot_ms),
+                    r.timings.exec_ms
                 );
             }
-            v["exit_code"].as_i64().unwrap_or(1) as i32
+            r.exec.exit_code
         }
         Err(e) => fail(&e, json),
     }

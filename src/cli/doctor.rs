@@ -2,6 +2,7 @@
 
 use super::flags::{self, json_flag, Command};
 use super::print_json;
+use crate::render::Rendered;
 
 #[derive(Default)]
 pub struct DoctorArgs {
@@ -27,36 +28,11 @@ pub static DOCTOR: Command<DoctorArgs> = Command {
 fn main(a: DoctorArgs) -> i32 {
     let json = a.json;
     let report = crate::engine::doctor::report();
-    let ready = report["ready"] == true;
+    let ready = report.ready;
     if json {
-        print_json(&report);
+        print_json(&report.to_json());
     } else {
-        println!(
-            "pyro doctor (state: {})",
-            report["pyro_home"].as_str().unwrap_or("")
-        );
-        for c in report["checks"].as_array().unwrap() {
-            let mark = if c["ok"] == true {
-                "ok  "
-            } else if c["required"] == true {
-                "FAIL"
-            } else {
-                "warn"
-            };
-            println!(
-                "  [{mark}] {:<14} {}",
-                c["name"].as_str().unwrap_or(""),
-                c["detail"].as_str().unwrap_or("")
-            );
-        }
-        println!(
-            "{}",
-            if ready {
-                "Ready: `pyro run` can boot guests here."
-            } else {
-                "Not ready: fix the FAIL lines above."
-            }
-        );
+        report.to_human().print();
     }
     if ready {
         0

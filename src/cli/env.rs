@@ -2,6 +2,7 @@
 
 use super::flags::{self, json_flag, Arg, Command, Entry, Group, Opt};
 use super::{fail, print_json};
+use crate::render::Rendered;
 use crate::engine::environments;
 use std::path::PathBuf;
 
@@ -50,7 +51,7 @@ static LIST: Command<EnvArgs> = Command {
     opts: &[JSON],
     check: None,
     examples: &[],
-    run: |a| finish("list", a.json, Ok(environments::list())),
+    run: |a| finish(a.json, Ok(environments::list())),
 };
 
 static INSPECT: Command<EnvArgs> = Command {
@@ -61,7 +62,7 @@ static INSPECT: Command<EnvArgs> = Command {
     opts: &[JSON],
     check: None,
     examples: &["pyro env inspect debian:12-build"],
-    run: |a| finish("inspect", a.json, environments::inspect(&a.name)),
+    run: |a| finish(a.json, environments::inspect(&a.name)),
 };
 
 static PULL: Command<EnvArgs> = Command {
@@ -72,7 +73,7 @@ static PULL: Command<EnvArgs> = Command {
     opts: &[JSON],
     check: None,
     examples: &[],
-    run: |a| finish("pull", a.json, pull(&a.name)),
+    run: |a| finish(a.json, pull(&a.name)),
 };
 
 static PRUNE: Command<EnvArgs> = Command {
@@ -83,7 +84,7 @@ static PRUNE: Command<EnvArgs> = Command {
     opts: &[JSON],
     check: None,
     examples: &[],
-    run: |a| finish("prune", a.json, environments::prune()),
+    run: |a| finish(a.json, environments::prune()),
 };
 
 static IMPORT: Command<EnvArgs> = Command {
@@ -118,18 +119,18 @@ static IMPORT: Command<EnvArgs> = Command {
     examples: &[],
     run: |a| {
         let r = environments::import(&a.name, &a.image_dir, &a.kernel);
-        finish("import", a.json, r)
+        finish(a.json, r)
     },
 };
 
-fn finish(sub: &str, json: bool, result: crate::engine::Result<serde_json::Value>) -> i32 {
+fn finish<T: Rendered>(json: bool, result: crate::engine::Result<T>) -> i32 {
     match result {
-        Ok(v) if json => {
-            print_json(&v);
+        Ok(r) if json => {
+            print_json(&r.to_json());
             0
         }
-        Ok(v) => {
-            print_human(sub, &v);
+        Ok(r) => {
+            r.to_human().print();
             0
         }
         Err(e) => fail(&e, json),
@@ -137,65 +138,16 @@ fn finish(sub: &str, json: bool, result: crate::engine::Result<serde_json::Value
 }
 
 /// Until registry pulls land, pull only confirms a local install.
-fn pull(name: &str) -> crate::engine::Result<serde_json::Value> {
+fn pull(name: &str) -> crate::engine::Result<environments::Pulled> {
     environments::lookup(name)?;
     match environments::installed(name) {
-        Ok(_) => {
-            let mut v = environments::inspect(name)?;
-            v["pulled"] = serde_json::json!(false);
-            v["message"] = serde_json::json!("already installed");
-            Ok(v)
-        }
+        Ok(_) => Ok(environments::Pulled {
+            environment: environments::inspect(name)?,
+            pulled: false,
+            message: "already installed",
+        }),
         Err(_) => Err(crate::engine::EngineError::Unavailable(format!(
             "cannot pull {name}: this build has no registry client yet; build it locally with `make envs` in a pyro checkout"
         ))),
-    }
-}
-
-fn print_human(sub: &str, v: &serde_json::Value) {
-    match sub {
-        "list" => {
-            println!(
-                "Catalog version: {}",
-                v["catalog_version"].as_str().unwrap_or("")
-            );
-            for e in v["environments"].as_array().unwrap() {
-                let status = if e["installed"] == true {
-                    "installed"
-                } else {
-                    "not installed"
-                };
-                println!(
-                    "{} [{status}] {}",
-                    e["name"].as_str().unwrap_or(""),
-                    e["description"].as_str().unwrap_or("")
-                );
-            }
-        }
-        "prune" => {
-            let removed = v["removed"].as_array().map(|a| a.len()).unwrap_or(0);
-            println!(
-                "Removed {removed} stale entries from {}",
-                v["environments_dir"].as_str().unwrap_or("")
-            );
-        }
-        _ => {
-            println!("Environment: {}", v["name"].as_str().unwrap_or(""));
-            println!("Version: {}", v["version"].as_str().unwrap_or(""));
-            println!(
-                "Installed: {}",
-                if v["installed"] == true { "yes" } else { "no" }
-            );
-            if let Some(d) = v["install_dir"].as_str() {
-                println!("Install dir: {d}");
-            }
-            if let Some(p) = v["default_packages"].as_array() {
-                let names: Vec<_> = p.iter().filter_map(|x| x.as_str()).collect();
-                println!("Default packages: {}", names.join(", "));
-            }
-            if let Some(m) = v["message"].as_str() {
-                println!("{m}");
-            }
-        }
     }
 }

@@ -4,6 +4,7 @@ use super::flags::{self, json_flag, Arg, Command, Opt, Takes};
 use super::{fail, print_json};
 use crate::engine::run::{self, RunRequest};
 use crate::engine::EngineError;
+use crate::render::{to_json, Rendered};
 
 pub struct RunArgs {
     /// Environment and VM settings; the command is joined from `argv`.
@@ -112,14 +113,11 @@ fn main(a: RunArgs) -> i32 {
     let json = a.json;
     req.command = shell_join(&a.argv);
     super::signals::install();
-    let mut progress = |phase: &str, details: serde_json::Value| {
-        if phase == "host_compat" {
-            eprintln!(
-                "[run] WARNING: {}",
-                details["warning"].as_str().unwrap_or("")
-            );
+    let mut progress = |phase: &run::Phase| {
+        if let run::Phase::HostCompat { warning } = phase {
+            eprintln!("[run] WARNING: {warning}");
         } else if !json {
-            let fields: Vec<String> = details
+            let fields: Vec<String> = to_json(phase)
                 .as_object()
                 .map(|o| {
                     o.iter()
@@ -132,39 +130,17 @@ fn main(a: RunArgs) -> i32 {
                         .collect()
                 })
                 .unwrap_or_default();
-            eprintln!("[run] phase={phase} {}", fields.join(" "));
+            eprintln!("[run] phase={} {}", phase.name(), fields.join(" "));
         }
     };
     match run::run(&req, &mut progress) {
-        Ok(v) => {
-            let code = v["exit_code"].as_i64().unwrap_or(1) as i32;
+        Ok(r) => {
             if json {
-                print_json(&v);
+                print_json(&r.to_json());
             } else {
-                use std::io::Write;
-                let _ = std::io::stdout().write_all(v["stdout"].as_str().unwrap_or("").as_bytes());
-                let _ = std::io::stdout().flush();
-                eprint!("{}", v["stderr"].as_str().unwrap_or(""));
-                for (flag, what) in [
-                    ("stdout_truncated", "stdout"),
-                    ("stderr_truncated", "stderr"),
-                ] {
-                    if v[flag] == true {
-                        eprintln!(
-                            "[run] note: {what} was truncated ({} bytes produced)",
-                            v[format!("{what}_bytes")]
-                        );
-                    }
-                }
-                eprintln!(
-                    "[run] environment={} execution_mode={} exit_code={code} duration_ms={} boot_ms={}",
-                    v["environment"].as_str().unwrap_or(""),
-                    v["execution_mode"].as_str().unwrap_or(""),
-                    v["duration_ms"],
-                    v["timings"]["boot_ms"]
-                );
+                r.to_human().print();
             }
-            code
+            r.exec.exit_code
         }
         // A person typed this command: tell them about the unisolated
         // fallback (MCP clients never see this hint).

@@ -2,14 +2,41 @@
 //! creates, changes and deletes nothing (not even the state directory).
 
 use super::environments;
+use super::host::KvmStatus;
 use super::host::{kvm_status, KvmKind};
 use super::paths;
-use serde_json::{json, Value};
+use serde::Serialize;
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-fn check(name: &str, ok: bool, detail: String, required: bool) -> Value {
-    json!({"name": name, "ok": ok, "required": required, "detail": detail})
+/// One readiness check.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Check {
+    pub name: &'static str,
+    pub ok: bool,
+    /// Whether `pyro run` needs it (a failed optional check only warns).
+    pub required: bool,
+    pub detail: String,
+}
+
+/// `pyro doctor`: every check, and whether guests can boot here.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Every required check passed.
+    pub ready: bool,
+    pub kvm: KvmStatus,
+    pub pyro_home: PathBuf,
+    pub checks: Vec<Check>,
+    pub installed_environments: Vec<String>,
+}
+
+fn check(name: &'static str, ok: bool, detail: String, required: bool) -> Check {
+    Check {
+        name,
+        ok,
+        required,
+        detail,
+    }
 }
 
 fn writable(p: &Path) -> bool {
@@ -67,7 +94,7 @@ fn state_dir_check(home: &Path) -> (bool, String) {
 }
 
 /// All checks; `ready` is true only when `pyro run` can boot a guest here.
-pub fn report() -> Value {
+pub fn report() -> Report {
     let kvm = kvm_status();
     let mut checks = Vec::new();
     checks.push(check(
@@ -127,13 +154,11 @@ pub fn report() -> Value {
     let home = paths::home();
     let (ok, detail) = state_dir_check(&home);
     checks.push(check("state_dir", ok, detail, true));
-    let envs = environments::list();
-    let installed: Vec<String> = envs["environments"]
-        .as_array()
-        .unwrap()
+    let installed: Vec<String> = environments::list()
+        .environments
         .iter()
-        .filter(|e| e["installed"] == true)
-        .map(|e| e["name"].as_str().unwrap().to_string())
+        .filter(|e| e.installed)
+        .map(|e| e.name.to_string())
         .collect();
     checks.push(check(
         "environments",
@@ -145,14 +170,12 @@ pub fn report() -> Value {
         },
         true,
     ));
-    let ready = checks
-        .iter()
-        .all(|c| c["ok"] == true || c["required"] == false);
-    json!({
-        "ready": ready,
-        "kvm": kvm,
-        "pyro_home": home,
-        "checks": checks,
-        "installed_environments": installed,
-    })
+    let ready = checks.iter().all(|c| c.ok || !c.required);
+    Report {
+        ready,
+        kvm,
+        pyro_home: home,
+        checks,
+        installed_environments: installed,
+    }
 }

@@ -7,7 +7,8 @@
 
 use super::paths;
 use super::{EngineError, Result};
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 pub const CATALOG_VERSION: &str = "4.3.0";
@@ -108,33 +109,76 @@ pub fn installed(name: &str) -> Result<Installed> {
     })
 }
 
-fn describe(e: &CatalogEntry) -> Value {
+/// One environment of the catalog, and whether it is installed here.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EnvironmentInfo {
+    pub name: &'static str,
+    pub version: &'static str,
+    pub description: &'static str,
+    pub default_packages: &'static [&'static str],
+    pub distribution: &'static str,
+    pub distribution_version: &'static str,
+    pub installed: bool,
+    /// Where it is installed (null when it is not).
+    pub install_dir: Option<PathBuf>,
+    /// The installed image's `environment.json` as it was built (null when
+    /// unreadable); only `inspect` gives it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub install_manifest: Option<Value>,
+}
+
+/// `pyro env list`: the catalog.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EnvList {
+    pub catalog_version: &'static str,
+    pub environments: Vec<EnvironmentInfo>,
+}
+
+/// `pyro env pull`: an environment already installed here (this build
+/// pulls nothing).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Pulled {
+    #[serde(flatten)]
+    pub environment: EnvironmentInfo,
+    pub pulled: bool,
+    pub message: &'static str,
+}
+
+/// `pyro env prune`: what was removed from the store.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Pruned {
+    pub removed: Vec<String>,
+    pub environments_dir: PathBuf,
+}
+
+fn describe(e: &CatalogEntry) -> EnvironmentInfo {
     let dir = install_dir(e.name);
     let installed = is_complete(&dir);
-    json!({
-        "name": e.name,
-        "version": e.version,
-        "description": e.description,
-        "default_packages": e.default_packages,
-        "distribution": "debian",
-        "distribution_version": "12",
-        "installed": installed,
-        "install_dir": if installed { json!(dir) } else { Value::Null },
-    })
+    EnvironmentInfo {
+        name: e.name,
+        version: e.version,
+        description: e.description,
+        default_packages: e.default_packages,
+        distribution: "debian",
+        distribution_version: "12",
+        installed,
+        install_dir: installed.then_some(dir),
+        install_manifest: None,
+    }
 }
 
-pub fn list() -> Value {
-    json!({
-        "catalog_version": CATALOG_VERSION,
-        "environments": CATALOG.iter().map(describe).collect::<Vec<_>>(),
-    })
+pub fn list() -> EnvList {
+    EnvList {
+        catalog_version: CATALOG_VERSION,
+        environments: CATALOG.iter().map(describe).collect(),
+    }
 }
 
-pub fn inspect(name: &str) -> Result<Value> {
+pub fn inspect(name: &str) -> Result<EnvironmentInfo> {
     let e = lookup(name)?;
     let mut v = describe(e);
     if let Ok(inst) = installed(name) {
-        v["install_manifest"] = inst.manifest;
+        v.install_manifest = Some(inst.manifest);
     }
     Ok(v)
 }
@@ -142,7 +186,7 @@ pub fn inspect(name: &str) -> Result<Value> {
 /// Installs an environment from a locally built image directory (as
 /// `scripts/build-image.sh` prints) and a kernel. Replaces an existing
 /// install atomically: the new tree is staged beside it and renamed.
-pub fn import(name: &str, image_dir: &Path, kernel: &Path) -> Result<Value> {
+pub fn import(name: &str, image_dir: &Path, kernel: &Path) -> Result<EnvironmentInfo> {
     let e = lookup(name)?;
     for f in ["rootfs.ext4", "scratch.ext4", "environment.json"] {
         if !image_dir.join(f).is_file() {
@@ -189,7 +233,7 @@ pub fn import(name: &str, image_dir: &Path, kernel: &Path) -> Result<Value> {
 }
 
 /// Removes partial downloads and stale staging directories.
-pub fn prune() -> Result<Value> {
+pub fn prune() -> Result<Pruned> {
     let root = paths::environments();
     let mut removed = Vec::new();
     if let Ok(rd) = std::fs::read_dir(&root) {
@@ -205,7 +249,10 @@ pub fn prune() -> Result<Value> {
             }
         }
     }
-    Ok(json!({ "removed": removed, "environments_dir": root }))
+    Ok(Pruned {
+        removed,
+        environments_dir: root,
+    })
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The workspace engine: everything the CLI and the MCP server do, as one
-//! library API that returns JSON-ready values. Front ends only parse
-//! arguments and print.
+//! library API whose operations return typed results (`run::RunResult`,
+//! `workspace::results`), serialized as the JSON both front ends give and
+//! shown as text by `render`. Front ends only parse arguments and print.
 
 pub mod agent;
 pub mod cancel;

@@ -7,7 +7,7 @@ use super::paths;
 use super::vm::{CancelToken, VmOptions, VmProcess};
 use super::{EngineError, Result};
 use pyro_proto::{ExecRequest, ExecResult};
-use serde_json::{json, Value};
+use serde::Serialize;
 use std::time::{Duration, Instant};
 
 pub const DEFAULT_VCPU_COUNT: u8 = 1;
@@ -77,11 +77,161 @@ pub fn is_no_guest(e: &EngineError) -> bool {
     matches!(e, EngineError::Unavailable(m) if m.starts_with(NO_GUEST))
 }
 
-/// Progress callback: a phase name and its details.
-pub type Progress<'a> = &'a mut dyn FnMut(&str, Value);
+/// A phase of a run, as progress reports it; its JSON form is the
+/// phase's details.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Phase {
+    /// The VM's directory and disk are being made.
+    Create { environment: String, vm_id: String },
+    /// The VMM runs and the guest boots.
+    Start { vm_id: String },
+    /// The guest answered; the command runs.
+    Execute { vm_id: String, boot_ms: u64 },
+    /// The VM is gone.
+    Delete { vm_id: String },
+    /// No guest can boot and the caller allowed host execution: the
+    /// command runs on the host, unisolated.
+    HostCompat { warning: String },
+}
 
-/// Runs the request; returns the same JSON object the CLI prints with --json.
-pub fn run(req: &RunRequest, progress: Progress) -> Result<Value> {
+impl Phase {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Phase::Create { .. } => "create",
+            Phase::Start { .. } => "start",
+            Phase::Execute { .. } => "execute",
+            Phase::Delete { .. } => "delete",
+            Phase::HostCompat { .. } => "host_compat",
+        }
+    }
+}
+
+/// Progress callback: called as each phase begins.
+pub type Progress<'a> = &'a mut dyn FnMut(&Phase);
+
+/// Where a command ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecutionMode {
+    /// In a guest, through its agent over vsock.
+    GuestVsock,
+    /// Directly on the host, without isolation (`--allow-host-compat`).
+    HostCompat,
+}
+
+impl ExecutionMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecutionMode::GuestVsock => "guest_vsock",
+            ExecutionMode::HostCompat => "host_compat",
+        }
+    }
+}
+
+/// What a command did: the fields `vm_run` and `workspace_exec` share.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExecOutcome {
+    pub stdout: String,
+    /// With a line saying so at the end when the command timed out.
+    pub stderr: String,
+    /// The shell's exit code (128 + signal when killed); 124 on timeout.
+    pub exit_code: i32,
+    pub signal: Option<i32>,
+    pub timed_out: bool,
+    pub stdout_truncated: bool,
+    pub stderr_truncated: bool,
+    /// Bytes the command wrote to each stream, kept or not.
+    pub stdout_bytes: u64,
+    pub stderr_bytes: u64,
+    pub duration_ms: u64,
+}
+
+impl ExecOutcome {
+    /// The outcome of agent result `r` for a command given
+    /// `timeout_seconds`: a timeout reads as exit code 124 with a line
+    /// saying so at the end of stderr.
+    pub fn new(r: ExecResult, timeout_seconds: u64) -> ExecOutcome {
+        let (exit_code, stderr) = outcome(&r, timeout_seconds);
+        ExecOutcome {
+            stdout: r.stdout,
+            stderr,
+            exit_code,
+            signal: r.signal,
+            timed_out: r.timed_out,
+            stdout_truncated: r.stdout_truncated,
+            stderr_truncated: r.stderr_truncated,
+            stdout_bytes: r.stdout_bytes,
+            stderr_bytes: r.stderr_bytes,
+            duration_ms: r.duration_ms,
+        }
+    }
+
+    /// Each stream: its name, what was kept, whether it was cut and how
+    /// many bytes the command wrote.
+    pub fn streams(&self) -> [(&'static str, &str, bool, u64); 2] {
+        [
+            (
+                "stdout",
+                &self.stdout,
+                self.stdout_truncated,
+                self.stdout_bytes,
+            ),
+            (
+                "stderr",
+                &self.stderr,
+                self.stderr_truncated,
+                self.stderr_bytes,
+            ),
+        ]
+    }
+}
+
+/// The result of a one-shot run (`vm_run`, `pyro run`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunResult {
+    #[serde(flatten)]
+    pub exec: ExecOutcome,
+    /// `host-compat` for a run on the host.
+    pub vm_id: String,
+    pub environment: String,
+    pub environment_version: String,
+    pub command: String,
+    pub execution_mode: ExecutionMode,
+    pub vcpu_count: u8,
+    pub mem_mib: u32,
+    pub timings: RunTimings,
+    pub cleanup: RunCleanup,
+}
+
+/// Where a run's time went. A run on the host has only `exec_ms` and
+/// `total_ms`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunTimings {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub create_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub boot_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guest_uptime_at_ready_ms: Option<u64>,
+    pub exec_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub teardown_ms: Option<u64>,
+    pub total_ms: u64,
+}
+
+/// What was cleaned up after a run. A run on the host had no VM.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunCleanup {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vm_stopped: Option<bool>,
+    pub state_removed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scratch_disk_allocated_bytes: Option<u64>,
+}
+
+/// Runs the request; returns the object the CLI prints with --json.
+pub fn run(req: &RunRequest, progress: Progress) -> Result<RunResult> {
     run_cancellable(req, &CancelToken::new(), progress)
 }
 
@@ -94,7 +244,7 @@ pub fn run_cancellable(
     req: &RunRequest,
     cancel: &CancelToken,
     progress: Progress,
-) -> Result<Value> {
+) -> Result<RunResult> {
     req.validate()?;
     let entry = environments::lookup(&req.environment)?;
     // Leftovers of runs killed earlier go first, whether or not this one
@@ -114,10 +264,10 @@ pub fn run_cancellable(
     let vm_id = paths::random_id(6);
     paths::ensure_home()?;
     capacity::precheck(&Owner::run(&vm_id), req.mem_mib)?;
-    progress(
-        "create",
-        json!({"environment": req.environment, "vm_id": vm_id}),
-    );
+    progress(&Phase::Create {
+        environment: req.environment.clone(),
+        vm_id: vm_id.clone(),
+    });
     // Held until the directory is gone: while it is, no reaper touches it.
     let (dir, _dir_lock) = claim_run_dir(&vm_id)?;
     let outcome = (|| {
@@ -140,7 +290,9 @@ pub fn run_cancellable(
             },
         )?;
         cancel.watch(&vm);
-        progress("start", json!({"vm_id": vm_id}));
+        progress(&Phase::Start {
+            vm_id: vm_id.clone(),
+        });
         let booted = vm.wait_ready(boot_timeout());
         let boot_ms = start.elapsed().as_millis() as u64 - created_ms;
         let uptime = match booted {
@@ -151,7 +303,10 @@ pub fn run_cancellable(
                 return Err(e);
             }
         };
-        progress("execute", json!({"vm_id": vm_id, "boot_ms": boot_ms}));
+        progress(&Phase::Execute {
+            vm_id: vm_id.clone(),
+            boot_ms,
+        });
         let exec_start = Instant::now();
         let ereq = ExecRequest {
             shell: Some(req.command.clone()),
@@ -173,22 +328,28 @@ pub fn run_cancellable(
     }
     let (res, created_ms, boot_ms, exec_ms, uptime, disk_bytes) = outcome?;
     let teardown_ms = teardown.elapsed().as_millis() as u64;
-    progress("delete", json!({"vm_id": vm_id}));
-    Ok(result_json(
+    progress(&Phase::Delete {
+        vm_id: vm_id.clone(),
+    });
+    Ok(run_result(
         req,
         entry.version,
-        &vm_id,
-        "guest_vsock",
-        &res,
-        json!({
-            "create_ms": created_ms,
-            "boot_ms": boot_ms,
-            "guest_uptime_at_ready_ms": uptime,
-            "exec_ms": exec_ms,
-            "teardown_ms": teardown_ms,
-            "total_ms": start.elapsed().as_millis() as u64,
-        }),
-        json!({"vm_stopped": true, "state_removed": removed, "scratch_disk_allocated_bytes": disk_bytes}),
+        vm_id,
+        ExecutionMode::GuestVsock,
+        res,
+        RunTimings {
+            create_ms: Some(created_ms),
+            boot_ms: Some(boot_ms),
+            guest_uptime_at_ready_ms: Some(uptime),
+            exec_ms,
+            teardown_ms: Some(teardown_ms),
+            total_ms: start.elapsed().as_millis() as u64,
+        },
+        RunCleanup {
+            vm_stopped: Some(true),
+            state_removed: removed,
+            scratch_disk_allocated_bytes: Some(disk_bytes),
+        },
     ))
 }
 
@@ -280,35 +441,33 @@ fn boot_timeout() -> Duration {
     Duration::from_secs(secs)
 }
 
-fn result_json(
+#[allow(clippy::too_many_arguments)]
+fn run_result(
     req: &RunRequest,
     version: &str,
-    vm_id: &str,
-    mode: &str,
-    r: &ExecResult,
-    timings: Value,
-    cleanup: Value,
-) -> Value {
-    let (exit_code, stderr) = outcome(r, req.timeout_seconds);
-    with_fields(
-        exec_fields(r, exit_code, &stderr),
-        json!({
-            "vm_id": vm_id,
-            "environment": req.environment,
-            "environment_version": version,
-            "command": req.command,
-            "execution_mode": mode,
-            "vcpu_count": req.vcpu_count,
-            "mem_mib": req.mem_mib,
-            "timings": timings,
-            "cleanup": cleanup,
-        }),
-    )
+    vm_id: String,
+    mode: ExecutionMode,
+    r: ExecResult,
+    timings: RunTimings,
+    cleanup: RunCleanup,
+) -> RunResult {
+    RunResult {
+        exec: ExecOutcome::new(r, req.timeout_seconds),
+        vm_id,
+        environment: req.environment.clone(),
+        environment_version: version.to_string(),
+        command: req.command.clone(),
+        execution_mode: mode,
+        vcpu_count: req.vcpu_count,
+        mem_mib: req.mem_mib,
+        timings,
+        cleanup,
+    }
 }
 
 /// The exit code and stderr a command reports: a timeout reads as exit
 /// code 124 with a line saying so at the end of stderr.
-pub fn outcome(r: &ExecResult, timeout_seconds: u64) -> (i32, String) {
+fn outcome(r: &ExecResult, timeout_seconds: u64) -> (i32, String) {
     if !r.timed_out {
         return (r.shell_exit_code(), r.stderr.clone());
     }
@@ -320,36 +479,16 @@ pub fn outcome(r: &ExecResult, timeout_seconds: u64) -> (i32, String) {
     (TIMEOUT_EXIT_CODE, s)
 }
 
-/// The command-result fields `vm_run` and `workspace_exec` share.
-pub fn exec_fields(r: &ExecResult, exit_code: i32, stderr: &str) -> Value {
-    json!({
-        "stdout": r.stdout,
-        "stderr": stderr,
-        "exit_code": exit_code,
-        "signal": r.signal,
-        "timed_out": r.timed_out,
-        "stdout_truncated": r.stdout_truncated,
-        "stderr_truncated": r.stderr_truncated,
-        "stdout_bytes": r.stdout_bytes,
-        "stderr_bytes": r.stderr_bytes,
-        "duration_ms": r.duration_ms,
-    })
-}
-
-/// `base` with the fields of object `more` added (or replaced).
-pub fn with_fields(mut base: Value, more: Value) -> Value {
-    if let (Some(b), Value::Object(m)) = (base.as_object_mut(), more) {
-        b.extend(m);
-    }
-    base
-}
-
 /// `--allow-host-compat`: the command runs on this host, unisolated.
-fn host_compat(req: &RunRequest, version: &str, why: &str, progress: Progress) -> Result<Value> {
-    progress(
-        "host_compat",
-        json!({"warning": format!("NOT ISOLATED: {why}; running the command directly on this host")}),
-    );
+fn host_compat(
+    req: &RunRequest,
+    version: &str,
+    why: &str,
+    progress: Progress,
+) -> Result<RunResult> {
+    progress(&Phase::HostCompat {
+        warning: format!("NOT ISOLATED: {why}; running the command directly on this host"),
+    });
     let start = Instant::now();
     let dir = std::env::temp_dir().join(format!("pyro-host-compat-{}", paths::random_id(4)));
     std::fs::create_dir_all(&dir)
@@ -365,14 +504,26 @@ fn host_compat(req: &RunRequest, version: &str, why: &str, progress: Progress) -
         .map_err(|e| EngineError::io("running the command on the host", e));
     let _ = std::fs::remove_dir_all(&dir);
     let r = r?;
-    Ok(result_json(
+    let exec_ms = r.duration_ms;
+    Ok(run_result(
         req,
         version,
-        "host-compat",
-        "host_compat",
-        &r,
-        json!({"exec_ms": r.duration_ms, "total_ms": start.elapsed().as_millis() as u64}),
-        json!({"state_removed": true}),
+        "host-compat".into(),
+        ExecutionMode::HostCompat,
+        r,
+        RunTimings {
+            create_ms: None,
+            boot_ms: None,
+            guest_uptime_at_ready_ms: None,
+            exec_ms,
+            teardown_ms: None,
+            total_ms: start.elapsed().as_millis() as u64,
+        },
+        RunCleanup {
+            vm_stopped: None,
+            state_removed: true,
+            scratch_disk_allocated_bytes: None,
+        },
     ))
 }
 
@@ -400,11 +551,74 @@ mod tests {
             signal: Some(9),
             ..Default::default()
         };
-        let v = result_json(&req, "1.0.0", "x", "guest_vsock", &r, json!({}), json!({}));
-        assert_eq!(v["exit_code"], 124);
-        assert!(v["stderr"]
-            .as_str()
-            .unwrap()
-            .contains("timed out after 30s"));
+        let timings = RunTimings {
+            create_ms: None,
+            boot_ms: None,
+            guest_uptime_at_ready_ms: None,
+            exec_ms: 0,
+            teardown_ms: None,
+            total_ms: 0,
+        };
+        let cleanup = RunCleanup {
+            vm_stopped: None,
+            state_removed: true,
+            scratch_disk_allocated_bytes: None,
+        };
+        let v = run_result(
+            &req,
+            "1.0.0",
+            "x".into(),
+            ExecutionMode::GuestVsock,
+            r,
+            timings,
+            cleanup,
+        );
+        assert_eq!(v.exec.exit_code, 124);
+        assert!(v.exec.stderr.contains("timed out after 30s"));
+    }
+
+    /// A run in a VM reports every timing and cleanup field (a run on the
+    /// host only some: see the host-compat golden file).
+    #[test]
+    fn a_guest_run_reports_every_timing_and_cleanup_field() {
+        let req = RunRequest::new("debian:12", "true");
+        let r = run_result(
+            &req,
+            "1.0.0",
+            "ab12cd34ef56".into(),
+            ExecutionMode::GuestVsock,
+            ExecResult {
+                exit_code: Some(0),
+                ..Default::default()
+            },
+            RunTimings {
+                create_ms: Some(1),
+                boot_ms: Some(2),
+                guest_uptime_at_ready_ms: Some(3),
+                exec_ms: 4,
+                teardown_ms: Some(5),
+                total_ms: 15,
+            },
+            RunCleanup {
+                vm_stopped: Some(true),
+                state_removed: true,
+                scratch_disk_allocated_bytes: Some(4096),
+            },
+        );
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(
+            v["timings"],
+            serde_json::json!({"create_ms": 1, "boot_ms": 2, "guest_uptime_at_ready_ms": 3,
+                               "exec_ms": 4, "teardown_ms": 5, "total_ms": 15})
+        );
+        assert_eq!(
+            v["cleanup"],
+            serde_json::json!({"vm_stopped": true, "state_removed": true,
+                               "scratch_disk_allocated_bytes": 4096})
+        );
+        assert_eq!(v["execution_mode"], "guest_vsock");
+        assert_eq!(v["exit_code"], 0);
+        assert_eq!(v["signal"], serde_json::Value::Null);
+        assert_eq!(v["vm_id"], "ab12cd34ef56");
     }
 }

@@ -33,7 +33,77 @@ pub struct Arg {
     pub default: Option<Value>,
 }
 
+impl Kind {
+    /// A non-empty string.
+    pub fn text() -> Kind {
+        Kind::String {
+            min_len: 1,
+            one_of: None,
+        }
+    }
+
+    /// A string, possibly empty.
+    pub fn any_text() -> Kind {
+        Kind::String {
+            min_len: 0,
+            one_of: None,
+        }
+    }
+
+    /// One of `values`.
+    pub fn one_of(values: Vec<String>) -> Kind {
+        Kind::String {
+            min_len: 1,
+            one_of: Some(values),
+        }
+    }
+
+    pub fn int(min: i64, max: i64) -> Kind {
+        Kind::Integer { min, max }
+    }
+}
+
 impl Arg {
+    /// An argument the caller must give.
+    pub fn required(name: &'static str, description: &'static str, kind: Kind) -> Arg {
+        Arg {
+            name,
+            description,
+            kind,
+            default: None,
+        }
+    }
+
+    /// A non-empty string the caller must give.
+    pub fn required_text(name: &'static str, description: &'static str) -> Arg {
+        Arg::required(name, description, Kind::text())
+    }
+
+    /// An argument that may be left out (or given as null); no default.
+    pub fn optional(name: &'static str, description: &'static str, kind: Kind) -> Arg {
+        Arg {
+            name,
+            description,
+            kind,
+            default: Some(Value::Null),
+        }
+    }
+
+    /// An argument that is `default` when left out.
+    pub fn with_default(
+        name: &'static str,
+        description: &'static str,
+        kind: Kind,
+        default: Value,
+    ) -> Arg {
+        Arg {
+            name,
+            description,
+            kind,
+            default: Some(default),
+        }
+    }
+
     fn schema(&self) -> Value {
         let mut s = Map::new();
         match &self.kind {
@@ -174,6 +244,28 @@ pub fn object_schema(args: &[Arg]) -> Value {
         "required": required,
         "additionalProperties": false,
     })
+}
+
+/// An `outputSchema`: an object with `fields` (name, JSON Schema) all
+/// required, open to more. Clients validate results against it, and an
+/// added field must not break them.
+pub fn output_object(fields: Vec<(&str, Value)>) -> Value {
+    let required: Vec<&str> = fields.iter().map(|(k, _)| *k).collect();
+    let props: Map<String, Value> = fields
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    json!({"type": "object", "properties": props, "required": required, "additionalProperties": true})
+}
+
+/// [`output_object`] with fields given by their JSON type name alone.
+pub fn output_types(fields: &[(&str, &str)]) -> Value {
+    output_object(
+        fields
+            .iter()
+            .map(|(k, t)| (*k, json!({"type": t})))
+            .collect(),
+    )
 }
 
 /// Validates `given` against `args` and returns it with defaults filled

@@ -10,7 +10,8 @@
 use super::access::HostAccess;
 use super::jsonrpc::{self, Incoming, Line, LineReader, RpcError};
 use super::project::ProjectSource;
-use super::tools::{CallContext, Outcome, Toolset};
+use super::tool::{CallContext, Outcome};
+use super::tools::Toolset;
 use crate::engine::vm::CancelToken;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;

@@ -4,11 +4,12 @@
 //!
 //! - args.rs: what each subcommand takes (typed args, one table each)
 //! - dispatch.rs: the engine call and the exit code
-//! - render.rs: the human output
+//!
+//! The human output of each result is its renderer in `crate::render`,
+//! shared with the MCP server's text content.
 
 mod args;
 mod dispatch;
-mod render;
 
 use crate::cli::flags::{Entry, Group};
 

@@ -9,13 +9,13 @@
 //! reference, directories count only when empty.
 
 use super::lifecycle;
+use super::results::{ChangeStatus, Diff, DiffBudget, DiffEntry, DiffSummary};
 use super::store;
 use super::{EngineError, Result, FILE_MAX_BYTES};
 use crate::engine::agent;
 use pyro_guest::bounded_tar::{BoundedTar, TarLimits};
 use pyro_proto::{base64_decode, ArtifactType, FileEntry, Request, Response};
-use serde_json::{json, Value};
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -214,24 +214,7 @@ impl Budget {
 }
 
 /// What happened to one path.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Status {
-    Added,
-    Deleted,
-    TypeChanged,
-    Modified,
-}
-
-impl Status {
-    fn as_str(self) -> &'static str {
-        match self {
-            Status::Added => "added",
-            Status::Deleted => "deleted",
-            Status::TypeChanged => "type_changed",
-            Status::Modified => "modified",
-        }
-    }
-}
+type Status = ChangeStatus;
 
 /// How one changed path is shown.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -309,7 +292,7 @@ fn changes<'a>(old: &[&'a FileEntry], new: &[&'a FileEntry]) -> Vec<Change<'a>> 
 /// The diff of a live workspace against its baseline. With `keep_text`
 /// false the patches are made (to count them) but not kept: the summary
 /// needs only the list.
-pub fn diff(id: &str, keep_text: bool) -> Result<Value> {
+pub fn diff(id: &str, keep_text: bool) -> Result<Diff> {
     diff_within(id, keep_text, Budget::DEFAULT)
 }
 
@@ -319,7 +302,7 @@ fn file(e: Option<&FileEntry>) -> Option<&FileEntry> {
 }
 
 /// [`diff`] within `budget`.
-pub fn diff_within(id: &str, keep_text: bool, budget: Budget) -> Result<Value> {
+pub fn diff_within(id: &str, keep_text: bool, budget: Budget) -> Result<Diff> {
     let baseline = load_baseline(id)?;
     // One deadline for the manifest and every file read.
     let deadline = Instant::now() + agent::DIFF_DEADLINE;
@@ -385,29 +368,17 @@ pub fn diff_within(id: &str, keep_text: bool, budget: Budget) -> Result<Value> {
             _ => Shown::Binary,
         };
     }
-    let mut summary: BTreeMap<&str, u64> = [
-        "total",
-        "added",
-        "modified",
-        "deleted",
-        "type_changed",
-        "text_patched",
-        "non_text",
-    ]
-    .into_iter()
-    .map(|k| (k, 0))
-    .collect();
+    let mut summary = DiffSummary::default();
     let mut entries = Vec::with_capacity(changes.len().min(DIFF_MAX_ENTRIES));
     let mut patch = String::new();
     let mut over_budget = 0u64;
     for c in &changes {
         let path = c.path();
-        *summary.get_mut("total").unwrap() += 1;
-        *summary.get_mut(c.status.as_str()).unwrap() += 1;
+        summary.count(c.status);
         let mut text = None;
         match c.shown {
             Shown::Text(i) => {
-                *summary.get_mut("text_patched").unwrap() += 1;
+                summary.text_patched += 1;
                 if keep_text {
                     let t = std::mem::take(&mut texts[i]);
                     patch.push_str(&t);
@@ -415,7 +386,7 @@ pub fn diff_within(id: &str, keep_text: bool, budget: Budget) -> Result<Value> {
                 }
             }
             Shown::Binary => {
-                *summary.get_mut("non_text").unwrap() += 1;
+                summary.non_text += 1;
                 if keep_text {
                     let side = |e: Option<&FileEntry>, p: &str| match e {
                         Some(_) => format!("{p}/{path}"),
@@ -429,50 +400,45 @@ pub fn diff_within(id: &str, keep_text: bool, budget: Budget) -> Result<Value> {
                 }
             }
             Shown::OverBudget => {
-                *summary.get_mut("non_text").unwrap() += 1;
+                summary.non_text += 1;
                 over_budget += 1;
             }
-            Shown::Plain | Shown::Pending => *summary.get_mut("non_text").unwrap() += 1,
+            Shown::Plain | Shown::Pending => summary.non_text += 1,
         }
         if entries.len() == DIFF_MAX_ENTRIES {
             continue;
         }
         let e = c.new.or(c.old);
-        let mut entry = json!({
-            "path": path,
-            "status": c.status.as_str(),
-            "artifact_type": e.map(|e| e.artifact_type).unwrap_or(ArtifactType::File).as_str(),
-            "binary": c.shown == Shown::Binary,
-            "size_bytes": e.map(|e| e.size_bytes),
-            "sha256": e.and_then(|e| e.sha256).map(|h| h.to_string()),
+        entries.push(DiffEntry {
+            path: path.to_string(),
+            status: c.status,
+            artifact_type: e.map(|e| e.artifact_type).unwrap_or(ArtifactType::File),
+            binary: c.shown == Shown::Binary,
+            size_bytes: e.map(|e| e.size_bytes),
+            sha256: e.and_then(|e| e.sha256).map(|h| h.to_string()),
+            text_patch: text,
+            over_budget: c.shown == Shown::OverBudget,
         });
-        // Moved in, not through json! (which copies what it is given).
-        entry["text_patch"] = text.map(Value::String).unwrap_or(Value::Null);
-        if c.shown == Shown::OverBudget {
-            entry["over_budget"] = json!(true);
-        }
-        entries.push(entry);
     }
     let omitted = changes.len() - entries.len();
-    let truncated = over_budget > 0 || omitted > 0;
-    let mut v = json!({
-        "workspace_id": id,
-        "changed": !changes.is_empty(),
-        "summary": summary,
-        "truncated": truncated,
-        "budget": {
-            "max_bytes": budget.bytes,
-            "max_files": budget.files,
-            "bytes_read": bytes_read,
-            "files_read": files_read,
-            "files_over_budget": over_budget,
-            "max_entries": DIFF_MAX_ENTRIES,
-            "entries_omitted": omitted,
+    Ok(Diff {
+        workspace_id: id.to_string(),
+        changed: !changes.is_empty(),
+        summary,
+        truncated: over_budget > 0 || omitted > 0,
+        budget: DiffBudget {
+            max_bytes: budget.bytes,
+            max_files: budget.files,
+            bytes_read,
+            files_read,
+            files_over_budget: over_budget,
+            max_entries: DIFF_MAX_ENTRIES,
+            entries_omitted: omitted,
         },
-    });
-    v["entries"] = Value::Array(entries);
-    v["patch"] = Value::String(patch);
-    Ok(v)
+        entries,
+        patch,
+        restarted_vm: None,
+    })
 }
 
 #[cfg(test)]

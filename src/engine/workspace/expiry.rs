@@ -24,7 +24,7 @@
 //!
 //! [`decide`] is the rule as a pure function of a record and a [`Clock`].
 
-use super::store::Record;
+use super::store::{Record, WorkspaceState};
 use super::{now, EngineError, Result};
 use serde::{Deserialize, Serialize};
 
@@ -117,9 +117,9 @@ pub fn advance(old: Option<&Evidence>, c: &Clock) -> Evidence {
 /// The rule of the module doc for record `r` at clock `c`. Records being
 /// created are not the reaper's business here (see `reap_expired`).
 pub fn decide(r: &Record, c: &Clock) -> Decision {
-    match r.state.as_str() {
-        "creating" => Decision::Keep,
-        "expired" => {
+    match r.state {
+        WorkspaceState::Creating => Decision::Keep,
+        WorkspaceState::Expired => {
             let retention = r.retention_seconds as f64;
             let ev = advance(r.expiry_evidence.as_ref(), c);
             let wall_over = r.expired_at.is_some_and(|t| c.wall - t >= retention);
@@ -152,7 +152,7 @@ pub fn decide(r: &Record, c: &Clock) -> Decision {
 
 /// Marks `r` expired at `c` (its VM already stopped).
 pub fn mark_expired(r: &mut Record, c: &Clock) {
-    r.state = "expired".into();
+    r.state = WorkspaceState::Expired;
     r.vmm_pid = None;
     r.expired_at = Some(c.wall);
     r.expiry_evidence = Some(advance(None, c));
@@ -168,7 +168,7 @@ pub fn clear_expiry(r: &mut Record) {
 /// The earliest wall-clock time an expired workspace may be deleted.
 pub fn delete_after(r: &Record) -> Option<f64> {
     r.expired_at
-        .filter(|_| r.state == "expired")
+        .filter(|_| r.state == WorkspaceState::Expired)
         .map(|t| t + r.retention_seconds as f64)
 }
 
@@ -265,7 +265,7 @@ mod tests {
             ],
         );
         assert_eq!(d[0], Decision::Expire);
-        assert_eq!(r.state, "expired");
+        assert_eq!(r.state, WorkspaceState::Expired);
         assert_eq!(r.expired_at, Some(T0 + 700.0));
         assert!(matches!(d[1], Decision::Observe(_)), "{d:?}");
         assert!(matches!(d[2], Decision::Observe(_)), "{d:?}");

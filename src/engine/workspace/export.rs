@@ -26,16 +26,17 @@
 //! export put it back and remove stages nobody holds.
 
 use super::lifecycle::{self, open_live};
+use super::results::Exported;
 use super::review::{self, Event};
 use super::{guest_path, normalize_path, EngineError, Result};
 use crate::engine::agent;
 use crate::engine::hostpath::WritePath;
 use crate::engine::paths;
+use crate::engine::run::ExecutionMode;
 use pyro_guest::archive::member_path;
 use pyro_guest::beneath::check_symlink;
 use pyro_guest::bounded_tar::{limit_error, BoundedTar, TarLimits, MAX_TAR_META_BYTES};
 use pyro_proto::{ArtifactType, ChunkReader, Request, Response};
-use serde_json::{json, Value};
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, Read};
@@ -286,7 +287,7 @@ pub(super) fn receive(
 }
 
 /// Copies workspace `path` to the checked host destination `dest`.
-pub fn export(id: &str, path: &str, dest: &WritePath, overwrite: bool) -> Result<Value> {
+pub fn export(id: &str, path: &str, dest: &WritePath, overwrite: bool) -> Result<Exported> {
     let rel = normalize_path(path)?;
     // The workspace first: for an unknown id nothing on the host is touched.
     super::store::load(id)?;
@@ -346,16 +347,17 @@ pub fn export(id: &str, path: &str, dest: &WritePath, overwrite: bool) -> Result
             .with("bytes_written", bytes),
     );
     live.touch()?;
-    Ok(live.annotate(json!({
-        "workspace_id": id,
-        "workspace_path": guest_path(&rel),
-        "output_path": out,
-        "artifact_type": kind.as_str(),
-        "entry_count": n,
-        "bytes_written": bytes,
-        "overwrote": exists,
-        "execution_mode": "guest_vsock",
-    })))
+    Ok(Exported {
+        workspace_id: id.to_string(),
+        workspace_path: guest_path(&rel),
+        output_path: out,
+        artifact_type: kind,
+        entry_count: n,
+        bytes_written: bytes,
+        overwrote: exists,
+        execution_mode: ExecutionMode::GuestVsock,
+        restarted_vm: live.restarted.clone(),
+    })
 }
 
 /// Entries of an existing destination looked at before a confined export

@@ -4,15 +4,19 @@
 //! never interleave.
 
 use super::lifecycle::{self, open_live, Live};
+use super::results::{
+    Diff, Encoding, FileEntryView, FileList, FileRead, FileWritten, Logs, PatchApplied, PatchEntry,
+    PatchSummary, Summary, SyncPush, WorkspaceExec,
+};
 use super::review::{self, Event};
 use super::seed;
 use super::{guest_path, normalize_path, patch, EngineError, Result};
 use super::{FILE_MAX_BYTES, PATCH_MAX_BYTES};
 use crate::engine::agent;
 use crate::engine::hostpath::ReadPath;
+use crate::engine::run::{ExecOutcome, ExecutionMode};
 use pyro_proto::{base64_decode, base64_encode, ApplyRequest, ExecRequest, FileWrite};
 use pyro_proto::{Request, Response};
-use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
 pub const DEFAULT_TIMEOUT_SECONDS: u64 = 30;
@@ -36,7 +40,7 @@ fn unexpected(what: &str, r: Response) -> EngineError {
 }
 
 /// `workspace_exec`: one shell command in `/workspace`.
-pub fn exec(id: &str, command: &str, timeout_seconds: u64) -> Result<Value> {
+pub fn exec(id: &str, command: &str, timeout_seconds: u64) -> Result<WorkspaceExec> {
     if command.trim().is_empty() {
         return Err(EngineError::Invalid("command must not be empty".into()));
     }
@@ -60,51 +64,37 @@ pub fn exec(id: &str, command: &str, timeout_seconds: u64) -> Result<Value> {
         Response::Exec(r) => r,
         other => return Err(unexpected("exec", other)),
     };
-    let (exit_code, stderr) = crate::engine::run::outcome(&r, timeout_seconds);
-    let entry = json!({
-        "command": command,
-        "cwd": super::GUEST_ROOT,
-        "exit_code": exit_code,
-        "duration_ms": r.duration_ms,
-        "timed_out": r.timed_out,
-        "execution_mode": "guest_vsock",
-        "stdout": r.stdout,
-        "stderr": stderr,
-        "stdout_truncated": r.stdout_truncated,
-        "stderr_truncated": r.stderr_truncated,
-    });
-    let sequence = review::record_command(id, entry)?;
+    let outcome = ExecOutcome::new(r, timeout_seconds);
+    let sequence = review::record_command(id, command, &outcome)?;
     review::append(
         id,
         &Event::new("exec")
             .with("sequence", sequence)
             .with("command", command)
-            .with("exit_code", exit_code)
-            .with("duration_ms", r.duration_ms),
+            .with("exit_code", outcome.exit_code)
+            .with("duration_ms", outcome.duration_ms),
     );
     live.touch()?;
-    let fields = crate::engine::run::exec_fields(&r, exit_code, &stderr);
-    Ok(live.annotate(crate::engine::run::with_fields(
-        fields,
-        json!({
-            "workspace_id": id,
-            "environment": live.record.environment,
-            "environment_version": live.record.environment_version,
-            "command": command,
-            "execution_mode": "guest_vsock",
-            "sequence": sequence,
-            "cwd": super::GUEST_ROOT,
-        }),
-    )))
+    Ok(WorkspaceExec {
+        exec: outcome,
+        workspace_id: id.to_string(),
+        environment: live.record.environment.clone(),
+        environment_version: live.record.environment_version.clone(),
+        command: command.to_string(),
+        execution_mode: ExecutionMode::GuestVsock,
+        sequence,
+        cwd: super::GUEST_ROOT.into(),
+        restarted_vm: live.restarted.clone(),
+    })
 }
 
-fn entry_json(e: &pyro_proto::FileEntry) -> Value {
-    json!({
-        "path": guest_path(&e.path),
-        "artifact_type": e.artifact_type.as_str(),
-        "size_bytes": e.size_bytes,
-        "link_target": e.link_target,
-    })
+fn entry_view(e: &pyro_proto::FileEntry) -> FileEntryView {
+    FileEntryView {
+        path: guest_path(&e.path),
+        artifact_type: e.artifact_type,
+        size_bytes: e.size_bytes,
+        link_target: e.link_target.clone(),
+    }
 }
 
 /// Most entries a file listing returns (`count` is the full number and
@@ -114,14 +104,17 @@ fn entry_json(e: &pyro_proto::FileEntry) -> Value {
 pub const LIST_MAX_ENTRIES: usize = 10_000;
 
 /// `workspace_file_list`.
-pub fn list(id: &str, path: &str, recursive: bool) -> Result<Value> {
+pub fn list(id: &str, path: &str, recursive: bool) -> Result<FileList> {
     let rel = normalize_path(path)?;
     let live = open_live(id, "file list")?;
-    Ok(live.annotate(listing(id, &rel, recursive)?))
+    Ok(FileList {
+        restarted_vm: live.restarted.clone(),
+        ..listing(id, &rel, recursive)?
+    })
 }
 
 /// The listing of `rel` in a running workspace (see [`LIST_MAX_ENTRIES`]).
-pub(super) fn listing(id: &str, rel: &str, recursive: bool) -> Result<Value> {
+pub(super) fn listing(id: &str, rel: &str, recursive: bool) -> Result<FileList> {
     match call(
         id,
         &Request::ListFiles {
@@ -131,20 +124,25 @@ pub(super) fn listing(id: &str, rel: &str, recursive: bool) -> Result<Value> {
         file_op_deadline(),
         "listing files",
     )? {
-        Response::Files { entry, entries } => Ok(json!({
-            "workspace_id": id,
-            "path": guest_path(rel),
-            "artifact_type": entry.artifact_type.as_str(),
-            "recursive": recursive,
-            "count": entries.len(),
-            "entries": if entry.artifact_type == pyro_proto::ArtifactType::Directory {
-                entries.iter().take(LIST_MAX_ENTRIES).map(entry_json).collect::<Vec<_>>()
+        Response::Files { entry, entries } => Ok(FileList {
+            workspace_id: id.to_string(),
+            path: guest_path(rel),
+            artifact_type: entry.artifact_type,
+            recursive,
+            count: entries.len(),
+            entries: if entry.artifact_type == pyro_proto::ArtifactType::Directory {
+                entries
+                    .iter()
+                    .take(LIST_MAX_ENTRIES)
+                    .map(entry_view)
+                    .collect()
             } else {
-                vec![entry_json(&entry)]
+                vec![entry_view(&entry)]
             },
-            "truncated": entries.len() > LIST_MAX_ENTRIES,
-            "execution_mode": "guest_vsock",
-        })),
+            truncated: entries.len() > LIST_MAX_ENTRIES,
+            execution_mode: ExecutionMode::GuestVsock,
+            restarted_vm: None,
+        }),
         other => Err(unexpected("a listing", other)),
     }
 }
@@ -183,7 +181,7 @@ pub(super) fn read_raw(
 
 /// `workspace_file_read`: up to `max_bytes`; text as UTF-8, anything else
 /// as base64 (`encoding` says which), never altered.
-pub fn read(id: &str, path: &str, max_bytes: u64) -> Result<Value> {
+pub fn read(id: &str, path: &str, max_bytes: u64) -> Result<FileRead> {
     if !(1..=FILE_MAX_BYTES).contains(&max_bytes) {
         return Err(EngineError::Invalid(format!(
             "max_bytes must be between 1 and {FILE_MAX_BYTES}, got {max_bytes}"
@@ -194,29 +192,30 @@ pub fn read(id: &str, path: &str, max_bytes: u64) -> Result<Value> {
     let (size, data, truncated) = read_raw(live.id(), &rel, max_bytes, file_op_deadline())?;
     // A cut through a multi-byte character is not binary content.
     let (content, encoding, returned) = match std::str::from_utf8(&data) {
-        Ok(s) if !s.contains('\0') => (s.to_string(), "utf-8", data.len()),
+        Ok(s) if !s.contains('\0') => (s.to_string(), Encoding::Utf8, data.len()),
         Err(e) if truncated && e.error_len().is_none() && !data[..e.valid_up_to()].contains(&0) => {
             let ok = e.valid_up_to();
             (
                 String::from_utf8_lossy(&data[..ok]).into_owned(),
-                "utf-8",
+                Encoding::Utf8,
                 ok,
             )
         }
-        _ => (base64_encode(&data), "base64", data.len()),
+        _ => (base64_encode(&data), Encoding::Base64, data.len()),
     };
-    Ok(live.annotate(json!({
-        "workspace_id": id,
-        "path": guest_path(&rel),
-        "size_bytes": size,
-        "max_bytes": max_bytes,
-        "content": content,
-        "encoding": encoding,
-        "binary": encoding == "base64",
-        "returned_bytes": returned,
-        "truncated": truncated || (returned as u64) < size,
-        "execution_mode": "guest_vsock",
-    })))
+    Ok(FileRead {
+        workspace_id: id.to_string(),
+        path: guest_path(&rel),
+        size_bytes: size,
+        max_bytes,
+        content,
+        encoding,
+        binary: encoding == Encoding::Base64,
+        returned_bytes: returned,
+        truncated: truncated || (returned as u64) < size,
+        execution_mode: ExecutionMode::GuestVsock,
+        restarted_vm: live.restarted.clone(),
+    })
 }
 
 fn apply(
@@ -243,7 +242,7 @@ fn apply(
 
 /// `workspace_file_write`: creates or replaces one text file, creating its
 /// parent directories.
-pub fn write(id: &str, path: &str, text: &str) -> Result<Value> {
+pub fn write(id: &str, path: &str, text: &str) -> Result<FileWritten> {
     if text.len() as u64 > FILE_MAX_BYTES {
         return Err(EngineError::Invalid(format!(
             "text is {} bytes; a file write takes at most {FILE_MAX_BYTES} bytes of UTF-8 (use workspace_sync_push for bigger files)",
@@ -270,19 +269,20 @@ pub fn write(id: &str, path: &str, text: &str) -> Result<Value> {
             .with("bytes", bytes),
     );
     live.touch()?;
-    Ok(live.annotate(json!({
-        "workspace_id": id,
-        "path": guest_path(&rel),
-        "size_bytes": bytes,
-        "bytes_written": bytes,
-        "execution_mode": "guest_vsock",
-    })))
+    Ok(FileWritten {
+        workspace_id: id.to_string(),
+        path: guest_path(&rel),
+        size_bytes: bytes,
+        bytes_written: bytes,
+        execution_mode: ExecutionMode::GuestVsock,
+        restarted_vm: live.restarted.clone(),
+    })
 }
 
 /// `workspace_patch_apply`: every file is read, every hunk applied in
 /// memory, and only then is anything written, in one all-or-nothing agent
 /// request.
-pub fn patch_apply(id: &str, patch_text: &str) -> Result<Value> {
+pub fn patch_apply(id: &str, patch_text: &str) -> Result<PatchApplied> {
     if patch_text.len() > PATCH_MAX_BYTES {
         return Err(EngineError::Invalid(format!(
             "patch is {} bytes; at most {PATCH_MAX_BYTES} bytes are accepted",
@@ -296,7 +296,7 @@ pub fn patch_apply(id: &str, patch_text: &str) -> Result<Value> {
     let mut writes = Vec::new();
     let mut deletes = Vec::new();
     let mut entries = Vec::new();
-    let mut summary = json!({"total": 0, "added": 0, "modified": 0, "deleted": 0, "renamed": 0});
+    let mut summary = PatchSummary::default();
     for fp in &files {
         let source = &fp.old_path;
         let current = match read_raw(live.id(), source, FILE_MAX_BYTES, deadline) {
@@ -360,30 +360,43 @@ pub fn patch_apply(id: &str, patch_text: &str) -> Result<Value> {
         if fp.status == patch::Status::Renamed {
             deletes.push(fp.old_path.clone());
         }
-        summary["total"] = json!(summary["total"].as_u64().unwrap_or(0) + 1);
-        summary[fp.status.as_str()] = json!(summary[fp.status.as_str()].as_u64().unwrap_or(0) + 1);
-        let mut e = json!({"path": guest_path(&fp.new_path), "status": fp.status.as_str(), "hunks": fp.hunks.len()});
-        if fp.status == patch::Status::Renamed {
-            e["from"] = json!(guest_path(&fp.old_path));
-        }
-        entries.push(e);
+        summary.total += 1;
+        *match fp.status {
+            patch::Status::Added => &mut summary.added,
+            patch::Status::Modified => &mut summary.modified,
+            patch::Status::Deleted => &mut summary.deleted,
+            patch::Status::Renamed => &mut summary.renamed,
+        } += 1;
+        entries.push(PatchEntry {
+            path: guest_path(&fp.new_path),
+            status: fp.status.as_str(),
+            hunks: fp.hunks.len(),
+            from: (fp.status == patch::Status::Renamed).then(|| guest_path(&fp.old_path)),
+        });
     }
     apply(&live, writes, deletes, deadline)?;
     review::append(
         id,
         &Event::new("patch_apply")
-            .with("files", entries.clone())
-            .with("summary", summary.clone()),
+            .with(
+                "files",
+                serde_json::to_value(&entries).expect("entries serialize"),
+            )
+            .with(
+                "summary",
+                serde_json::to_value(&summary).expect("summaries serialize"),
+            ),
     );
     live.touch()?;
-    Ok(live.annotate(json!({
-        "workspace_id": id,
-        "changed": !entries.is_empty(),
-        "summary": summary,
-        "entries": entries,
-        "patch": patch_text,
-        "execution_mode": "guest_vsock",
-    })))
+    Ok(PatchApplied {
+        workspace_id: id.to_string(),
+        changed: !entries.is_empty(),
+        summary,
+        entries,
+        patch: patch_text.to_string(),
+        execution_mode: ExecutionMode::GuestVsock,
+        restarted_vm: live.restarted.clone(),
+    })
 }
 
 /// `workspace_sync_push`: a host directory or archive into `/workspace`
@@ -393,7 +406,7 @@ pub fn patch_apply(id: &str, patch_text: &str) -> Result<Value> {
 ///
 /// The workspace is looked up before the source is read: for an unknown id
 /// no host tree is walked.
-pub fn sync_push(id: &str, source: &ReadPath, dest: &str) -> Result<Value> {
+pub fn sync_push(id: &str, source: &ReadPath, dest: &str) -> Result<SyncPush> {
     let rel = normalize_path(dest)?;
     super::store::load(id)?;
     let plan = seed::plan_read(source)?;
@@ -406,7 +419,7 @@ pub fn sync_push(id: &str, source: &ReadPath, dest: &str) -> Result<Value> {
     })?;
     let ms = start.elapsed().as_millis() as u64;
     let sync = plan.describe(
-        "source_path",
+        seed::Purpose::Sync,
         &guest_path(&rel),
         &seed::Written {
             entry_count,
@@ -424,32 +437,38 @@ pub fn sync_push(id: &str, source: &ReadPath, dest: &str) -> Result<Value> {
             .with("duration_ms", ms),
     );
     live.touch()?;
-    Ok(live.annotate(json!({
-        "workspace_id": id,
-        "execution_mode": "guest_vsock",
-        "workspace_sync": sync,
-        "duration_ms": ms,
-    })))
+    Ok(SyncPush {
+        workspace_id: id.to_string(),
+        execution_mode: ExecutionMode::GuestVsock,
+        workspace_sync: sync,
+        duration_ms: ms,
+        restarted_vm: live.restarted.clone(),
+    })
 }
 
 /// `workspace_diff`.
-pub fn diff(id: &str) -> Result<Value> {
+pub fn diff(id: &str) -> Result<Diff> {
     let live = open_live(id, "diff")?;
-    let v = super::diff::diff(live.id(), true)?;
-    Ok(live.annotate(v))
+    Ok(Diff {
+        restarted_vm: live.restarted.clone(),
+        ..super::diff::diff(live.id(), true)?
+    })
 }
 
 /// `workspace_logs`: command history since the last reset.
-pub fn logs(id: &str) -> Result<Value> {
+pub fn logs(id: &str) -> Result<Logs> {
     super::store::load(id)?;
     lifecycle::status(id)?;
     Ok(review::logs(id))
 }
 
 /// `workspace_summary`: the session since the last reset.
-pub fn summary(id: &str) -> Result<Value> {
+pub fn summary(id: &str) -> Result<Summary> {
     let live = open_live(id, "summary")?;
     let d = super::diff::diff(live.id(), false)?;
     let ws = lifecycle::describe(&live.record);
-    Ok(live.annotate(review::summary(&ws, &d)))
+    Ok(Summary {
+        restarted_vm: live.restarted.clone(),
+        ..review::summary(&ws, &d)
+    })
 }

@@ -487,53 +487,47 @@ fn host_side(scenario: &str, id: &str) {
             let v = diff::diff(id, true).unwrap();
             // Every change is counted; the list and the patches stop at
             // their budgets.
-            assert_eq!(v["summary"]["total"], MAX_LISTING_ENTRIES as u64);
-            assert_eq!(v["summary"]["added"], MAX_LISTING_ENTRIES as u64);
-            assert_eq!(v["entries"].as_array().unwrap().len(), DIFF_MAX_ENTRIES);
-            assert_eq!(v["truncated"], true);
-            let b = &v["budget"];
-            assert_eq!(b["bytes_read"], DIFF_MAX_BYTES);
-            assert_eq!(b["files_read"], DIFF_MAX_BYTES / (64 * 1024));
-            assert_eq!(v["summary"]["text_patched"], DIFF_MAX_BYTES / (64 * 1024));
-            assert_eq!(
-                b["entries_omitted"],
-                (MAX_LISTING_ENTRIES - DIFF_MAX_ENTRIES) as u64
-            );
-            let over = &v["entries"][DIFF_MAX_ENTRIES - 1];
-            assert_eq!(over["over_budget"], true);
-            assert!(over["text_patch"].is_null());
-            assert_eq!(over["sha256"].as_str().unwrap().len(), 64);
-            assert_eq!(over["size_bytes"], 64 * 1024);
+            assert_eq!(v.summary.total, MAX_LISTING_ENTRIES as u64);
+            assert_eq!(v.summary.added, MAX_LISTING_ENTRIES as u64);
+            assert_eq!(v.entries.len(), DIFF_MAX_ENTRIES);
+            assert!(v.truncated);
+            let b = &v.budget;
+            assert_eq!(b.bytes_read, DIFF_MAX_BYTES);
+            assert_eq!(b.files_read as u64, DIFF_MAX_BYTES / (64 * 1024));
+            assert_eq!(v.summary.text_patched, DIFF_MAX_BYTES / (64 * 1024));
+            assert_eq!(b.entries_omitted, MAX_LISTING_ENTRIES - DIFF_MAX_ENTRIES);
+            let over = &v.entries[DIFF_MAX_ENTRIES - 1];
+            assert!(over.over_budget);
+            assert!(over.text_patch.is_none());
+            assert_eq!(over.sha256.as_ref().unwrap().len(), 64);
+            assert_eq!(over.size_bytes, Some(64 * 1024));
             // What the MCP server would send.
             let line = serde_json::to_string(&v).unwrap();
             assert!(line.len() < 16 << 20, "{} bytes", line.len());
             drop((v, line));
             // The summary of the same session.
             let s = review::summary(
-                &serde_json::json!({"workspace_id": id}),
+                &super::lifecycle::describe(&super::store::sample_record(id)),
                 &diff::diff(id, false).unwrap(),
             );
-            assert_eq!(s["changes"]["truncated"], true);
-            assert_eq!(s["changes"]["summary"]["total"], MAX_LISTING_ENTRIES as u64);
+            assert!(s.changes.truncated);
+            assert_eq!(s.changes.summary.total, MAX_LISTING_ENTRIES as u64);
         }
         "huge_listing" => {
             let v = files::listing(id, "", true).unwrap();
-            assert_eq!(v["count"], MAX_LISTING_ENTRIES as u64);
-            assert_eq!(
-                v["entries"].as_array().unwrap().len(),
-                files::LIST_MAX_ENTRIES
-            );
-            assert_eq!(v["truncated"], true);
+            assert_eq!(v.count, MAX_LISTING_ENTRIES);
+            assert_eq!(v.entries.len(), files::LIST_MAX_ENTRIES);
+            assert!(v.truncated);
             let line = serde_json::to_string(&v).unwrap();
             assert!(line.len() < 4 << 20, "{} bytes", line.len());
         }
         "diff_file_budget" => {
             let v = diff::diff(id, true).unwrap();
-            assert_eq!(v["budget"]["files_read"], DIFF_MAX_FILES as u64);
-            assert_eq!(v["budget"]["files_over_budget"], 100);
-            assert_eq!(v["summary"]["text_patched"], DIFF_MAX_FILES as u64);
+            assert_eq!(v.budget.files_read, DIFF_MAX_FILES);
+            assert_eq!(v.budget.files_over_budget, 100);
+            assert_eq!(v.summary.text_patched, DIFF_MAX_FILES as u64);
             // The patch holds exactly the diffed files.
-            let patch = v["patch"].as_str().unwrap();
+            let patch = &v.patch;
             assert_eq!(patch.matches("\n+++ b/").count(), DIFF_MAX_FILES);
             // A smaller budget, in bytes this time: 3 files of 640 bytes.
             let v = diff::diff_within(
@@ -545,9 +539,9 @@ fn host_side(scenario: &str, id: &str) {
                 },
             )
             .unwrap();
-            assert_eq!(v["budget"]["files_read"], 3);
-            assert_eq!(v["budget"]["bytes_read"], 3 * 640);
-            assert_eq!(v["truncated"], true);
+            assert_eq!(v.budget.files_read, 3);
+            assert_eq!(v.budget.bytes_read, 3 * 640);
+            assert!(v.truncated);
         }
         other => panic!("unknown scenario {other}"),
     }

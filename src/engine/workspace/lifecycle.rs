@@ -15,18 +15,23 @@
 //! the same way.
 
 use super::expiry::{self, Clock, Decision};
+use super::results::{
+    CreateTimings, Created, Deleted, DiskUse, ExpiryView, ListEntry, ListItem, ResetDone,
+    ResetInfo, Updated, WorkspaceList, WorkspaceView,
+};
 use super::review::{self, Event};
 use super::seed::{self, SeedSource};
-use super::store::{self, Lock, Record};
+use super::store::{self, Lock, Record, WorkspaceState};
 use super::{now, EngineError, Result, GUEST_ROOT};
 use crate::engine::capacity::{self, Owner};
 use crate::engine::environments;
 use crate::engine::host::kvm_status;
+use crate::engine::run::ExecutionMode;
 use crate::engine::vm::{VmOptions, VmProcess};
 use crate::engine::{agent, disk};
 use crate::vmm::{control, disk_lock};
 use pyro_proto::{ChunkWriter, Request, Response};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -409,7 +414,7 @@ pub fn disk_bytes(id: &str) -> u64 {
         + disk::allocated_bytes(&d.join("baseline.tar")).unwrap_or(0)
 }
 
-pub fn create(mut req: CreateRequest, progress: &mut dyn FnMut(&str)) -> Result<Value> {
+pub fn create(mut req: CreateRequest, progress: &mut dyn FnMut(&str)) -> Result<Created> {
     req.validate()?;
     let entry = environments::lookup(&req.environment)?;
     if let Some(why) = kvm_status().blocker() {
@@ -463,7 +468,7 @@ pub fn create(mut req: CreateRequest, progress: &mut dyn FnMut(&str)) -> Result<
         ttl_seconds: req.ttl_seconds,
         created_at,
         expires_at: 0.0,
-        state: "creating".into(),
+        state: WorkspaceState::Creating,
         vmm_pid: None,
         last_error: None,
         workspace_seed: Value::Null,
@@ -483,7 +488,7 @@ pub fn create(mut req: CreateRequest, progress: &mut dyn FnMut(&str)) -> Result<
     store::save(&record)?;
     drop(store_lock);
 
-    let result = (|| -> Result<Value> {
+    let result = (|| -> Result<Created> {
         store::make_private_dir(&store::vm_dir(&id))?;
         disk::copy_sparse(&env.scratch, &store::vm_dir(&id).join("scratch.ext4"))
             .map_err(|e| EngineError::io("creating the workspace disk", e))?;
@@ -515,9 +520,9 @@ pub fn create(mut req: CreateRequest, progress: &mut dyn FnMut(&str)) -> Result<
         let t = Instant::now();
         let (entry_count, bytes) = push_file(&id, "", &baseline)?;
         let seed_ms = t.elapsed().as_millis() as u64;
-        record.state = "started".into();
-        record.workspace_seed = plan.describe(
-            "seed_path",
+        record.state = WorkspaceState::Started;
+        let seed = plan.describe(
+            seed::Purpose::Seed,
             GUEST_ROOT,
             &seed::Written {
                 entry_count,
@@ -525,6 +530,7 @@ pub fn create(mut req: CreateRequest, progress: &mut dyn FnMut(&str)) -> Result<
                 manifest: Vec::new(),
             },
         );
+        record.workspace_seed = serde_json::to_value(seed).expect("seeds serialize");
         record.created_disk_bytes = disk_bytes(&id);
         record.stamp_activity(now());
         store::save(&record)?;
@@ -534,15 +540,16 @@ pub fn create(mut req: CreateRequest, progress: &mut dyn FnMut(&str)) -> Result<
                 .with("seed", record.workspace_seed.clone())
                 .with("duration_ms", start.elapsed().as_millis() as u64),
         );
-        let mut v = describe(&record);
-        v["timings"] = json!({
-            "create_ms": start.elapsed().as_millis() as u64,
-            "seed_check_ms": plan_ms,
-            "baseline_write_ms": baseline_ms,
-            "boot_ms": boot_ms,
-            "seed_push_ms": seed_ms,
-        });
-        Ok(v)
+        Ok(Created {
+            workspace: describe(&record),
+            timings: CreateTimings {
+                create_ms: start.elapsed().as_millis() as u64,
+                seed_check_ms: plan_ms,
+                baseline_write_ms: baseline_ms,
+                boot_ms,
+                seed_push_ms: seed_ms,
+            },
+        })
     })();
     match result {
         Ok(v) => {
@@ -575,19 +582,19 @@ pub fn push_file(id: &str, dest: &str, tar: &Path) -> Result<(u64, u64)> {
 
 /// The state as it is now: a `started` record whose VMM is gone reads
 /// `stopped`; an `expired` one says what that means.
-fn live_state(r: &Record) -> (String, Option<String>) {
-    if r.state == "started" && !vmm_alive(&r.workspace_id) {
+fn live_state(r: &Record) -> (WorkspaceState, Option<String>) {
+    if r.state == WorkspaceState::Started && !vmm_alive(&r.workspace_id) {
         return (
-            "stopped".into(),
+            WorkspaceState::Stopped,
             Some(format!(
                 "the VM process (pid {}) is no longer running; /workspace is intact on the workspace disk and the next operation that needs the VM restarts it",
                 r.vmm_pid.unwrap_or(0)
             )),
         );
     }
-    if r.state == "expired" {
+    if r.state == WorkspaceState::Expired {
         return (
-            "expired".into(),
+            WorkspaceState::Expired,
             Some(format!(
                 "no activity for ttl_seconds ({} s): its VM was stopped at {:.0}; /workspace is kept on the workspace disk and any operation boots it again. \
                  Unless used, it is deleted once retention_seconds ({} s) have passed since then (not before {:.0}, delete_after)",
@@ -605,86 +612,86 @@ fn live_state(r: &Record) -> (String, Option<String>) {
             None => how.clone(),
         });
     }
-    (r.state.clone(), note)
+    (r.state, note)
 }
 
 /// The fields about inactivity expiry that `describe` and `list` share.
-fn expiry_fields(r: &Record) -> Value {
-    json!({
-        "ttl_seconds": r.ttl_seconds,
-        "last_activity_at": r.last_activity_at,
-        "expires_at": r.expires_at,
-        "retention_seconds": r.retention_seconds,
-        "expired_at": if r.state == "expired" { json!(r.expired_at) } else { Value::Null },
-        "delete_after": expiry::delete_after(r),
-    })
+fn expiry_view(r: &Record) -> ExpiryView {
+    ExpiryView {
+        ttl_seconds: r.ttl_seconds,
+        last_activity_at: r.last_activity_at,
+        expires_at: r.expires_at,
+        retention_seconds: r.retention_seconds,
+        expired_at: r.expired_at.filter(|_| r.state == WorkspaceState::Expired),
+        delete_after: expiry::delete_after(r),
+    }
 }
 
 /// The full workspace object every workspace tool returns.
-pub fn describe(r: &Record) -> Value {
+pub fn describe(r: &Record) -> WorkspaceView {
     let (state, last_error) = live_state(r);
     let (command_count, last_command) = review::command_stats(&r.workspace_id);
-    let v = json!({
-        "workspace_id": r.workspace_id,
-        "name": r.name,
-        "labels": r.labels,
-        "environment": r.environment,
-        "environment_version": r.environment_version,
-        "vcpu_count": r.vcpu_count,
-        "mem_mib": r.mem_mib,
-        "created_at": r.created_at,
-        "state": state,
-        "last_error": last_error,
-        "metadata_recovered": r.recovered,
-        "network_policy": "off",
-        "network_enabled": false,
-        "allow_host_compat": false,
-        "execution_mode": "guest_vsock",
-        "workspace_path": GUEST_ROOT,
-        "workspace_seed": r.workspace_seed,
-        "secrets": [],
-        "command_count": command_count,
-        "last_command": last_command,
-        "reset_count": r.reset_count,
-        "last_reset_at": r.last_reset_at,
-        "restart_count": r.restart_count,
-        "service_count": 0,
-        "running_service_count": 0,
-        "vmm_pid": if state == "started" { json!(r.vmm_pid) } else { Value::Null },
-        "disk": {
-            "allocated_bytes": disk_bytes(&r.workspace_id),
-            "allocated_bytes_at_create": r.created_disk_bytes,
+    WorkspaceView {
+        workspace_id: r.workspace_id.clone(),
+        name: r.name.clone(),
+        labels: r.labels.clone(),
+        environment: r.environment.clone(),
+        environment_version: r.environment_version.clone(),
+        vcpu_count: r.vcpu_count,
+        mem_mib: r.mem_mib,
+        created_at: r.created_at,
+        state,
+        last_error,
+        metadata_recovered: r.recovered.clone(),
+        network_policy: "off",
+        network_enabled: false,
+        allow_host_compat: false,
+        execution_mode: ExecutionMode::GuestVsock,
+        workspace_path: GUEST_ROOT,
+        workspace_seed: r.workspace_seed.clone(),
+        secrets: Vec::new(),
+        command_count,
+        last_command,
+        reset_count: r.reset_count,
+        last_reset_at: r.last_reset_at,
+        restart_count: r.restart_count,
+        service_count: 0,
+        running_service_count: 0,
+        vmm_pid: r.vmm_pid.filter(|_| state == WorkspaceState::Started),
+        disk: DiskUse {
+            allocated_bytes: disk_bytes(&r.workspace_id),
+            allocated_bytes_at_create: r.created_disk_bytes,
         },
-        "metadata": {},
-    });
-    crate::engine::run::with_fields(v, expiry_fields(r))
+        metadata: BTreeMap::new(),
+        expiry: expiry_view(r),
+    }
 }
 
-fn list_item(r: &Record) -> Value {
+fn list_item(r: &Record) -> ListItem {
     let (state, last_error) = live_state(r);
     let (command_count, _) = review::command_stats(&r.workspace_id);
-    let v = json!({
-        "workspace_id": r.workspace_id,
-        "name": r.name,
-        "labels": r.labels,
-        "environment": r.environment,
-        "state": state,
-        "last_error": last_error,
-        "created_at": r.created_at,
-        "mem_mib": r.mem_mib,
-        "command_count": command_count,
-        "service_count": 0,
-        "running_service_count": 0,
-    });
-    crate::engine::run::with_fields(v, expiry_fields(r))
+    ListItem {
+        workspace_id: r.workspace_id.clone(),
+        name: r.name.clone(),
+        labels: r.labels.clone(),
+        environment: r.environment.clone(),
+        state,
+        last_error,
+        created_at: r.created_at,
+        mem_mib: r.mem_mib,
+        command_count,
+        service_count: 0,
+        running_service_count: 0,
+        expiry: expiry_view(r),
+    }
 }
 
-pub fn list() -> Result<Value> {
+pub fn list() -> Result<WorkspaceList> {
     let reaped = reap_expired();
     let (records, damaged) = store::scan()?;
     let mut records: Vec<Record> = records
         .into_iter()
-        .filter(|r| r.state != "creating")
+        .filter(|r| r.state != WorkspaceState::Creating)
         .collect();
     records.sort_by(|a, b| {
         b.last_activity_at
@@ -692,15 +699,22 @@ pub fn list() -> Result<Value> {
             .then(b.created_at.total_cmp(&a.created_at))
             .then(a.workspace_id.cmp(&b.workspace_id))
     });
-    let mut items: Vec<Value> = records.iter().map(list_item).collect();
+    let mut items: Vec<ListEntry> = records
+        .iter()
+        .map(|r| ListEntry::Workspace(list_item(r)))
+        .collect();
     // Damaged ones last, never left out.
-    items.extend(damaged.iter().map(store::Damaged::describe));
-    Ok(json!({
-        "count": items.len(),
-        "workspaces": items,
-        "expired_stopped": reaped.stopped,
-        "expired_deleted": reaped.deleted,
-    }))
+    items.extend(
+        damaged
+            .iter()
+            .map(|d| ListEntry::Damaged(store::Damaged::describe(d))),
+    );
+    Ok(WorkspaceList {
+        count: items.len(),
+        workspaces: items,
+        expired_stopped: reaped.stopped,
+        expired_deleted: reaped.deleted,
+    })
 }
 
 /// Loads a record for a look or an operation. A record restored or
@@ -708,7 +722,7 @@ pub fn list() -> Result<Value> {
 /// is never booted twice.
 fn load_checked(id: &str) -> Result<Record> {
     let mut r = store::load(id)?;
-    if r.state == "creating" {
+    if r.state == WorkspaceState::Creating {
         return Err(EngineError::Unavailable(format!(
             "workspace {id} is still being created; retry in a moment"
         )));
@@ -718,18 +732,18 @@ fn load_checked(id: &str) -> Result<Record> {
         let running = vmm_alive(id).then(|| ping_vmm(id).map(|p| p.pid).or(r.vmm_pid));
         match running {
             Some(pid) => {
-                r.state = "started".into();
+                r.state = WorkspaceState::Started;
                 r.vmm_pid = pid;
                 expiry::clear_expiry(&mut r);
             }
-            None if r.state == "started" => r.state = "stopped".into(),
+            None if r.state == WorkspaceState::Started => r.state = WorkspaceState::Stopped,
             None => {}
         }
     }
     Ok(r)
 }
 
-pub fn status(id: &str) -> Result<Value> {
+pub fn status(id: &str) -> Result<WorkspaceView> {
     Ok(describe(&load_checked(id)?))
 }
 
@@ -755,14 +769,6 @@ impl Live {
         self.record.stamp_activity(at);
         store::stamp_activity(self.id(), at)
     }
-
-    /// Adds `restarted_vm` to a result when this operation restarted it.
-    pub fn annotate(&self, mut v: Value) -> Value {
-        if let Some(why) = &self.restarted {
-            v["restarted_vm"] = json!(why);
-        }
-        v
-    }
 }
 
 impl Drop for Live {
@@ -782,24 +788,24 @@ pub fn open_live(id: &str, what: &str) -> Result<Live> {
     let mut record = load_checked(id)?;
     let mut restarted = None;
     let alive = vmm_alive(id);
-    if alive && record.state != "started" {
+    if alive && record.state != WorkspaceState::Started {
         // A VMM runs on the disk though the record says otherwise (its
         // starter died before saving, or an expiry stop failed): use it,
         // never boot a second one. Using it ends any expiry.
         let pong = ping_vmm(id).ok_or_else(|| unresponsive(id, record.vmm_pid))?;
-        record.state = "started".into();
+        record.state = WorkspaceState::Started;
         record.vmm_pid = Some(pong.pid);
         record.last_error = None;
         expiry::clear_expiry(&mut record);
         record.stamp_activity(now());
         store::save(&record)?;
     } else if !alive {
-        let why = match record.state.as_str() {
-            "started" => format!(
+        let why = match record.state {
+            WorkspaceState::Started => format!(
                 "the VM process (pid {}) had stopped; booted it again on the same disk (/workspace kept)",
                 record.vmm_pid.unwrap_or(0)
             ),
-            "expired" => format!(
+            WorkspaceState::Expired => format!(
                 "the workspace had expired (no activity for {} s) and its VM was stopped; booted it again on the same disk (/workspace kept)",
                 record.ttl_seconds
             ),
@@ -807,14 +813,14 @@ pub fn open_live(id: &str, what: &str) -> Result<Live> {
                 .into(),
         };
         // Using it again ends the expiry, whether or not the boot works.
-        record.state = "stopped".into();
+        record.state = WorkspaceState::Stopped;
         record.vmm_pid = None;
         expiry::clear_expiry(&mut record);
         record.stamp_activity(now());
         store::save(&record)?;
         match boot(&record) {
             Ok(pid) => {
-                record.state = "started".into();
+                record.state = WorkspaceState::Started;
                 record.vmm_pid = Some(pid);
                 record.last_error = None;
                 record.restart_count += 1;
@@ -844,7 +850,7 @@ pub fn update(
     clear_name: bool,
     labels: BTreeMap<String, String>,
     clear_labels: Vec<String>,
-) -> Result<Value> {
+) -> Result<Updated> {
     if name.is_some() && clear_name {
         return Err(EngineError::Invalid(
             "name and clear_name cannot be used together".into(),
@@ -895,20 +901,20 @@ pub fn update(
             "workspace update requested no effective change (give a new name, labels, clear_name or clear_labels)".into(),
         ));
     }
-    if r.state == "expired" {
+    if r.state == WorkspaceState::Expired {
         // Any operation ends the expiry; the VM boots when one needs it.
-        r.state = "stopped".into();
+        r.state = WorkspaceState::Stopped;
         expiry::clear_expiry(&mut r);
     }
     r.stamp_activity(now());
     store::save(&r)?;
     review::append(id, &Event::new("update").with("changed", changed));
-    Ok(describe(&r))
+    Ok(Updated(describe(&r)))
 }
 
 /// Recreates the VM on a fresh disk and restores `/workspace` from the
 /// baseline; command history starts over.
-pub fn reset(id: &str, snapshot: &str) -> Result<Value> {
+pub fn reset(id: &str, snapshot: &str) -> Result<ResetDone> {
     if snapshot != "baseline" {
         return Err(EngineError::NotFound(format!(
             "snapshot {snapshot:?} does not exist for workspace {id}; workspace-core keeps only the baseline (named snapshots are part of workspace-full)"
@@ -920,7 +926,7 @@ pub fn reset(id: &str, snapshot: &str) -> Result<Value> {
     let env = environments::installed(&r.environment)?;
     // The disk is replaced below: only once no VMM holds it.
     kill_vmm(id, r.vmm_pid)?;
-    r.state = "stopped".into();
+    r.state = WorkspaceState::Stopped;
     r.vmm_pid = None;
     expiry::clear_expiry(&mut r);
     r.stamp_activity(now());
@@ -933,7 +939,7 @@ pub fn reset(id: &str, snapshot: &str) -> Result<Value> {
     review::clear_commands(id);
     let pid = boot(&r)?;
     r.vmm_pid = Some(pid);
-    r.state = "started".into();
+    r.state = WorkspaceState::Started;
     r.last_error = None;
     store::save(&r)?;
     let (entry_count, bytes) = push_file(id, "", &store::dir(id).join("baseline.tar"))?;
@@ -948,21 +954,22 @@ pub fn reset(id: &str, snapshot: &str) -> Result<Value> {
             .with("entry_count", entry_count)
             .with("duration_ms", start.elapsed().as_millis() as u64),
     );
-    let mut v = describe(&r);
-    v["workspace_reset"] = json!({
-        "snapshot_name": "baseline",
-        "kind": "baseline",
-        "destination": GUEST_ROOT,
-        "entry_count": entry_count,
-        "bytes_written": bytes,
-    });
-    Ok(v)
+    Ok(ResetDone {
+        workspace: describe(&r),
+        workspace_reset: ResetInfo {
+            snapshot_name: "baseline".into(),
+            kind: "baseline".into(),
+            destination: GUEST_ROOT.into(),
+            entry_count,
+            bytes_written: bytes,
+        },
+    })
 }
 
 /// Removes a workspace: its VM, disk, sockets, history. Waits for a running
 /// operation on it to finish first. A workspace whose metadata is damaged
 /// beyond repair can be deleted too (its VMM is found by its config path).
-pub fn delete(id: &str) -> Result<Value> {
+pub fn delete(id: &str) -> Result<Deleted> {
     let lock = store::lock(id, "delete")?;
     // A damaged record may have no trustworthy pid: kill_vmm finds the
     // VMM that holds the disk by itself.
@@ -973,7 +980,11 @@ pub fn delete(id: &str) -> Result<Value> {
     };
     remove(id, pid)?;
     drop(lock);
-    Ok(json!({"workspace_id": id, "deleted": true, "reason": "explicit_delete"}))
+    Ok(Deleted {
+        workspace_id: id.to_string(),
+        deleted: true,
+        reason: "explicit_delete",
+    })
 }
 
 /// Stops the VMM and removes everything; a VMM that cannot be stopped
@@ -1033,7 +1044,7 @@ pub fn reap_expired() -> Reaped {
     let clock = Clock::now();
     for r in records {
         let id = r.workspace_id.clone();
-        if r.state != "creating" && expiry::decide(&r, &clock) == Decision::Keep {
+        if r.state != WorkspaceState::Creating && expiry::decide(&r, &clock) == Decision::Keep {
             continue;
         }
         // Busy (in use, or still being created): leave it for later.
@@ -1044,7 +1055,7 @@ pub fn reap_expired() -> Reaped {
         let Ok(fresh) = store::load(&id) else {
             continue;
         };
-        if fresh.state == "creating" {
+        if fresh.state == WorkspaceState::Creating {
             if remove(&id, fresh.vmm_pid).is_ok() {
                 out.deleted.push(id);
             }

@@ -16,6 +16,7 @@
 //! - `diff`: `/workspace` against the baseline
 //! - `review`: command history, review events and the session summary
 //! - `export`: copying workspace paths out to the host
+//! - `results`: what the operations return (the tools' structured content)
 
 pub mod diff;
 pub mod expiry;
@@ -25,6 +26,7 @@ pub mod files;
 mod hostile_agent_tests;
 pub mod lifecycle;
 pub mod patch;
+pub mod results;
 pub mod review;
 pub mod seed;
 pub mod store;

@@ -8,8 +8,13 @@
 //! costs at most the latest lines of history, never a file of the
 //! workspace.
 
+use super::results::{
+    ChangeBrief, ChangesSummary, CommandBrief, CommandInfo, CommandRecord, CommandsSummary, Diff,
+    Logs, SessionInfo, StoredEvent, Summary, WorkspaceView,
+};
 use super::store;
 use super::{now, Result};
+use crate::engine::run::{ExecOutcome, ExecutionMode};
 use serde_json::{json, Map, Value};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -58,7 +63,7 @@ pub fn append(id: &str, e: &Event) {
     }
 }
 
-pub fn events(id: &str) -> Vec<Value> {
+pub fn events(id: &str) -> Vec<StoredEvent> {
     std::fs::read_to_string(events_path(id))
         .unwrap_or_default()
         .lines()
@@ -102,25 +107,36 @@ fn sequences(id: &str) -> Vec<u64> {
     seqs
 }
 
-fn read_command(id: &str, seq: u64) -> Option<Value> {
+fn read_command(id: &str, seq: u64) -> Option<CommandRecord> {
     let p = commands_dir(id).join(format!("{seq:06}.json"));
     serde_json::from_slice(&std::fs::read(p).ok()?).ok()
 }
 
 /// Records one executed command; returns its sequence number.
-pub fn record_command(id: &str, mut entry: Value) -> Result<u64> {
+pub fn record_command(id: &str, command: &str, outcome: &ExecOutcome) -> Result<u64> {
     let dir = commands_dir(id);
     store::make_private_dir(&dir)?;
     let seq = sequences(id).last().copied().unwrap_or(0) + 1;
-    entry["sequence"] = json!(seq);
-    entry["recorded_at"] = json!(now());
-    for stream in ["stdout", "stderr"] {
-        let (kept, clipped) = clip(entry[stream].as_str().unwrap_or(""));
-        entry[stream] = json!(kept);
-        if clipped {
-            entry[format!("{stream}_clipped_in_log")] = json!(true);
-        }
-    }
+    let (stdout, stdout_clipped_in_log) = clip(&outcome.stdout);
+    let (stderr, stderr_clipped_in_log) = clip(&outcome.stderr);
+    let entry = CommandRecord {
+        info: CommandInfo {
+            sequence: seq,
+            command: command.to_string(),
+            cwd: super::GUEST_ROOT.into(),
+            exit_code: outcome.exit_code,
+            duration_ms: outcome.duration_ms,
+            timed_out: outcome.timed_out,
+            execution_mode: ExecutionMode::GuestVsock,
+            stdout_truncated: outcome.stdout_truncated,
+            stderr_truncated: outcome.stderr_truncated,
+            recorded_at: now(),
+        },
+        stdout,
+        stderr,
+        stdout_clipped_in_log,
+        stderr_clipped_in_log,
+    };
     let p = dir.join(format!("{seq:06}.json"));
     let body = serde_json::to_vec(&entry).expect("entries serialize");
     crate::engine::paths::write_atomic_unflushed(&p, &body)
@@ -129,25 +145,12 @@ pub fn record_command(id: &str, mut entry: Value) -> Result<u64> {
 }
 
 /// (number of commands since the last reset, the last one without output)
-pub fn command_stats(id: &str) -> (u64, Value) {
+pub fn command_stats(id: &str) -> (u64, Option<CommandInfo>) {
     let seqs = sequences(id);
     let last = seqs
         .last()
         .and_then(|s| read_command(id, *s))
-        .map(|mut c| {
-            if let Some(o) = c.as_object_mut() {
-                for k in [
-                    "stdout",
-                    "stderr",
-                    "stdout_clipped_in_log",
-                    "stderr_clipped_in_log",
-                ] {
-                    o.remove(k);
-                }
-            }
-            c
-        })
-        .unwrap_or(Value::Null);
+        .map(|c| c.info);
     (seqs.len() as u64, last)
 }
 
@@ -157,76 +160,60 @@ pub fn clear_commands(id: &str) {
 }
 
 /// `workspace_logs`: every command since the last reset, oldest first.
-pub fn logs(id: &str) -> Value {
-    let entries: Vec<Value> = sequences(id)
+pub fn logs(id: &str) -> Logs {
+    let entries: Vec<CommandRecord> = sequences(id)
         .into_iter()
         .filter_map(|s| read_command(id, s))
         .collect();
-    json!({"workspace_id": id, "count": entries.len(), "entries": entries})
+    Logs {
+        workspace_id: id.to_string(),
+        count: entries.len(),
+        entries,
+    }
 }
 
 /// Events of the current session: after the last create or reset.
-pub fn session_events(id: &str) -> Vec<Value> {
-    let all = events(id);
+pub fn session_events(id: &str) -> Vec<StoredEvent> {
+    let mut all = events(id);
     let start = all
         .iter()
-        .rposition(|e| matches!(e["kind"].as_str(), Some("create") | Some("reset")))
+        .rposition(|e| e.kind == "create" || e.kind == "reset")
         .unwrap_or(0);
-    all[start..].to_vec()
+    all.split_off(start)
 }
 
 /// Builds the summary from the session's events, the command history and
 /// the current diff.
-pub fn summary(workspace: &Value, diff: &Value) -> Value {
-    let id = workspace["workspace_id"].as_str().unwrap_or_default();
+pub fn summary(workspace: &WorkspaceView, diff: &Diff) -> Summary {
+    let id = workspace.workspace_id.as_str();
     let events = session_events(id);
-    let pick = |kind: &str| -> Vec<Value> {
-        events
-            .iter()
-            .filter(|e| e["kind"] == kind)
-            .cloned()
-            .collect()
+    let pick = |kind: &str| -> Vec<StoredEvent> {
+        events.iter().filter(|e| e.kind == kind).cloned().collect()
     };
-    let commands: Vec<Value> = sequences(id)
+    let commands: Vec<CommandBrief> = sequences(id)
         .into_iter()
         .filter_map(|s| read_command(id, s))
-        .map(|c| {
-            json!({
-                "sequence": c["sequence"],
-                "command": c["command"],
-                "exit_code": c["exit_code"],
-                "duration_ms": c["duration_ms"],
-                "timed_out": c["timed_out"],
-            })
+        .map(|c| CommandBrief {
+            sequence: c.info.sequence,
+            command: c.info.command,
+            exit_code: c.info.exit_code,
+            duration_ms: c.info.duration_ms,
+            timed_out: c.info.timed_out,
         })
         .collect();
-    let failed = commands
+    let failed = commands.iter().filter(|c| c.exit_code != 0).count();
+    let changed: Vec<ChangeBrief> = diff
+        .entries
         .iter()
-        .filter(|c| c["exit_code"].as_i64() != Some(0))
-        .count();
-    let changed: Vec<Value> = diff["entries"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|e| {
-                    let mut c = json!({
-                        "path": e["path"],
-                        "status": e["status"],
-                        "artifact_type": e["artifact_type"],
-                        "binary": e["binary"],
-                    });
-                    if e["over_budget"] == true {
-                        c["over_budget"] = json!(true);
-                    }
-                    c
-                })
-                .collect()
+        .map(|e| ChangeBrief {
+            path: e.path.clone(),
+            status: e.status,
+            artifact_type: e.artifact_type,
+            binary: e.binary,
+            over_budget: e.over_budget,
         })
-        .unwrap_or_default();
-    let session_start = events
-        .first()
-        .map(|e| e["at"].clone())
-        .unwrap_or(Value::Null);
+        .collect();
+    let session_start = events.first().map(|e| e.at);
     let edits = pick("file_write");
     let patches = pick("patch_apply");
     let syncs = pick("sync_push");
@@ -237,7 +224,7 @@ pub fn summary(workspace: &Value, diff: &Value) -> Value {
         commands.len(),
         failed,
         changed.len(),
-        if workspace["reset_count"].as_u64().unwrap_or(0) > 0 {
+        if workspace.reset_count > 0 {
             "the last reset"
         } else {
             "creation"
@@ -253,39 +240,44 @@ pub fn summary(workspace: &Value, diff: &Value) -> Value {
             headline.push_str(&format!(", {n} {what}"));
         }
     }
-    json!({
-        "workspace_id": id,
-        "name": workspace["name"],
-        "labels": workspace["labels"],
-        "environment": workspace["environment"],
-        "state": workspace["state"],
-        "headline": headline,
-        "session": {
-            "started_at": session_start,
-            "since": if workspace["reset_count"].as_u64().unwrap_or(0) > 0 { "reset" } else { "create" },
-            "reset_count": workspace["reset_count"],
-            "last_reset_at": workspace["last_reset_at"],
-            "seed": workspace["workspace_seed"],
+    Summary {
+        workspace_id: id.to_string(),
+        name: workspace.name.clone(),
+        labels: workspace.labels.clone(),
+        environment: workspace.environment.clone(),
+        state: workspace.state,
+        headline,
+        session: SessionInfo {
+            started_at: session_start,
+            since: if workspace.reset_count > 0 {
+                "reset"
+            } else {
+                "create"
+            },
+            reset_count: workspace.reset_count,
+            last_reset_at: workspace.last_reset_at,
+            seed: workspace.workspace_seed.clone(),
         },
-        "commands": {
-            "count": commands.len(),
-            "failed": failed,
-            "entries": commands,
+        commands: CommandsSummary {
+            count: commands.len(),
+            failed,
+            entries: commands,
         },
-        "changes": {
-            "changed": diff["changed"],
-            "summary": diff["summary"],
-            "entries": changed,
-            "truncated": diff["truncated"],
+        changes: ChangesSummary {
+            changed: diff.changed,
+            summary: diff.summary.clone(),
+            entries: changed,
+            truncated: diff.truncated,
         },
-        "syncs": syncs,
-        "file_edits": edits,
-        "patch_applies": patches,
-        "exports": exports,
-        "vm_restarts": restarts,
-        "services": [],
-        "snapshots": [],
-    })
+        syncs,
+        file_edits: edits,
+        patch_applies: patches,
+        exports,
+        vm_restarts: restarts,
+        services: Vec::new(),
+        snapshots: Vec::new(),
+        restarted_vm: None,
+    }
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use pyro_guest::archive::member_path;
 use pyro_guest::beneath::check_symlink;
 use pyro_guest::bounded_tar::{BoundedTar, TarLimits};
 use pyro_proto::{ArtifactType, FileEntry, Sha256Digest};
-use serde_json::{json, Value};
+use serde::Serialize;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -66,7 +66,8 @@ pub struct Plan {
     pub mode: &'static str,
     /// What the user named (path or URL), for the metadata.
     pub source: Option<String>,
-    pub extra: Value,
+    /// Where a clone came from.
+    pub repo: Option<RepoInfo>,
     /// A temporary clone to remove when done.
     cleanup: Option<PathBuf>,
 }
@@ -77,6 +78,46 @@ impl Drop for Plan {
             let _ = std::fs::remove_dir_all(d);
         }
     }
+}
+
+/// Which operation a seed description is for; it names the source
+/// `seed_path` for a workspace's seed and `source_path` for a sync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Seed,
+    Sync,
+}
+
+/// The source a seed description names, under the key of its origin.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum SourceKey {
+    #[serde(rename = "seed_path")]
+    Seed(Option<String>),
+    #[serde(rename = "source_path")]
+    Sync(Option<String>),
+}
+
+/// The commit a clone was seeded from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RepoInfo {
+    /// The ref asked for (the default branch when none).
+    pub repo_ref: Option<String>,
+    pub commit: String,
+}
+
+/// What a seed or a sync put into the workspace.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SeedInfo {
+    /// `empty`, `directory`, `tar_archive`, `git_checkout`, `repo_clone`.
+    pub mode: &'static str,
+    /// The host path or URL it came from (null for an empty seed).
+    #[serde(flatten)]
+    pub source: SourceKey,
+    pub destination: String,
+    pub entry_count: u64,
+    pub bytes_written: u64,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub repo: Option<RepoInfo>,
 }
 
 /// What writing a plan produced.
@@ -99,26 +140,26 @@ impl Plan {
             items: Vec::new(),
             mode: "empty",
             source: None,
-            extra: json!({}),
+            repo: None,
             cleanup: None,
         }
     }
 
-    /// The `workspace_seed` / `workspace_sync` object for results.
-    pub fn describe(&self, path_key: &str, destination: &str, written: &Written) -> Value {
-        let mut v = json!({
-            "mode": self.mode,
-            path_key: self.source,
-            "destination": destination,
-            "entry_count": written.entry_count,
-            "bytes_written": written.bytes,
-        });
-        if let (Some(o), Some(extra)) = (v.as_object_mut(), self.extra.as_object()) {
-            for (k, val) in extra {
-                o.insert(k.clone(), val.clone());
-            }
+    /// The `workspace_seed` / `workspace_sync` object for results: what
+    /// went where, the source named as `purpose` says.
+    pub fn describe(&self, purpose: Purpose, destination: &str, written: &Written) -> SeedInfo {
+        let source = self.source.clone();
+        SeedInfo {
+            mode: self.mode,
+            source: match purpose {
+                Purpose::Seed => SourceKey::Seed(source),
+                Purpose::Sync => SourceKey::Sync(source),
+            },
+            destination: destination.to_string(),
+            entry_count: written.entry_count,
+            bytes_written: written.bytes,
+            repo: self.repo.clone(),
         }
-        v
     }
 
     /// Writes the plan as a tar to `out`; with `hash`, the manifest gets
@@ -342,7 +383,7 @@ fn plan_path(given: &str) -> Result<Plan> {
             items,
             mode: "directory",
             source: Some(abs.to_string_lossy().into_owned()),
-            extra: json!({}),
+            repo: None,
             cleanup: None,
         });
     }
@@ -372,7 +413,7 @@ fn plan_path(given: &str) -> Result<Plan> {
         items,
         mode: "tar_archive",
         source: Some(abs.to_string_lossy().into_owned()),
-        extra: json!({}),
+        repo: None,
         cleanup: None,
     })
 }
@@ -652,7 +693,7 @@ pub fn plan_git_checkout(root: &Path, cached_only: bool) -> Result<Plan> {
         items,
         mode: "git_checkout",
         source: Some(root.to_string_lossy().into_owned()),
-        extra: json!({}),
+        repo: None,
         cleanup: None,
     })
 }
@@ -683,9 +724,9 @@ pub fn plan_repo(url: &str, git_ref: Option<&str>) -> Result<Plan> {
         let mut plan = plan_git_checkout(&tmp, true)?;
         plan.mode = "repo_clone";
         plan.source = Some(url.to_string());
-        plan.extra = json!({
-            "repo_ref": git_ref,
-            "commit": String::from_utf8_lossy(&head).trim(),
+        plan.repo = Some(RepoInfo {
+            repo_ref: git_ref.map(String::from),
+            commit: String::from_utf8_lossy(&head).trim().to_string(),
         });
         Ok(plan)
     })();

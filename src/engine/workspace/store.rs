@@ -20,6 +20,7 @@
 
 use super::super::paths;
 use super::expiry::Evidence;
+use super::results::DamagedItem;
 use super::{now, EngineError, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -45,6 +46,43 @@ fn default_retention() -> u64 {
     super::expiry::DEFAULT_RETENTION_SECONDS
 }
 
+/// Where a workspace is in its life, as records store it and results
+/// show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkspaceState {
+    /// Being created (its creator holds its lock); not usable yet.
+    Creating,
+    /// Its VM runs.
+    Started,
+    /// Its VM is not running; the next operation that needs it boots it.
+    Stopped,
+    /// Stopped by the reaper after `ttl_seconds` without activity; its
+    /// disk is kept until its retention ends.
+    Expired,
+    /// Its metadata cannot be read or rebuilt (never stored; see
+    /// [`Damaged`]).
+    Damaged,
+}
+
+impl WorkspaceState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkspaceState::Creating => "creating",
+            WorkspaceState::Started => "started",
+            WorkspaceState::Stopped => "stopped",
+            WorkspaceState::Expired => "expired",
+            WorkspaceState::Damaged => "damaged",
+        }
+    }
+}
+
+impl std::fmt::Display for WorkspaceState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Record {
     pub layout_version: u32,
@@ -64,7 +102,7 @@ pub struct Record {
     /// `last_activity_at + ttl_seconds`.
     pub expires_at: f64,
     /// `creating`, `started`, `stopped` or `expired`.
-    pub state: String,
+    pub state: WorkspaceState,
     #[serde(default)]
     pub vmm_pid: Option<i32>,
     #[serde(default)]
@@ -129,16 +167,16 @@ impl Damaged {
     }
 
     /// Its entry in `workspace list`.
-    pub fn describe(&self) -> Value {
-        json!({
-            "workspace_id": self.workspace_id,
-            "name": null,
-            "labels": {},
-            "environment": null,
-            "state": "damaged",
-            "damage": self.reason,
-            "last_error": self.error().to_string(),
-        })
+    pub fn describe(&self) -> DamagedItem {
+        DamagedItem {
+            workspace_id: self.workspace_id.clone(),
+            name: None,
+            labels: BTreeMap::new(),
+            environment: None,
+            state: WorkspaceState::Damaged,
+            damage: self.reason.clone(),
+            last_error: self.error().to_string(),
+        }
     }
 }
 
@@ -339,7 +377,7 @@ fn rebuild(id: &str) -> std::result::Result<Record, String> {
         created_at,
         expires_at: 0.0,
         // Whether its VMM still runs is found out by the caller.
-        state: "stopped".into(),
+        state: WorkspaceState::Stopped,
         vmm_pid: None,
         last_error: None,
         workspace_seed: json!({"mode": "unknown (metadata rebuilt)", "destination": super::GUEST_ROOT}),
@@ -451,7 +489,7 @@ pub fn sample_record(id: &str) -> Record {
         ttl_seconds: 600,
         created_at: 1_795_996_800.0,
         expires_at: 1_795_997_400.0,
-        state: "started".into(),
+        state: WorkspaceState::Started,
         vmm_pid: None,
         last_error: None,
         workspace_seed: Value::Null,
