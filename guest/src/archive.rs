@@ -2,13 +2,17 @@
 //!
 //! Extraction refuses members that could land outside the destination:
 //! absolute names, `..`, hard links, device nodes, and symlinks whose
-//! target could leave the workspace (the rule is `beneath::check_symlink`'s,
-//! which holds for chains of links too; a symlink is only created in a
-//! directory reached without symlinks). A file that replaces another is written to
+//! target could leave the workspace (the rule is
+//! `pyro_proto::path::check_symlink`'s, which holds for chains of links
+//! too; a symlink is only created in a directory reached without
+//! symlinks). A file that replaces another is written to
 //! a temporary name and renamed into place, so a failure (a full disk)
 //! never leaves a half written file where an intact one was.
 
-use crate::beneath::{self, check_rel, join, split_parent, Root};
+use crate::beneath::{self, check_rel, Root};
+use pyro_proto::archive::{link_target, member_path};
+use pyro_proto::bounded_tar::{BoundedTar, TarLimits};
+use pyro_proto::path::{check_symlink, join, split_parent};
 use pyro_proto::ArtifactType;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -20,8 +24,7 @@ pub fn extract<R: Read>(root: &Root, dest: &str, input: R) -> io::Result<(u64, u
     root.ensure_dir(&dest, &mut created)?;
     // The host is the sender here, but a long name or PAX member is read
     // whole by the tar crate: capped all the same.
-    let bounded =
-        crate::bounded_tar::BoundedTar::new(input, crate::bounded_tar::TarLimits::metadata_only());
+    let bounded = BoundedTar::new(input, TarLimits::metadata_only());
     let mut archive = tar::Archive::new(bounded);
     let mut entries = 0u64;
     let mut bytes = 0u64;
@@ -53,15 +56,10 @@ pub fn extract<R: Read>(root: &Root, dest: &str, input: R) -> io::Result<(u64, u
         } else if kind.is_file() || kind == tar::EntryType::Continuous {
             bytes += write_file(root, &mut dirs, &rel, &mut entry, mode)?;
         } else if kind.is_symlink() {
-            let target = entry
-                .link_name()
-                .ok()
-                .flatten()
-                .map(|t| t.to_string_lossy().into_owned())
-                .unwrap_or_default();
+            let target = link_target(&entry);
             // Judged from where it lands in the workspace, so a link into
             // `dest` may climb out of `dest` but never out of /workspace.
-            if let Err(why) = beneath::check_symlink(&rel, &target) {
+            if let Err(why) = check_symlink(&rel, &target) {
                 return Err(bad_archive(format!(
                     "symlink {name:?} -> {target:?} would point outside /workspace: {why}"
                 )));
@@ -95,21 +93,6 @@ fn describe_type(t: tar::EntryType) -> &'static str {
 
 fn bad_archive(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, msg)
-}
-
-/// A member name as a clean relative path ("" for the archive root).
-pub fn member_path(name: &str) -> io::Result<String> {
-    if name.starts_with('/') {
-        return Err(bad_archive(format!(
-            "member {name:?} has an absolute path; archive members must be relative"
-        )));
-    }
-    if name.split('/').any(|c| c == "..") {
-        return Err(bad_archive(format!(
-            "member {name:?} contains '..'; archive members must stay inside the destination"
-        )));
-    }
-    check_rel(name)
 }
 
 /// The directory the previous member went into, kept open: archives list

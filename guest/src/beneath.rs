@@ -4,27 +4,11 @@
 //! outside it. Paths are checked lexically first for a clear message; the
 //! kernel's check is what actually holds.
 //!
-//! Symlinks that archives carry (a seed into the guest, an export out to the
-//! host) are judged by [`check_symlink`], whose rule holds however the links
-//! of one tree point at each other, not only for each link on its own:
-//!
-//! - the target is relative and not empty;
-//! - every `..` comes first (`../../lib/x` passes, `a/../b` and
-//!   `up/up/../../x` do not): a `..` after a name would climb from wherever
-//!   that name leads if it is (or later becomes) a symlink, so it is refused
-//!   whatever the name is today;
-//! - the leading `..`s climb no higher than the link's own directory is
-//!   deep in the tree;
-//! - the link's directory is reached without passing through a symlink
-//!   (each caller makes sure of this: the host refuses members under a
-//!   symlink, the agent creates links only in real directories), so its
-//!   depth in the tree is its real depth.
-//!
-//! Then, by induction on resolution steps, every link resolves inside the
-//! tree: its leading `..`s climb real directories to one still inside, and
-//! each name after them either descends into a child or is a link that
-//! resolves inside by the same rule.
+//! The lexical rules (what a workspace path is, which symlink targets an
+//! archive may carry and why that holds for chains of links) are the
+//! protocol's, shared with the host: `pyro_proto::path`.
 
+use pyro_proto::path::{split_parent, RelPath};
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -105,7 +89,7 @@ impl Root {
 
     /// Directory `rel` beneath the root, reached without following any
     /// symlink on the way (`ELOOP` if one is met): where a symlink may be
-    /// created, see [`check_symlink`].
+    /// created, see `pyro_proto::path::check_symlink`.
     pub fn open_real_dir(&self, rel: &str) -> io::Result<OwnedFd> {
         self.openat2(
             rel,
@@ -231,90 +215,19 @@ fn is_notdir(e: &io::Error) -> bool {
     e.raw_os_error() == Some(libc::ENOTDIR) || e.to_string().contains("not a directory")
 }
 
-/// Checks a request path: relative, `/`-separated, no `..`; `.` and empty
-/// components are dropped. Returns the normalized form ("" is the root).
-pub fn check_rel(path: &str) -> io::Result<String> {
-    let bad = |why: &str| {
+/// Checks a request path ([`RelPath::parse`]): relative, no `..`; `.`
+/// and empty components are dropped. The normal form ("" is the root).
+pub fn check_rel(path: &str) -> io::Result<RelPath> {
+    RelPath::parse(path).map_err(|why| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("bad workspace path {path:?}: {why}"),
         )
-    };
-    if path.starts_with('/') {
-        return Err(bad("must be relative to the workspace root"));
-    }
-    if path.contains('\0') {
-        return Err(bad("contains a NUL byte"));
-    }
-    let mut parts = Vec::new();
-    for comp in path.split('/') {
-        match comp {
-            "" | "." => {}
-            ".." => return Err(bad("'..' is not allowed")),
-            c => parts.push(c),
-        }
-    }
-    Ok(parts.join("/"))
-}
-
-/// `("a/b", "c")` for `"a/b/c"`, `("", "c")` for `"c"`.
-pub fn split_parent(rel: &str) -> (&str, &str) {
-    match rel.rfind('/') {
-        Some(i) => (&rel[..i], &rel[i + 1..]),
-        None => ("", rel),
-    }
-}
-
-pub fn join(parent: &str, name: &str) -> String {
-    if parent.is_empty() {
-        name.to_string()
-    } else {
-        format!("{parent}/{name}")
-    }
+    })
 }
 
 pub fn cname(name: &str) -> io::Result<CString> {
     CString::new(name).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in name"))
-}
-
-/// Whether a symlink at `link_rel` (relative to the tree's root) pointing
-/// to `target` is allowed in an archive: see the module doc for the rule
-/// and why it holds for chains of links. `Err` says why not, to finish a
-/// sentence like "symlink a -> b is refused: ...". Absolute targets never
-/// pass: the same tree is exported to hosts where `/` means something else.
-pub fn check_symlink(link_rel: &str, target: &str) -> Result<(), &'static str> {
-    if target.is_empty() {
-        return Err("its target is empty");
-    }
-    if target.starts_with('/') {
-        return Err("its target is absolute");
-    }
-    if target.contains('\0') {
-        return Err("its target contains a NUL byte");
-    }
-    let (parent, _) = split_parent(link_rel);
-    let depth = parent.split('/').filter(|c| !c.is_empty()).count();
-    let mut ups = 0usize;
-    let mut named = false;
-    for comp in target.split('/') {
-        match comp {
-            "" | "." => {}
-            ".." if named => return Err(
-                "its target has '..' after a name (that name may be a symlink leading anywhere)",
-            ),
-            ".." => ups += 1,
-            _ => named = true,
-        }
-    }
-    if ups > depth {
-        return Err("its target climbs above the tree");
-    }
-    Ok(())
-}
-
-/// [`check_symlink`] as a yes/no.
-pub fn symlink_stays_inside(link_rel: &str, target: &str) -> bool {
-    check_symlink(link_rel, target).is_ok()
 }
 
 /// `fstatat(dirfd, name, AT_SYMLINK_NOFOLLOW)`.
@@ -423,51 +336,18 @@ mod tests {
 
     #[test]
     fn rel_paths_are_normalized_or_refused() {
-        assert_eq!(check_rel("a/./b//c/").unwrap(), "a/b/c");
-        assert_eq!(check_rel("").unwrap(), "");
-        assert_eq!(check_rel(".").unwrap(), "");
-        assert!(check_rel("a/../b")
-            .unwrap_err()
-            .to_string()
-            .contains("'..'"));
-        assert!(check_rel("/etc").is_err());
-    }
-
-    #[test]
-    fn symlink_targets_are_judged_from_the_link() {
-        assert!(symlink_stays_inside("a/link", "../b"));
-        assert!(symlink_stays_inside("a/b/link", "../../c"));
-        assert!(symlink_stays_inside("a/b/link", "./../.././c/d"));
-        assert!(!symlink_stays_inside("a/link", "../../b"));
-        assert!(!symlink_stays_inside("link", "/etc/passwd"));
-        assert!(!symlink_stays_inside("link", ""));
-        assert!(symlink_stays_inside("link", "x/./y"));
-        assert!(symlink_stays_inside("link", "."));
-    }
-
-    #[test]
-    fn a_dot_dot_after_a_name_is_refused_whatever_the_name_is() {
-        // The chain of the security review: `up -> .` passes on its own,
-        // and `up/up/../..` would climb two levels above the tree.
-        assert!(symlink_stays_inside("up", "."));
+        assert_eq!(check_rel("a/./b//c/").unwrap().as_str(), "a/b/c");
+        assert!(check_rel("").unwrap().is_root());
+        assert!(check_rel(".").unwrap().is_root());
         assert_eq!(
-            check_symlink("leak", "up/up/../../SECRET"),
-            Err("its target has '..' after a name (that name may be a symlink leading anywhere)")
+            check_rel("a/../b").unwrap_err().to_string(),
+            r#"bad workspace path "a/../b": '..' is not allowed"#
         );
-        // Variants: the climb hidden at any depth, or cancelling out.
-        assert!(symlink_stays_inside("a", "."));
-        assert!(!symlink_stays_inside("b", "a/a/.."));
-        assert!(!symlink_stays_inside("d/e/l", "x/.."));
-        assert!(!symlink_stays_inside("d/e/l", "../x/../y"));
-        // `x -> y` with `y -> ..` made later: `x` is harmless, `y` at the
-        // root is refused; one level down it stays inside.
-        assert!(symlink_stays_inside("x", "y"));
+        let e = check_rel("/etc").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
         assert_eq!(
-            check_symlink("y", ".."),
-            Err("its target climbs above the tree")
+            e.to_string(),
+            r#"bad workspace path "/etc": must be relative to the workspace root"#
         );
-        assert!(symlink_stays_inside("d/y", ".."));
-        assert!(!symlink_stays_inside("l", "/"));
-        assert!(!symlink_stays_inside("l", "//etc"));
     }
 }

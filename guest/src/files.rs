@@ -2,7 +2,8 @@
 //! deletes, and content manifests for diffs. Every path goes through
 //! [`Root`], so none can reach outside the workspace.
 
-use crate::beneath::{self, check_rel, join, split_parent, Root};
+use crate::beneath::{self, check_rel, Root};
+use pyro_proto::path::{join, split_parent};
 use pyro_proto::{base64_decode, ApplyRequest, ArtifactType, FileEntry, Sha256Digest};
 use std::collections::HashMap;
 use std::io::{self, Read, Write};

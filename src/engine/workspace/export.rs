@@ -31,9 +31,9 @@ use super::{guest_path, normalize_path, EngineError, Result};
 use crate::engine::agent;
 use crate::engine::hostpath::WritePath;
 use crate::engine::paths;
-use pyro_guest::archive::member_path;
-use pyro_guest::beneath::check_symlink;
-use pyro_guest::bounded_tar::{limit_error, BoundedTar, TarLimits, MAX_TAR_META_BYTES};
+use pyro_proto::archive::{link_target, member_path};
+use pyro_proto::bounded_tar::{limit_error, BoundedTar, TarLimits, MAX_TAR_META_BYTES};
+use pyro_proto::path::check_symlink;
 use pyro_proto::{ArtifactType, ChunkReader, Request, Response};
 use serde_json::{json, Value};
 use std::ffi::{OsStr, OsString};
@@ -57,7 +57,7 @@ pub const EXPORT_MAX_BYTES: u64 = 8 << 30;
 /// the host's inodes) reaches it.
 pub const EXPORT_MAX_ENTRIES: u64 = pyro_proto::MAX_LISTING_ENTRIES as u64;
 
-/// The limits of an export stream (see [`pyro_guest::bounded_tar`]).
+/// The limits of an export stream (see [`pyro_proto::bounded_tar`]).
 pub const EXPORT_LIMITS: TarLimits = TarLimits {
     meta_bytes: MAX_TAR_META_BYTES,
     member_bytes: EXPORT_MAX_BYTES,
@@ -131,12 +131,7 @@ pub fn extract_confined<R: Read>(input: R, root: &Path, limits: TarLimits) -> Re
                 .map_err(|e| EngineError::io(format!("writing {}", target.display()), e))?;
             let _ = std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode));
         } else if t.is_symlink() {
-            let link = entry
-                .link_name()
-                .ok()
-                .flatten()
-                .map(|l| l.to_string_lossy().into_owned())
-                .unwrap_or_default();
+            let link = link_target(&entry);
             // Judged within what is written (a single exported link sits at
             // its top, so it may not climb at all); its parent chain was
             // checked above (no member is written through a symlink), which
