@@ -4,7 +4,7 @@
 //! The guest is not trusted here: its tar stream is extracted on the host
 //! under the same rules as a seed (no absolute or `..` members, no hard
 //! links or devices, no write through a symlink, and no symlink that could
-//! lead out, alone or chained with others: `beneath::check_symlink`).
+//! lead out, alone or chained with others: `pyro_proto::path::check_symlink`).
 //! Everything is written into a fresh temporary sibling of the destination
 //! and renamed onto it only when complete, so a failed export leaves
 //! nothing behind, and an existing destination is replaced only with
