@@ -11,9 +11,9 @@
 
 use crate::beneath::{self, check_rel, Root};
 use pyro_proto::archive::{link_target, member_path};
-use pyro_proto::bounded_tar::{BoundedTar, TarLimits};
+use pyro_proto::bounded_tar::{limit_error, BoundedTar, TarLimits};
 use pyro_proto::path::{check_symlink, join, split_parent};
-use pyro_proto::ArtifactType;
+use pyro_proto::{AgentError, ArtifactType, ErrorKind};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
@@ -30,7 +30,7 @@ pub fn extract<R: Read>(root: &Root, dest: &str, input: R) -> io::Result<(u64, u
     let mut bytes = 0u64;
     let mut dirs = DirCache::default();
     for entry in archive.entries()? {
-        let mut entry = entry.map_err(|e| bad_archive(format!("unreadable archive: {e}")))?;
+        let mut entry = entry.map_err(|e| unreadable(&e))?;
         let raw = entry.path_bytes().into_owned();
         let name = String::from_utf8(raw.clone()).map_err(|_| {
             bad_archive(format!(
@@ -93,6 +93,20 @@ fn describe_type(t: tar::EntryType) -> &'static str {
 
 fn bad_archive(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, msg)
+}
+
+/// A stream the tar crate could not read: over a limit of the bounded
+/// reader, or damaged.
+fn unreadable(e: &io::Error) -> io::Error {
+    let kind = match limit_error(e) {
+        Some(_) => ErrorKind::TooLarge,
+        None => ErrorKind::Invalid,
+    };
+    AgentError::io(
+        io::ErrorKind::InvalidInput,
+        kind,
+        format!("unreadable archive: {e}"),
+    )
 }
 
 /// The directory the previous member went into, kept open: archives list

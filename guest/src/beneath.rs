@@ -9,6 +9,7 @@
 //! protocol's, shared with the host: `pyro_proto::path`.
 
 use pyro_proto::path::{split_parent, RelPath};
+use pyro_proto::{AgentError, ErrorKind};
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -129,26 +130,38 @@ impl Root {
         Ok(unsafe { OwnedFd::from_raw_fd(fd) })
     }
 
-    /// Turns an errno from resolving `rel` into a message naming the path.
+    /// Turns an errno from resolving or writing `rel` into a message
+    /// naming the path, with the protocol's kind of the failure.
     pub fn explain(&self, rel: &str, e: io::Error) -> io::Error {
         let shown = self.show(rel);
-        let msg = match e.raw_os_error() {
-            Some(libc::EXDEV) => format!(
-                "{shown} resolves outside {} (through a symlink); paths must stay inside {}",
-                self.display, self.display
+        let (kind, msg) = match e.raw_os_error() {
+            Some(libc::EXDEV) => (
+                ErrorKind::Invalid,
+                format!(
+                    "{shown} resolves outside {} (through a symlink); paths must stay inside {}",
+                    self.display, self.display
+                ),
             ),
-            Some(libc::ENOENT) => format!("{shown} does not exist"),
-            Some(libc::ENOTDIR) => format!("{shown}: a parent component is not a directory"),
-            Some(libc::ELOOP) => format!("{shown} is a symlink (symlinks are not followed here)"),
-            Some(libc::ENOSPC) | Some(libc::EDQUOT) => {
-                format!("no space left on the workspace disk while writing {shown}")
-            }
-            Some(libc::ENOSYS) => {
-                "this kernel lacks openat2(2), which path confinement needs".into()
-            }
-            _ => format!("{shown}: {e}"),
+            Some(libc::ENOENT) => (ErrorKind::NotFound, format!("{shown} does not exist")),
+            Some(libc::ENOTDIR) => (
+                ErrorKind::Invalid,
+                format!("{shown}: a parent component is not a directory"),
+            ),
+            Some(libc::ELOOP) => (
+                ErrorKind::Invalid,
+                format!("{shown} is a symlink (symlinks are not followed here)"),
+            ),
+            Some(libc::ENOSPC) | Some(libc::EDQUOT) => (
+                ErrorKind::NoSpace,
+                format!("no space left on the workspace disk while writing {shown}"),
+            ),
+            Some(libc::ENOSYS) => (
+                ErrorKind::Io,
+                "this kernel lacks openat2(2), which path confinement needs".into(),
+            ),
+            _ => (ErrorKind::of(&e), format!("{shown}: {e}")),
         };
-        io::Error::new(e.kind(), msg)
+        AgentError::io(e.kind(), kind, msg)
     }
 
     /// Directory `rel`, created with its missing parents (mode 0755).
@@ -349,5 +362,60 @@ mod tests {
             e.to_string(),
             r#"bad workspace path "/etc": must be relative to the workspace root"#
         );
+    }
+
+    #[test]
+    fn explained_errors_name_the_path_and_carry_their_kind() {
+        let t = crate::files::tests::TempRoot::new("explain");
+        let root = t.root();
+        for (errno, kind, text) in [
+            (libc::ENOENT, ErrorKind::NotFound, "/workspace/a/b does not exist"),
+            (
+                libc::ENOSPC,
+                ErrorKind::NoSpace,
+                "no space left on the workspace disk while writing /workspace/a/b",
+            ),
+            (
+                libc::EDQUOT,
+                ErrorKind::NoSpace,
+                "no space left on the workspace disk while writing /workspace/a/b",
+            ),
+            (
+                libc::EXDEV,
+                ErrorKind::Invalid,
+                "/workspace/a/b resolves outside /workspace (through a symlink); paths must stay inside /workspace",
+            ),
+            (
+                libc::ELOOP,
+                ErrorKind::Invalid,
+                "/workspace/a/b is a symlink (symlinks are not followed here)",
+            ),
+            (
+                libc::ENOTDIR,
+                ErrorKind::Invalid,
+                "/workspace/a/b: a parent component is not a directory",
+            ),
+            (
+                libc::EACCES,
+                ErrorKind::Permission,
+                "/workspace/a/b: Permission denied (os error 13)",
+            ),
+            (
+                libc::EIO,
+                ErrorKind::Io,
+                "/workspace/a/b: Input/output error (os error 5)",
+            ),
+        ] {
+            let raw = io::Error::from_raw_os_error(errno);
+            let io_kind = raw.kind();
+            let e = root.explain("a/b", raw);
+            assert_eq!(e.to_string(), text);
+            assert_eq!(ErrorKind::of(&e), kind, "{text}");
+            // Code on the way still sees the errno's kind.
+            assert_eq!(e.kind(), io_kind, "{text}");
+        }
+        // A real missing path, through the real call.
+        let e = root.open_beneath("missing", libc::O_RDONLY, 0).unwrap_err();
+        assert_eq!(ErrorKind::of(&e), ErrorKind::NotFound);
     }
 }

@@ -4,7 +4,9 @@
 
 use crate::beneath::{self, check_rel, Root};
 use pyro_proto::path::{join, split_parent};
-use pyro_proto::{base64_decode, ApplyRequest, ArtifactType, FileEntry, Sha256Digest};
+use pyro_proto::{
+    base64_decode, AgentError, ApplyRequest, ArtifactType, ErrorKind, FileEntry, Sha256Digest,
+};
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -92,10 +94,14 @@ fn walk_inner(
     for name in beneath::read_dir_names(dfd.as_raw_fd())? {
         *count += 1;
         if *count > MAX_ENTRIES {
-            return Err(io::Error::other(format!(
-                "more than {MAX_ENTRIES} entries under {}; list a narrower path",
-                root.show(rel)
-            )));
+            return Err(AgentError::io(
+                io::ErrorKind::Other,
+                ErrorKind::TooLarge,
+                format!(
+                    "more than {MAX_ENTRIES} entries under {}; list a narrower path",
+                    root.show(rel)
+                ),
+            ));
         }
         let child = join(rel, &name);
         let e = match entry_for(dfd.as_raw_fd(), &name, &child) {

@@ -233,7 +233,9 @@ pub(super) fn receive(
         .map_err(|e| lifecycle::lost_agent(id, "asking for the export", e))?;
     let kind = match pyro_proto::read_reply(&mut s, &req) {
         Ok(Some(Response::ArchiveStart { artifact_type })) => artifact_type,
-        Ok(Some(Response::Error { message })) => return Err(lifecycle::agent_error(message)),
+        Ok(Some(Response::Error { kind, message })) => {
+            return Err(lifecycle::agent_error(kind, message))
+        }
         Ok(other) => {
             return Err(EngineError::Guest(format!(
                 "unexpected agent answer to an export: {other:?}"
@@ -257,7 +259,9 @@ pub(super) fn receive(
     }
     match pyro_proto::read_reply(&mut s, &req) {
         Ok(Some(Response::ArchiveDone { .. })) => {}
-        Ok(Some(Response::Error { message })) => return Err(lifecycle::agent_error(message)),
+        Ok(Some(Response::Error { kind, message })) => {
+            return Err(lifecycle::agent_error(kind, message))
+        }
         Ok(other) => {
             return Err(EngineError::Guest(format!(
                 "unexpected end of an export: {other:?}"

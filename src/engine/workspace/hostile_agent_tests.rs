@@ -313,6 +313,7 @@ fn answer_read(req: &Request, out: &mut dyn Write) -> io::Result<()> {
         return write_frame(
             &mut &mut *out,
             &Response::Error {
+                kind: pyro_proto::ErrorKind::Invalid,
                 message: "unexpected".into(),
             },
         );
