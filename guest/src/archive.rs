@@ -15,7 +15,7 @@ use pyro_proto::bounded_tar::{limit_error, BoundedTar, TarLimits};
 use pyro_proto::path::{check_symlink, join, split_parent};
 use pyro_proto::{AgentError, ArtifactType, ErrorKind};
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 
 /// What extraction wrote: (entries, bytes of file content).
 pub fn extract<R: Read>(root: &Root, dest: &str, input: R) -> io::Result<(u64, u64)> {
@@ -152,28 +152,24 @@ fn write_file<R: Read>(
     let c = beneath::cname(name)?;
     // A new name is written in place: nothing intact can be lost there,
     // and a failure removes the partial file.
-    // SAFETY: valid descriptor and C string; result checked.
-    let fd = unsafe {
-        libc::openat(
-            dir,
-            c.as_ptr(),
-            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-            mode & 0o777,
-        )
-    };
-    if fd >= 0 {
-        // SAFETY: fresh descriptor.
-        let mut f = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-        let result = fill(&mut f, data, mode);
-        if result.is_err() {
-            // SAFETY: valid descriptor and C string.
-            unsafe { libc::unlinkat(dir, c.as_ptr(), 0) };
+    let created = beneath::open_at(
+        dir,
+        name,
+        libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
+        mode & 0o777,
+    );
+    match created {
+        Ok(fd) => {
+            let mut f = std::fs::File::from(fd);
+            let result = fill(&mut f, data, mode);
+            if result.is_err() {
+                // SAFETY: valid descriptor and C string.
+                unsafe { libc::unlinkat(dir, c.as_ptr(), 0) };
+            }
+            return result.map_err(|e| root.explain(rel, e));
         }
-        return result.map_err(|e| root.explain(rel, e));
-    }
-    let e = io::Error::last_os_error();
-    if e.raw_os_error() != Some(libc::EEXIST) {
-        return Err(root.explain(rel, e));
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+        Err(e) => return Err(root.explain(rel, e)),
     }
     if let Ok(st) = beneath::lstat_at(dir, name) {
         if beneath::kind_of(&st) == ArtifactType::Directory {
@@ -184,26 +180,19 @@ fn write_file<R: Read>(
         }
     }
     // Replacing: write a temporary name and rename it over the old one.
-    let tmp = beneath::cname(
-        &format!(".pyro-tmp-x-{}-{name}", std::process::id())
-            .chars()
-            .take(200)
-            .collect::<String>(),
-    )?;
-    // SAFETY: valid descriptor and C string; result checked.
-    let fd = unsafe {
-        libc::openat(
-            dir,
-            tmp.as_ptr(),
-            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-            0o600,
-        )
-    };
-    if fd < 0 {
-        return Err(root.explain(rel, io::Error::last_os_error()));
-    }
-    // SAFETY: fresh descriptor.
-    let mut f = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    let tmp_name = format!(".pyro-tmp-x-{}-{name}", std::process::id())
+        .chars()
+        .take(200)
+        .collect::<String>();
+    let tmp = beneath::cname(&tmp_name)?;
+    let fd = beneath::open_at(
+        dir,
+        &tmp_name,
+        libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_NOFOLLOW,
+        0o600,
+    )
+    .map_err(|e| root.explain(rel, e))?;
+    let mut f = std::fs::File::from(fd);
     let result = fill(&mut f, data, mode | FORCE_CHMOD).and_then(|n| {
         // SAFETY: valid descriptors and C strings.
         if unsafe { libc::renameat(dir, tmp.as_ptr(), dir, c.as_ptr()) } < 0 {
@@ -377,20 +366,8 @@ fn add_dir_contents<W: Write>(
             bytes,
         )?;
         if is_dir {
-            let c = beneath::cname(&name)?;
-            // SAFETY: valid descriptor and C string; result checked.
-            let fd = unsafe {
-                libc::openat(
-                    dfd.as_raw_fd(),
-                    c.as_ptr(),
-                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-                )
-            };
-            if fd < 0 {
-                return Err(root.explain(&child_rel, io::Error::last_os_error()));
-            }
-            // SAFETY: fresh descriptor.
-            let sub = unsafe { OwnedFd::from_raw_fd(fd) };
+            let sub = beneath::open_dir_at(dfd.as_raw_fd(), &name)
+                .map_err(|e| root.explain(&child_rel, e))?;
             add_dir_contents(root, b, &sub, &child_rel, &child_arc, entries, bytes)?;
         }
     }
@@ -429,20 +406,14 @@ fn add_one<W: Write>(
             Ok(false)
         }
         ArtifactType::File => {
-            let c = beneath::cname(name)?;
-            // SAFETY: valid descriptor and C string; result checked.
-            let fd = unsafe {
-                libc::openat(
-                    dirfd,
-                    c.as_ptr(),
-                    libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK,
-                )
-            };
-            if fd < 0 {
-                return Err(root.explain(rel, io::Error::last_os_error()));
-            }
-            // SAFETY: fresh descriptor.
-            let f = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+            let fd = beneath::open_at(
+                dirfd,
+                name,
+                libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK,
+                0,
+            )
+            .map_err(|e| root.explain(rel, e))?;
+            let f = std::fs::File::from(fd);
             let size = beneath::fstat(f.as_raw_fd())?.st_size as u64;
             h.set_entry_type(tar::EntryType::Regular);
             h.set_size(size);

@@ -243,6 +243,31 @@ pub fn cname(name: &str) -> io::Result<CString> {
     CString::new(name).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in name"))
 }
 
+/// `openat(dirfd, name, flags | O_CLOEXEC, mode)`: `name` in an open
+/// directory, with the bare OS error (callers [`Root::explain`] it with
+/// the path they know). `mode` counts only with `O_CREAT`.
+pub fn open_at(dirfd: RawFd, name: &str, flags: i32, mode: u32) -> io::Result<OwnedFd> {
+    let c = cname(name)?;
+    // SAFETY: a valid C string; the result is checked before use.
+    let fd = unsafe { libc::openat(dirfd, c.as_ptr(), flags | libc::O_CLOEXEC, mode) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: openat returned a fresh descriptor, owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The directory `name` in `dirfd`, not followed if it is a symlink
+/// (`ELOOP`, or `ENOTDIR` for anything else that is not a directory).
+pub fn open_dir_at(dirfd: RawFd, name: &str) -> io::Result<OwnedFd> {
+    open_at(
+        dirfd,
+        name,
+        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+        0,
+    )
+}
+
 /// `fstatat(dirfd, name, AT_SYMLINK_NOFOLLOW)`.
 pub fn lstat_at(dirfd: RawFd, name: &str) -> io::Result<libc::stat> {
     let c = cname(if name.is_empty() { "." } else { name })?;
