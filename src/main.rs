@@ -5,6 +5,7 @@ mod cli;
 mod engine;
 mod hostcfg;
 mod mcp;
+mod signals;
 mod vmm;
 
 fn main() {

@@ -33,22 +33,14 @@ pub struct Loop {
 /// Blocks the stop signals in this thread (and every thread it spawns
 /// afterwards) and returns a signalfd that reports them instead.
 pub fn block_signals() -> std::io::Result<OwnedFd> {
-    // SAFETY: sigset manipulation on a local, then syscalls with valid pointers.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for s in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
-            libc::sigaddset(&mut set, s);
-        }
-        if libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let fd = libc::signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC);
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(OwnedFd::from_raw_fd(fd))
+    let set = crate::signals::block_stop_signals()?;
+    // SAFETY: `set` is a valid sigset; the result is checked before use.
+    let fd = unsafe { libc::signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
     }
+    // SAFETY: signalfd returned a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 pub fn run(mut lp: Loop) -> Result<String, VmmError> {
