@@ -108,8 +108,10 @@ pub fn run(mut lp: Loop) -> Result<String, VmmError> {
         for ev in events.iter() {
             match ev.token() {
                 SIGNALS => {
-                    // SAFETY: reading one siginfo record into a correctly sized buffer.
+                    // SAFETY: an all-zero signalfd_siginfo is a valid value.
                     let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+                    // SAFETY: reading at most one siginfo record into a
+                    // buffer of exactly its size.
                     let n = unsafe {
                         libc::read(
                             lp.signals.as_raw_fd(),
