@@ -6,6 +6,7 @@ mod engine;
 mod hostcfg;
 mod mcp;
 mod render;
+mod signals;
 mod vmm;
 
 fn main() {

@@ -406,6 +406,7 @@ fn serve(mut s: UnixStream, ws: &Path) -> io::Result<()> {
             Response::Exec(r)
         }
         other => Response::Error {
+            kind: pyro_proto::ErrorKind::Invalid,
             message: format!("the fake agent does not serve {other:?}"),
         },
     };

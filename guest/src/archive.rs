@@ -2,16 +2,20 @@
 //!
 //! Extraction refuses members that could land outside the destination:
 //! absolute names, `..`, hard links, device nodes, and symlinks whose
-//! target could leave the workspace (the rule is `beneath::check_symlink`'s,
-//! which holds for chains of links too; a symlink is only created in a
-//! directory reached without symlinks). A file that replaces another is written to
+//! target could leave the workspace (the rule is
+//! `pyro_proto::path::check_symlink`'s, which holds for chains of links
+//! too; a symlink is only created in a directory reached without
+//! symlinks). A file that replaces another is written to
 //! a temporary name and renamed into place, so a failure (a full disk)
 //! never leaves a half written file where an intact one was.
 
-use crate::beneath::{self, check_rel, join, split_parent, Root};
-use pyro_proto::ArtifactType;
+use crate::beneath::{self, check_rel, Root};
+use pyro_proto::archive::{link_target, member_path};
+use pyro_proto::bounded_tar::{limit_error, BoundedTar, TarLimits};
+use pyro_proto::path::{check_symlink, join, split_parent};
+use pyro_proto::{AgentError, ArtifactType, ErrorKind};
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 
 /// What extraction wrote: (entries, bytes of file content).
 pub fn extract<R: Read>(root: &Root, dest: &str, input: R) -> io::Result<(u64, u64)> {
@@ -20,14 +24,13 @@ pub fn extract<R: Read>(root: &Root, dest: &str, input: R) -> io::Result<(u64, u
     root.ensure_dir(&dest, &mut created)?;
     // The host is the sender here, but a long name or PAX member is read
     // whole by the tar crate: capped all the same.
-    let bounded =
-        crate::bounded_tar::BoundedTar::new(input, crate::bounded_tar::TarLimits::metadata_only());
+    let bounded = BoundedTar::new(input, TarLimits::metadata_only());
     let mut archive = tar::Archive::new(bounded);
     let mut entries = 0u64;
     let mut bytes = 0u64;
     let mut dirs = DirCache::default();
     for entry in archive.entries()? {
-        let mut entry = entry.map_err(|e| bad_archive(format!("unreadable archive: {e}")))?;
+        let mut entry = entry.map_err(|e| unreadable(&e))?;
         let raw = entry.path_bytes().into_owned();
         let name = String::from_utf8(raw.clone()).map_err(|_| {
             bad_archive(format!(
@@ -53,15 +56,10 @@ pub fn extract<R: Read>(root: &Root, dest: &str, input: R) -> io::Result<(u64, u
         } else if kind.is_file() || kind == tar::EntryType::Continuous {
             bytes += write_file(root, &mut dirs, &rel, &mut entry, mode)?;
         } else if kind.is_symlink() {
-            let target = entry
-                .link_name()
-                .ok()
-                .flatten()
-                .map(|t| t.to_string_lossy().into_owned())
-                .unwrap_or_default();
+            let target = link_target(&entry);
             // Judged from where it lands in the workspace, so a link into
             // `dest` may climb out of `dest` but never out of /workspace.
-            if let Err(why) = beneath::check_symlink(&rel, &target) {
+            if let Err(why) = check_symlink(&rel, &target) {
                 return Err(bad_archive(format!(
                     "symlink {name:?} -> {target:?} would point outside /workspace: {why}"
                 )));
@@ -97,19 +95,18 @@ fn bad_archive(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, msg)
 }
 
-/// A member name as a clean relative path ("" for the archive root).
-pub fn member_path(name: &str) -> io::Result<String> {
-    if name.starts_with('/') {
-        return Err(bad_archive(format!(
-            "member {name:?} has an absolute path; archive members must be relative"
-        )));
-    }
-    if name.split('/').any(|c| c == "..") {
-        return Err(bad_archive(format!(
-            "member {name:?} contains '..'; archive members must stay inside the destination"
-        )));
-    }
-    check_rel(name)
+/// A stream the tar crate could not read: over a limit of the bounded
+/// reader, or damaged.
+fn unreadable(e: &io::Error) -> io::Error {
+    let kind = match limit_error(e) {
+        Some(_) => ErrorKind::TooLarge,
+        None => ErrorKind::Invalid,
+    };
+    AgentError::io(
+        io::ErrorKind::InvalidInput,
+        kind,
+        format!("unreadable archive: {e}"),
+    )
 }
 
 /// The directory the previous member went into, kept open: archives list
@@ -155,28 +152,24 @@ fn write_file<R: Read>(
     let c = beneath::cname(name)?;
     // A new name is written in place: nothing intact can be lost there,
     // and a failure removes the partial file.
-    // SAFETY: valid descriptor and C string; result checked.
-    let fd = unsafe {
-        libc::openat(
-            dir,
-            c.as_ptr(),
-            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-            mode & 0o777,
-        )
-    };
-    if fd >= 0 {
-        // SAFETY: fresh descriptor.
-        let mut f = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-        let result = fill(&mut f, data, mode);
-        if result.is_err() {
-            // SAFETY: valid descriptor and C string.
-            unsafe { libc::unlinkat(dir, c.as_ptr(), 0) };
+    let created = beneath::open_at(
+        dir,
+        name,
+        libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
+        mode & 0o777,
+    );
+    match created {
+        Ok(fd) => {
+            let mut f = std::fs::File::from(fd);
+            let result = fill(&mut f, data, mode);
+            if result.is_err() {
+                // SAFETY: valid descriptor and C string.
+                unsafe { libc::unlinkat(dir, c.as_ptr(), 0) };
+            }
+            return result.map_err(|e| root.explain(rel, e));
         }
-        return result.map_err(|e| root.explain(rel, e));
-    }
-    let e = io::Error::last_os_error();
-    if e.raw_os_error() != Some(libc::EEXIST) {
-        return Err(root.explain(rel, e));
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+        Err(e) => return Err(root.explain(rel, e)),
     }
     if let Ok(st) = beneath::lstat_at(dir, name) {
         if beneath::kind_of(&st) == ArtifactType::Directory {
@@ -187,26 +180,19 @@ fn write_file<R: Read>(
         }
     }
     // Replacing: write a temporary name and rename it over the old one.
-    let tmp = beneath::cname(
-        &format!(".pyro-tmp-x-{}-{name}", std::process::id())
-            .chars()
-            .take(200)
-            .collect::<String>(),
-    )?;
-    // SAFETY: valid descriptor and C string; result checked.
-    let fd = unsafe {
-        libc::openat(
-            dir,
-            tmp.as_ptr(),
-            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-            0o600,
-        )
-    };
-    if fd < 0 {
-        return Err(root.explain(rel, io::Error::last_os_error()));
-    }
-    // SAFETY: fresh descriptor.
-    let mut f = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    let tmp_name = format!(".pyro-tmp-x-{}-{name}", std::process::id())
+        .chars()
+        .take(200)
+        .collect::<String>();
+    let tmp = beneath::cname(&tmp_name)?;
+    let fd = beneath::open_at(
+        dir,
+        &tmp_name,
+        libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_NOFOLLOW,
+        0o600,
+    )
+    .map_err(|e| root.explain(rel, e))?;
+    let mut f = std::fs::File::from(fd);
     let result = fill(&mut f, data, mode | FORCE_CHMOD).and_then(|n| {
         // SAFETY: valid descriptors and C strings.
         if unsafe { libc::renameat(dir, tmp.as_ptr(), dir, c.as_ptr()) } < 0 {
@@ -380,20 +366,8 @@ fn add_dir_contents<W: Write>(
             bytes,
         )?;
         if is_dir {
-            let c = beneath::cname(&name)?;
-            // SAFETY: valid descriptor and C string; result checked.
-            let fd = unsafe {
-                libc::openat(
-                    dfd.as_raw_fd(),
-                    c.as_ptr(),
-                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-                )
-            };
-            if fd < 0 {
-                return Err(root.explain(&child_rel, io::Error::last_os_error()));
-            }
-            // SAFETY: fresh descriptor.
-            let sub = unsafe { OwnedFd::from_raw_fd(fd) };
+            let sub = beneath::open_dir_at(dfd.as_raw_fd(), &name)
+                .map_err(|e| root.explain(&child_rel, e))?;
             add_dir_contents(root, b, &sub, &child_rel, &child_arc, entries, bytes)?;
         }
     }
@@ -432,20 +406,14 @@ fn add_one<W: Write>(
             Ok(false)
         }
         ArtifactType::File => {
-            let c = beneath::cname(name)?;
-            // SAFETY: valid descriptor and C string; result checked.
-            let fd = unsafe {
-                libc::openat(
-                    dirfd,
-                    c.as_ptr(),
-                    libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK,
-                )
-            };
-            if fd < 0 {
-                return Err(root.explain(rel, io::Error::last_os_error()));
-            }
-            // SAFETY: fresh descriptor.
-            let f = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+            let fd = beneath::open_at(
+                dirfd,
+                name,
+                libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK,
+                0,
+            )
+            .map_err(|e| root.explain(rel, e))?;
+            let f = std::fs::File::from(fd);
             let size = beneath::fstat(f.as_raw_fd())?.st_size as u64;
             h.set_entry_type(tar::EntryType::Regular);
             h.set_size(size);

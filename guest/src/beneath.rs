@@ -4,27 +4,12 @@
 //! outside it. Paths are checked lexically first for a clear message; the
 //! kernel's check is what actually holds.
 //!
-//! Symlinks that archives carry (a seed into the guest, an export out to the
-//! host) are judged by [`check_symlink`], whose rule holds however the links
-//! of one tree point at each other, not only for each link on its own:
-//!
-//! - the target is relative and not empty;
-//! - every `..` comes first (`../../lib/x` passes, `a/../b` and
-//!   `up/up/../../x` do not): a `..` after a name would climb from wherever
-//!   that name leads if it is (or later becomes) a symlink, so it is refused
-//!   whatever the name is today;
-//! - the leading `..`s climb no higher than the link's own directory is
-//!   deep in the tree;
-//! - the link's directory is reached without passing through a symlink
-//!   (each caller makes sure of this: the host refuses members under a
-//!   symlink, the agent creates links only in real directories), so its
-//!   depth in the tree is its real depth.
-//!
-//! Then, by induction on resolution steps, every link resolves inside the
-//! tree: its leading `..`s climb real directories to one still inside, and
-//! each name after them either descends into a child or is a link that
-//! resolves inside by the same rule.
+//! The lexical rules (what a workspace path is, which symlink targets an
+//! archive may carry and why that holds for chains of links) are the
+//! protocol's, shared with the host: `pyro_proto::path`.
 
+use pyro_proto::path::{split_parent, RelPath};
+use pyro_proto::{AgentError, ErrorKind};
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -105,7 +90,7 @@ impl Root {
 
     /// Directory `rel` beneath the root, reached without following any
     /// symlink on the way (`ELOOP` if one is met): where a symlink may be
-    /// created, see [`check_symlink`].
+    /// created, see `pyro_proto::path::check_symlink`.
     pub fn open_real_dir(&self, rel: &str) -> io::Result<OwnedFd> {
         self.openat2(
             rel,
@@ -145,26 +130,38 @@ impl Root {
         Ok(unsafe { OwnedFd::from_raw_fd(fd) })
     }
 
-    /// Turns an errno from resolving `rel` into a message naming the path.
+    /// Turns an errno from resolving or writing `rel` into a message
+    /// naming the path, with the protocol's kind of the failure.
     pub fn explain(&self, rel: &str, e: io::Error) -> io::Error {
         let shown = self.show(rel);
-        let msg = match e.raw_os_error() {
-            Some(libc::EXDEV) => format!(
-                "{shown} resolves outside {} (through a symlink); paths must stay inside {}",
-                self.display, self.display
+        let (kind, msg) = match e.raw_os_error() {
+            Some(libc::EXDEV) => (
+                ErrorKind::Invalid,
+                format!(
+                    "{shown} resolves outside {} (through a symlink); paths must stay inside {}",
+                    self.display, self.display
+                ),
             ),
-            Some(libc::ENOENT) => format!("{shown} does not exist"),
-            Some(libc::ENOTDIR) => format!("{shown}: a parent component is not a directory"),
-            Some(libc::ELOOP) => format!("{shown} is a symlink (symlinks are not followed here)"),
-            Some(libc::ENOSPC) | Some(libc::EDQUOT) => {
-                format!("no space left on the workspace disk while writing {shown}")
-            }
-            Some(libc::ENOSYS) => {
-                "this kernel lacks openat2(2), which path confinement needs".into()
-            }
-            _ => format!("{shown}: {e}"),
+            Some(libc::ENOENT) => (ErrorKind::NotFound, format!("{shown} does not exist")),
+            Some(libc::ENOTDIR) => (
+                ErrorKind::Invalid,
+                format!("{shown}: a parent component is not a directory"),
+            ),
+            Some(libc::ELOOP) => (
+                ErrorKind::Invalid,
+                format!("{shown} is a symlink (symlinks are not followed here)"),
+            ),
+            Some(libc::ENOSPC) | Some(libc::EDQUOT) => (
+                ErrorKind::NoSpace,
+                format!("no space left on the workspace disk while writing {shown}"),
+            ),
+            Some(libc::ENOSYS) => (
+                ErrorKind::Io,
+                "this kernel lacks openat2(2), which path confinement needs".into(),
+            ),
+            _ => (ErrorKind::of(&e), format!("{shown}: {e}")),
         };
-        io::Error::new(e.kind(), msg)
+        AgentError::io(e.kind(), kind, msg)
     }
 
     /// Directory `rel`, created with its missing parents (mode 0755).
@@ -231,90 +228,44 @@ fn is_notdir(e: &io::Error) -> bool {
     e.raw_os_error() == Some(libc::ENOTDIR) || e.to_string().contains("not a directory")
 }
 
-/// Checks a request path: relative, `/`-separated, no `..`; `.` and empty
-/// components are dropped. Returns the normalized form ("" is the root).
-pub fn check_rel(path: &str) -> io::Result<String> {
-    let bad = |why: &str| {
+/// Checks a request path ([`RelPath::parse`]): relative, no `..`; `.`
+/// and empty components are dropped. The normal form ("" is the root).
+pub fn check_rel(path: &str) -> io::Result<RelPath> {
+    RelPath::parse(path).map_err(|why| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("bad workspace path {path:?}: {why}"),
         )
-    };
-    if path.starts_with('/') {
-        return Err(bad("must be relative to the workspace root"));
-    }
-    if path.contains('\0') {
-        return Err(bad("contains a NUL byte"));
-    }
-    let mut parts = Vec::new();
-    for comp in path.split('/') {
-        match comp {
-            "" | "." => {}
-            ".." => return Err(bad("'..' is not allowed")),
-            c => parts.push(c),
-        }
-    }
-    Ok(parts.join("/"))
-}
-
-/// `("a/b", "c")` for `"a/b/c"`, `("", "c")` for `"c"`.
-pub fn split_parent(rel: &str) -> (&str, &str) {
-    match rel.rfind('/') {
-        Some(i) => (&rel[..i], &rel[i + 1..]),
-        None => ("", rel),
-    }
-}
-
-pub fn join(parent: &str, name: &str) -> String {
-    if parent.is_empty() {
-        name.to_string()
-    } else {
-        format!("{parent}/{name}")
-    }
+    })
 }
 
 pub fn cname(name: &str) -> io::Result<CString> {
     CString::new(name).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in name"))
 }
 
-/// Whether a symlink at `link_rel` (relative to the tree's root) pointing
-/// to `target` is allowed in an archive: see the module doc for the rule
-/// and why it holds for chains of links. `Err` says why not, to finish a
-/// sentence like "symlink a -> b is refused: ...". Absolute targets never
-/// pass: the same tree is exported to hosts where `/` means something else.
-pub fn check_symlink(link_rel: &str, target: &str) -> Result<(), &'static str> {
-    if target.is_empty() {
-        return Err("its target is empty");
+/// `openat(dirfd, name, flags | O_CLOEXEC, mode)`: `name` in an open
+/// directory, with the bare OS error (callers [`Root::explain`] it with
+/// the path they know). `mode` counts only with `O_CREAT`.
+pub fn open_at(dirfd: RawFd, name: &str, flags: i32, mode: u32) -> io::Result<OwnedFd> {
+    let c = cname(name)?;
+    // SAFETY: a valid C string; the result is checked before use.
+    let fd = unsafe { libc::openat(dirfd, c.as_ptr(), flags | libc::O_CLOEXEC, mode) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
     }
-    if target.starts_with('/') {
-        return Err("its target is absolute");
-    }
-    if target.contains('\0') {
-        return Err("its target contains a NUL byte");
-    }
-    let (parent, _) = split_parent(link_rel);
-    let depth = parent.split('/').filter(|c| !c.is_empty()).count();
-    let mut ups = 0usize;
-    let mut named = false;
-    for comp in target.split('/') {
-        match comp {
-            "" | "." => {}
-            ".." if named => return Err(
-                "its target has '..' after a name (that name may be a symlink leading anywhere)",
-            ),
-            ".." => ups += 1,
-            _ => named = true,
-        }
-    }
-    if ups > depth {
-        return Err("its target climbs above the tree");
-    }
-    Ok(())
+    // SAFETY: openat returned a fresh descriptor, owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// [`check_symlink`] as a yes/no.
-pub fn symlink_stays_inside(link_rel: &str, target: &str) -> bool {
-    check_symlink(link_rel, target).is_ok()
+/// The directory `name` in `dirfd`, not followed if it is a symlink
+/// (`ELOOP`, or `ENOTDIR` for anything else that is not a directory).
+pub fn open_dir_at(dirfd: RawFd, name: &str) -> io::Result<OwnedFd> {
+    open_at(
+        dirfd,
+        name,
+        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+        0,
+    )
 }
 
 /// `fstatat(dirfd, name, AT_SYMLINK_NOFOLLOW)`.
@@ -423,51 +374,73 @@ mod tests {
 
     #[test]
     fn rel_paths_are_normalized_or_refused() {
-        assert_eq!(check_rel("a/./b//c/").unwrap(), "a/b/c");
-        assert_eq!(check_rel("").unwrap(), "");
-        assert_eq!(check_rel(".").unwrap(), "");
-        assert!(check_rel("a/../b")
-            .unwrap_err()
-            .to_string()
-            .contains("'..'"));
-        assert!(check_rel("/etc").is_err());
+        assert_eq!(check_rel("a/./b//c/").unwrap().as_str(), "a/b/c");
+        assert!(check_rel("").unwrap().is_root());
+        assert!(check_rel(".").unwrap().is_root());
+        assert_eq!(
+            check_rel("a/../b").unwrap_err().to_string(),
+            r#"bad workspace path "a/../b": '..' is not allowed"#
+        );
+        let e = check_rel("/etc").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        assert_eq!(
+            e.to_string(),
+            r#"bad workspace path "/etc": must be relative to the workspace root"#
+        );
     }
 
     #[test]
-    fn symlink_targets_are_judged_from_the_link() {
-        assert!(symlink_stays_inside("a/link", "../b"));
-        assert!(symlink_stays_inside("a/b/link", "../../c"));
-        assert!(symlink_stays_inside("a/b/link", "./../.././c/d"));
-        assert!(!symlink_stays_inside("a/link", "../../b"));
-        assert!(!symlink_stays_inside("link", "/etc/passwd"));
-        assert!(!symlink_stays_inside("link", ""));
-        assert!(symlink_stays_inside("link", "x/./y"));
-        assert!(symlink_stays_inside("link", "."));
-    }
-
-    #[test]
-    fn a_dot_dot_after_a_name_is_refused_whatever_the_name_is() {
-        // The chain of the security review: `up -> .` passes on its own,
-        // and `up/up/../..` would climb two levels above the tree.
-        assert!(symlink_stays_inside("up", "."));
-        assert_eq!(
-            check_symlink("leak", "up/up/../../SECRET"),
-            Err("its target has '..' after a name (that name may be a symlink leading anywhere)")
-        );
-        // Variants: the climb hidden at any depth, or cancelling out.
-        assert!(symlink_stays_inside("a", "."));
-        assert!(!symlink_stays_inside("b", "a/a/.."));
-        assert!(!symlink_stays_inside("d/e/l", "x/.."));
-        assert!(!symlink_stays_inside("d/e/l", "../x/../y"));
-        // `x -> y` with `y -> ..` made later: `x` is harmless, `y` at the
-        // root is refused; one level down it stays inside.
-        assert!(symlink_stays_inside("x", "y"));
-        assert_eq!(
-            check_symlink("y", ".."),
-            Err("its target climbs above the tree")
-        );
-        assert!(symlink_stays_inside("d/y", ".."));
-        assert!(!symlink_stays_inside("l", "/"));
-        assert!(!symlink_stays_inside("l", "//etc"));
+    fn explained_errors_name_the_path_and_carry_their_kind() {
+        let t = crate::files::tests::TempRoot::new("explain");
+        let root = t.root();
+        for (errno, kind, text) in [
+            (libc::ENOENT, ErrorKind::NotFound, "/workspace/a/b does not exist"),
+            (
+                libc::ENOSPC,
+                ErrorKind::NoSpace,
+                "no space left on the workspace disk while writing /workspace/a/b",
+            ),
+            (
+                libc::EDQUOT,
+                ErrorKind::NoSpace,
+                "no space left on the workspace disk while writing /workspace/a/b",
+            ),
+            (
+                libc::EXDEV,
+                ErrorKind::Invalid,
+                "/workspace/a/b resolves outside /workspace (through a symlink); paths must stay inside /workspace",
+            ),
+            (
+                libc::ELOOP,
+                ErrorKind::Invalid,
+                "/workspace/a/b is a symlink (symlinks are not followed here)",
+            ),
+            (
+                libc::ENOTDIR,
+                ErrorKind::Invalid,
+                "/workspace/a/b: a parent component is not a directory",
+            ),
+            (
+                libc::EACCES,
+                ErrorKind::Permission,
+                "/workspace/a/b: Permission denied (os error 13)",
+            ),
+            (
+                libc::EIO,
+                ErrorKind::Io,
+                "/workspace/a/b: Input/output error (os error 5)",
+            ),
+        ] {
+            let raw = io::Error::from_raw_os_error(errno);
+            let io_kind = raw.kind();
+            let e = root.explain("a/b", raw);
+            assert_eq!(e.to_string(), text);
+            assert_eq!(ErrorKind::of(&e), kind, "{text}");
+            // Code on the way still sees the errno's kind.
+            assert_eq!(e.kind(), io_kind, "{text}");
+        }
+        // A real missing path, through the real call.
+        let e = root.open_beneath("missing", libc::O_RDONLY, 0).unwrap_err();
+        assert_eq!(ErrorKind::of(&e), ErrorKind::NotFound);
     }
 }

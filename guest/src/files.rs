@@ -2,11 +2,14 @@
 //! deletes, and content manifests for diffs. Every path goes through
 //! [`Root`], so none can reach outside the workspace.
 
-use crate::beneath::{self, check_rel, join, split_parent, Root};
-use pyro_proto::{base64_decode, ApplyRequest, ArtifactType, FileEntry, Sha256Digest};
+use crate::beneath::{self, check_rel, Root};
+use pyro_proto::path::{join, split_parent};
+use pyro_proto::{
+    base64_decode, AgentError, ApplyRequest, ArtifactType, ErrorKind, FileEntry, Sha256Digest,
+};
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Mutex;
 
 /// Entries a recursive listing or manifest returns at most: the host
@@ -91,10 +94,14 @@ fn walk_inner(
     for name in beneath::read_dir_names(dfd.as_raw_fd())? {
         *count += 1;
         if *count > MAX_ENTRIES {
-            return Err(io::Error::other(format!(
-                "more than {MAX_ENTRIES} entries under {}; list a narrower path",
-                root.show(rel)
-            )));
+            return Err(AgentError::io(
+                io::ErrorKind::Other,
+                ErrorKind::TooLarge,
+                format!(
+                    "more than {MAX_ENTRIES} entries under {}; list a narrower path",
+                    root.show(rel)
+                ),
+            ));
         }
         let child = join(rel, &name);
         let e = match entry_for(dfd.as_raw_fd(), &name, &child) {
@@ -106,20 +113,8 @@ fn walk_inner(
         let is_dir = e.artifact_type == ArtifactType::Directory;
         visit(dfd.as_raw_fd(), &name, e)?;
         if recursive && is_dir {
-            let c = beneath::cname(&name)?;
-            // SAFETY: valid descriptor and C string; result checked.
-            let fd = unsafe {
-                libc::openat(
-                    dfd.as_raw_fd(),
-                    c.as_ptr(),
-                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-                )
-            };
-            if fd < 0 {
-                return Err(root.explain(&child, io::Error::last_os_error()));
-            }
-            // SAFETY: fresh descriptor.
-            let sub = unsafe { OwnedFd::from_raw_fd(fd) };
+            let sub = beneath::open_dir_at(dfd.as_raw_fd(), &name)
+                .map_err(|e| root.explain(&child, e))?;
             walk_inner(root, sub, &child, recursive, visit, count)?;
         }
     }
@@ -325,25 +320,20 @@ fn stage(root: &Root, rel: &str, data: &[u8], created: &mut Vec<String>) -> io::
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(root.explain(rel, e)),
     }
-    let tmp = beneath::cname(&format!(
+    let tmp_name = format!(
         ".pyro-tmp-{}-{}",
         std::process::id(),
         TMP_SEQ.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-    ))?;
-    // SAFETY: valid descriptor and C string; result checked.
-    let fd = unsafe {
-        libc::openat(
-            dir.as_raw_fd(),
-            tmp.as_ptr(),
-            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC,
-            mode,
-        )
-    };
-    if fd < 0 {
-        return Err(root.explain(rel, io::Error::last_os_error()));
-    }
-    // SAFETY: fresh descriptor.
-    let mut f = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    );
+    let tmp = beneath::cname(&tmp_name)?;
+    let fd = beneath::open_at(
+        dir.as_raw_fd(),
+        &tmp_name,
+        libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
+        mode,
+    )
+    .map_err(|e| root.explain(rel, e))?;
+    let mut f = std::fs::File::from(fd);
     let staged = Staged {
         dir,
         tmp,
@@ -394,20 +384,13 @@ fn hash_key(st: &libc::stat) -> HashKey {
 
 fn file_sha256(dirfd: i32, name: &str) -> io::Result<Sha256Digest> {
     use sha2::Digest;
-    let c = beneath::cname(name)?;
-    // SAFETY: valid descriptor and C string; result checked.
-    let fd = unsafe {
-        libc::openat(
-            dirfd,
-            c.as_ptr(),
-            libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fresh descriptor.
-    let mut f = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    let fd = beneath::open_at(
+        dirfd,
+        name,
+        libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK,
+        0,
+    )?;
+    let mut f = std::fs::File::from(fd);
     let st = beneath::fstat(f.as_raw_fd())?;
     let key = hash_key(&st);
     if let Some(h) = HASH_CACHE

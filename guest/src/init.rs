@@ -111,11 +111,9 @@ fn overlay_root() -> io::Result<()> {
     std::env::set_current_dir("/")?;
     // The old root lives on as the overlay's lower layer; detach its name.
     let m = cstr("/mnt")?;
-    // SAFETY: valid path.
-    check(
-        unsafe { libc::umount2(m.as_ptr(), libc::MNT_DETACH) },
-        "umount old root",
-    )?;
+    // SAFETY: a valid NUL-terminated path; umount2 touches no memory of ours.
+    let ret = unsafe { libc::umount2(m.as_ptr(), libc::MNT_DETACH) };
+    check(ret, "umount old root")?;
     Ok(())
 }
 

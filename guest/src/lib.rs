@@ -3,7 +3,6 @@
 
 pub mod archive;
 pub mod beneath;
-pub mod bounded_tar;
 pub mod exec;
 pub mod files;
 pub mod ops;

@@ -18,9 +18,7 @@ pub fn workspace_root() -> PathBuf {
 }
 
 fn error(e: io::Error) -> Response {
-    Response::Error {
-        message: e.to_string(),
-    }
+    Response::error(&e)
 }
 
 /// Serves one file request on `conn` (whose request frame was read);

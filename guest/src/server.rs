@@ -2,7 +2,7 @@
 
 use crate::exec;
 use pyro_guest::ops;
-use pyro_proto::{read_frame, write_frame, Request, Response, PROTOCOL_VERSION};
+use pyro_proto::{read_frame, write_frame, ErrorKind, Request, Response, PROTOCOL_VERSION};
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd};
@@ -73,6 +73,7 @@ fn handle<S: io::Read + io::Write + AsRawFd>(mut conn: S) {
             let _ = write_frame(
                 &mut conn,
                 &Response::Error {
+                    kind: ErrorKind::Invalid,
                     message: format!("bad request: {e}"),
                 },
             );
@@ -100,9 +101,7 @@ fn handle<S: io::Read + io::Write + AsRawFd>(mut conn: S) {
                 }
                 Response::Exec(r)
             }
-            Err(e) => Response::Error {
-                message: e.to_string(),
-            },
+            Err(e) => Response::error(&e),
         },
         Request::Shutdown => {
             let _ = write_frame(&mut conn, &Response::Ok);
@@ -110,6 +109,7 @@ fn handle<S: io::Read + io::Write + AsRawFd>(mut conn: S) {
             crate::init::power_off();
         }
         other => Response::Error {
+            kind: ErrorKind::Invalid,
             message: format!("request {other:?} is not handled here"),
         },
     };

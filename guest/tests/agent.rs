@@ -7,7 +7,7 @@ mod raw_tar;
 
 use pyro_proto::{
     base64_decode, base64_encode, read_frame, write_frame, ApplyRequest, ArtifactType, ChunkReader,
-    ChunkWriter, FileWrite, Request, Response,
+    ChunkWriter, ErrorKind, FileWrite, Request, Response,
 };
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -22,10 +22,16 @@ struct Agent {
 
 impl Agent {
     fn start(tag: &str) -> Agent {
+        Agent::start_in(tag, Command::new(env!("CARGO_BIN_EXE_pyro-guest")))
+    }
+
+    /// The agent run by `cmd` (the agent binary itself, or a wrapper that
+    /// ends by exec'ing it).
+    fn start_in(tag: &str, mut cmd: Command) -> Agent {
         let dir = std::env::temp_dir().join(format!("pyro-agent-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("ws")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_pyro-guest"))
+        let child = cmd
             .env("PYRO_AGENT_UNIX", dir.join("agent.sock"))
             .env("PYRO_WORKSPACE_ROOT", dir.join("ws"))
             .spawn()
@@ -164,13 +170,13 @@ fn files_and_archives_over_the_socket() {
         deletes: vec![],
     }));
     assert!(
-        matches!(&r, Response::Error { message } if message.contains("resolves outside /workspace")),
+        matches!(&r, Response::Error { kind: ErrorKind::Invalid, message } if message.contains("resolves outside /workspace")),
         "{r:?}"
     );
     let evil = tar_with(&[("ok.txt", b"fine"), ("../../escape.txt", b"evil")]);
     let r = push(&agent, "", &evil);
     assert!(
-        matches!(&r, Response::Error { message } if message.contains("contains '..'")),
+        matches!(&r, Response::Error { kind: ErrorKind::Invalid, message } if message.contains("contains '..'")),
         "{r:?}"
     );
     assert!(std::fs::read_dir(agent.dir.join("outside"))
@@ -183,9 +189,102 @@ fn files_and_archives_over_the_socket() {
         max_bytes: 10,
     });
     assert!(
-        matches!(&r, Response::Error { message } if message.contains("'..'")),
+        matches!(&r, Response::Error { kind: ErrorKind::Invalid, message } if message.contains("'..'")),
         "{r:?}"
     );
+}
+
+/// The error kind of an answer, or a panic naming what came instead.
+fn error_kind(r: &Response) -> ErrorKind {
+    match r {
+        Response::Error { kind, .. } => *kind,
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+#[test]
+fn each_failure_is_answered_with_the_kind_the_agent_gave_it() {
+    let agent = Agent::start("kinds");
+    std::fs::create_dir(agent.ws().join("dir")).unwrap();
+    let read = |path: &str| {
+        agent.call(&Request::ReadFile {
+            path: path.into(),
+            max_bytes: 10,
+        })
+    };
+    let missing = read("nope/file");
+    assert_eq!(error_kind(&missing), ErrorKind::NotFound, "{missing:?}");
+    assert!(format!("{missing:?}").contains("/workspace/nope/file does not exist"));
+    for (r, what) in [
+        (read("dir"), "not a regular file"),
+        (read("../x"), "'..' is not allowed"),
+        (read(""), "is a directory, not a file"),
+        (
+            agent.call(&Request::Manifest {
+                path: "dir/../..".into(),
+            }),
+            "'..'",
+        ),
+        (
+            push(&agent, "", &tar_with(&[("/abs", b"x")])),
+            "absolute path",
+        ),
+    ] {
+        assert_eq!(error_kind(&r), ErrorKind::Invalid, "{r:?}");
+        assert!(format!("{r:?}").contains(what), "{what}: {r:?}");
+    }
+    // A 1 MiB long name: refused from its header as over the metadata cap.
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::GNULongName);
+    h.set_size(1 << 20);
+    h.as_old_mut().name[..13].copy_from_slice(b"././@LongLink");
+    h.set_cksum();
+    let mut bomb = h.as_bytes().to_vec();
+    bomb.resize(512 + (1 << 20), b'a');
+    let r = push(&agent, "", &bomb);
+    assert_eq!(error_kind(&r), ErrorKind::TooLarge, "{r:?}");
+    // A frame that is not a request.
+    let mut c = agent.conn();
+    c.write_all(&4u32.to_be_bytes()).unwrap();
+    c.write_all(b"null").unwrap();
+    let r: Response = read_frame(&mut c).unwrap().unwrap();
+    assert_eq!(error_kind(&r), ErrorKind::Invalid, "{r:?}");
+}
+
+#[test]
+fn a_full_workspace_disk_is_answered_as_no_space() {
+    // A 64 KiB tmpfs as the workspace, mounted in a user and mount
+    // namespace of the agent's own.
+    let probe = Command::new("unshare").args(["-rm", "true"]).status();
+    if !probe.is_ok_and(|s| s.success()) {
+        eprintln!("skipped: needs unshare(1) and unprivileged user namespaces");
+        return;
+    }
+    let mut cmd = Command::new("unshare");
+    cmd.args([
+        "-rm",
+        "sh",
+        "-c",
+        r#"mount -t tmpfs -o size=64k pyro-test "$PYRO_WORKSPACE_ROOT" && exec "$0""#,
+        env!("CARGO_BIN_EXE_pyro-guest"),
+    ]);
+    let agent = Agent::start_in("nospace", cmd);
+    let big = vec![7u8; 256 * 1024];
+    let r = agent.call(&Request::Apply(ApplyRequest {
+        writes: vec![FileWrite {
+            path: "big.bin".into(),
+            data_b64: base64_encode(&big),
+        }],
+        deletes: vec![],
+    }));
+    assert_eq!(error_kind(&r), ErrorKind::NoSpace, "{r:?}");
+    assert!(
+        format!("{r:?}")
+            .contains("no space left on the workspace disk while writing /workspace/big.bin"),
+        "{r:?}"
+    );
+    let r = push(&agent, "", &tar_with(&[("big.bin", &big)]));
+    assert_eq!(error_kind(&r), ErrorKind::NoSpace, "{r:?}");
 }
 
 #[test]

@@ -9,9 +9,14 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 
+pub mod archive;
+pub mod bounded_tar;
 pub mod client;
+pub mod error;
+pub mod path;
 pub mod reply;
 
+pub use error::{AgentError, ErrorKind};
 pub use reply::{read_reply, LISTING_REPLY_MAX_BYTES, MAX_LISTING_ENTRIES, SMALL_REPLY_MAX_BYTES};
 
 /// The vsock port the agent listens on.
@@ -24,8 +29,9 @@ pub const AGENT_PORT: u32 = 52;
 /// exec's 1 MiB of output twice, escaped) with room to spare.
 pub const MAX_FRAME_BYTES: usize = 64 * 1024 * 1024;
 
-/// Bumped whenever a message changes shape.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// Bumped whenever a message changes shape. 3: errors carry a kind
+/// ([`ErrorKind`]); a host reads an error without one as `Unknown`.
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Default cap on captured stdout and stderr (each) of one exec.
 pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 1024 * 1024;
@@ -259,7 +265,12 @@ pub enum Response {
     },
     Exec(ExecResult),
     Ok,
+    /// The request failed. `kind` travels as `error_kind` (`kind` is the
+    /// tag); an agent before protocol 3 sends none, read as
+    /// [`ErrorKind::Unknown`].
     Error {
+        #[serde(rename = "error_kind", default)]
+        kind: ErrorKind,
         message: String,
     },
     Files {
@@ -648,6 +659,7 @@ mod tests {
         write_frame(
             &mut buf,
             &Response::Error {
+                kind: ErrorKind::Invalid,
                 message: "one".into(),
             },
         )
@@ -659,6 +671,7 @@ mod tests {
         assert_eq!(
             a,
             Response::Error {
+                kind: ErrorKind::Invalid,
                 message: "one".into()
             }
         );

@@ -11,7 +11,9 @@
 //! tagged enum's fields as a generic tree first, several times the size of
 //! the final entries.
 
-use crate::{read_frame_limited, read_frame_with, FileEntry, Request, Response, MAX_FRAME_BYTES};
+use crate::{
+    read_frame_limited, read_frame_with, ErrorKind, FileEntry, Request, Response, MAX_FRAME_BYTES,
+};
 use serde::de::{Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 use std::io::{self, Read};
@@ -145,6 +147,8 @@ pub fn read_reply<R: Read>(r: &mut R, req: &Request) -> io::Result<Option<Respon
 struct Listing {
     kind: String,
     #[serde(default)]
+    error_kind: ErrorKind,
+    #[serde(default)]
     message: Option<String>,
     #[serde(default)]
     entry: Option<FileEntry>,
@@ -169,6 +173,7 @@ impl Listing {
                 entries: self.entries,
             }),
             "error" => Ok(Response::Error {
+                kind: self.error_kind,
                 message: self.message.unwrap_or_default(),
             }),
             other => Err(bad(&format!("a {other:?} answer"))),
@@ -309,6 +314,7 @@ mod tests {
             Some(files)
         );
         let err = Response::Error {
+            kind: ErrorKind::NotFound,
             message: "no such path".into(),
         };
         assert_eq!(

@@ -16,16 +16,12 @@ pub fn interrupted() -> Option<i32> {
 }
 
 pub fn install() {
-    // SAFETY: sigset manipulation on locals; the mask is set before any
-    // other thread exists, so every thread inherits it.
-    let set = unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-            libc::sigaddset(&mut set, s);
-        }
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        set
+    // Blocked before any other thread exists, so every thread inherits the
+    // mask. It cannot fail (only an unknown `how` makes it fail); if it
+    // did, the signals would keep their default action and end the
+    // process as before.
+    let Ok(set) = crate::signals::block_stop_signals() else {
+        return;
     };
     std::thread::spawn(move || {
         let mut sig: libc::c_int = 0;

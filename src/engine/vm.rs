@@ -235,7 +235,7 @@ impl VmProcess {
     pub fn exec(&mut self, req: &ExecRequest, host_timeout: Duration) -> Result<ExecResult> {
         match agent::call(&self.vsock, &Request::Exec(req.clone()), host_timeout) {
             Ok(Response::Exec(r)) => Ok(r),
-            Ok(Response::Error { message }) => {
+            Ok(Response::Error { message, .. }) => {
                 Err(EngineError::Guest(format!("guest agent error: {message}")))
             }
             Ok(other) => Err(EngineError::Guest(format!(

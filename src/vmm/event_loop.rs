@@ -74,22 +74,14 @@ pub struct Loop {
 /// Blocks the stop signals in this thread (and every thread it spawns
 /// afterwards) and returns a signalfd that reports them instead.
 pub fn block_signals() -> std::io::Result<OwnedFd> {
-    // SAFETY: sigset manipulation on a local, then syscalls with valid pointers.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for s in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
-            libc::sigaddset(&mut set, s);
-        }
-        if libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let fd = libc::signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC);
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(OwnedFd::from_raw_fd(fd))
+    let set = crate::signals::block_stop_signals()?;
+    // SAFETY: `set` is a valid sigset; the result is checked before use.
+    let fd = unsafe { libc::signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
     }
+    // SAFETY: signalfd returned a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Serves the devices until the VM ends; returns how it ended.
@@ -159,8 +151,10 @@ pub fn run(mut lp: Loop) -> Result<VmExit, EventLoopError> {
         for ev in events.iter() {
             match ev.token() {
                 SIGNALS => {
-                    // SAFETY: reading one siginfo record into a correctly sized buffer.
+                    // SAFETY: an all-zero signalfd_siginfo is a valid value.
                     let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+                    // SAFETY: reading at most one siginfo record into a
+                    // buffer of exactly its size.
                     let n = unsafe {
                         libc::read(
                             lp.signals.as_raw_fd(),

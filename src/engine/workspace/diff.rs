@@ -13,7 +13,7 @@ use super::results::{ChangeStatus, Diff, DiffBudget, DiffEntry, DiffSummary};
 use super::store;
 use super::{EngineError, Result, FILE_MAX_BYTES};
 use crate::engine::agent;
-use pyro_guest::bounded_tar::{BoundedTar, TarLimits};
+use pyro_proto::bounded_tar::{BoundedTar, TarLimits};
 use pyro_proto::{base64_decode, ArtifactType, FileEntry, Request, Response};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::io::Read;
@@ -104,7 +104,7 @@ fn guest_manifest(id: &str, deadline: Instant) -> Result<Vec<FileEntry>> {
         deadline,
     ) {
         Ok(Response::Manifest { entries }) => Ok(entries),
-        Ok(Response::Error { message }) => Err(lifecycle::agent_error(message)),
+        Ok(Response::Error { kind, message }) => Err(lifecycle::agent_error(kind, message)),
         Ok(other) => Err(EngineError::Guest(format!(
             "unexpected agent answer to a manifest request: {other:?}"
         ))),
@@ -139,7 +139,7 @@ fn guest_read(id: &str, rel: &str, max: u64, deadline: Instant) -> Result<Option
             // More than asked (cut by `Response::clip_to` or not): too big.
             Ok((data.len() as u64 <= max).then_some(data))
         }
-        Ok(Response::Error { message }) => Err(lifecycle::agent_error(message)),
+        Ok(Response::Error { kind, message }) => Err(lifecycle::agent_error(kind, message)),
         Ok(other) => Err(EngineError::Guest(format!(
             "unexpected agent answer to a read: {other:?}"
         ))),

@@ -4,7 +4,7 @@
 //! The guest is not trusted here: its tar stream is extracted on the host
 //! under the same rules as a seed (no absolute or `..` members, no hard
 //! links or devices, no write through a symlink, and no symlink that could
-//! lead out, alone or chained with others: `beneath::check_symlink`).
+//! lead out, alone or chained with others: `pyro_proto::path::check_symlink`).
 //! Everything is written into a fresh temporary sibling of the destination
 //! and renamed onto it only when complete, so a failed export leaves
 //! nothing behind, and an existing destination is replaced only with
@@ -33,9 +33,9 @@ use crate::engine::agent;
 use crate::engine::hostpath::WritePath;
 use crate::engine::paths;
 use crate::engine::run::ExecutionMode;
-use pyro_guest::archive::member_path;
-use pyro_guest::beneath::check_symlink;
-use pyro_guest::bounded_tar::{limit_error, BoundedTar, TarLimits, MAX_TAR_META_BYTES};
+use pyro_proto::archive::{link_target, member_path};
+use pyro_proto::bounded_tar::{limit_error, BoundedTar, TarLimits, MAX_TAR_META_BYTES};
+use pyro_proto::path::check_symlink;
 use pyro_proto::{ArtifactType, ChunkReader, Request, Response};
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
@@ -58,7 +58,7 @@ pub const EXPORT_MAX_BYTES: u64 = 8 << 30;
 /// the host's inodes) reaches it.
 pub const EXPORT_MAX_ENTRIES: u64 = pyro_proto::MAX_LISTING_ENTRIES as u64;
 
-/// The limits of an export stream (see [`pyro_guest::bounded_tar`]).
+/// The limits of an export stream (see [`pyro_proto::bounded_tar`]).
 pub const EXPORT_LIMITS: TarLimits = TarLimits {
     meta_bytes: MAX_TAR_META_BYTES,
     member_bytes: EXPORT_MAX_BYTES,
@@ -132,12 +132,7 @@ pub fn extract_confined<R: Read>(input: R, root: &Path, limits: TarLimits) -> Re
                 .map_err(|e| EngineError::io(format!("writing {}", target.display()), e))?;
             let _ = std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode));
         } else if t.is_symlink() {
-            let link = entry
-                .link_name()
-                .ok()
-                .flatten()
-                .map(|l| l.to_string_lossy().into_owned())
-                .unwrap_or_default();
+            let link = link_target(&entry);
             // Judged within what is written (a single exported link sits at
             // its top, so it may not climb at all); its parent chain was
             // checked above (no member is written through a symlink), which
@@ -239,7 +234,9 @@ pub(super) fn receive(
         .map_err(|e| lifecycle::lost_agent(id, "asking for the export", e))?;
     let kind = match pyro_proto::read_reply(&mut s, &req) {
         Ok(Some(Response::ArchiveStart { artifact_type })) => artifact_type,
-        Ok(Some(Response::Error { message })) => return Err(lifecycle::agent_error(message)),
+        Ok(Some(Response::Error { kind, message })) => {
+            return Err(lifecycle::agent_error(kind, message))
+        }
         Ok(other) => {
             return Err(EngineError::Guest(format!(
                 "unexpected agent answer to an export: {other:?}"
@@ -263,7 +260,9 @@ pub(super) fn receive(
     }
     match pyro_proto::read_reply(&mut s, &req) {
         Ok(Some(Response::ArchiveDone { .. })) => {}
-        Ok(Some(Response::Error { message })) => return Err(lifecycle::agent_error(message)),
+        Ok(Some(Response::Error { kind, message })) => {
+            return Err(lifecycle::agent_error(kind, message))
+        }
         Ok(other) => {
             return Err(EngineError::Guest(format!(
                 "unexpected end of an export: {other:?}"

@@ -29,7 +29,7 @@ fn file_op_deadline() -> Instant {
 
 fn call(id: &str, req: &Request, deadline: Instant, what: &str) -> Result<Response> {
     match agent::request(&lifecycle::vsock(id), req, deadline) {
-        Ok(Response::Error { message }) => Err(lifecycle::agent_error(message)),
+        Ok(Response::Error { kind, message }) => Err(lifecycle::agent_error(kind, message)),
         Ok(r) => Ok(r),
         Err(e) => Err(lifecycle::lost_agent(id, what, e)),
     }

@@ -16,7 +16,7 @@
 use super::diff::{self, Budget, DIFF_MAX_BYTES, DIFF_MAX_ENTRIES, DIFF_MAX_FILES};
 use super::export::{self, EXPORT_MAX_BYTES, EXPORT_MAX_ENTRIES};
 use super::{files, review};
-use pyro_guest::bounded_tar::MAX_TAR_META_BYTES;
+use pyro_proto::bounded_tar::MAX_TAR_META_BYTES;
 use pyro_proto::{
     base64_encode, read_frame, write_frame, ArtifactType, ChunkWriter, ExecRequest, ExecResult,
     Request, Response, LISTING_REPLY_MAX_BYTES, MAX_LISTING_ENTRIES, SMALL_REPLY_MAX_BYTES,
@@ -313,6 +313,7 @@ fn answer_read(req: &Request, out: &mut dyn Write) -> io::Result<()> {
         return write_frame(
             &mut &mut *out,
             &Response::Error {
+                kind: pyro_proto::ErrorKind::Invalid,
                 message: "unexpected".into(),
             },
         );

@@ -30,7 +30,7 @@ use crate::engine::run::ExecutionMode;
 use crate::engine::vm::{VmOptions, VmProcess};
 use crate::engine::{agent, disk};
 use crate::vmm::{control, disk_lock};
-use pyro_proto::{ChunkWriter, Request, Response};
+use pyro_proto::{ChunkWriter, ErrorKind, Request, Response};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -362,7 +362,7 @@ pub fn push_archive(
             entry_count,
             bytes_written,
         })) => Ok((entry_count, bytes_written)),
-        Ok(Some(Response::Error { message })) => Err(agent_error(message)),
+        Ok(Some(Response::Error { kind, message })) => Err(agent_error(kind, message)),
         Ok(other) => Err(EngineError::Guest(format!(
             "unexpected agent answer to an archive push: {other:?}"
         ))),
@@ -370,16 +370,32 @@ pub fn push_archive(
     }
 }
 
-/// An agent's error message as an engine error of the right kind.
-pub fn agent_error(message: String) -> EngineError {
-    if message.contains("does not exist") {
-        EngineError::NotFound(message)
-    } else if message.contains("no space left") {
-        EngineError::Guest(format!(
+/// An agent's error as an engine error, by the kind the agent gave it.
+pub fn agent_error(kind: ErrorKind, message: String) -> EngineError {
+    match kind {
+        ErrorKind::NotFound => EngineError::NotFound(message),
+        ErrorKind::NoSpace => EngineError::Guest(format!(
             "{message}; free space in the workspace (delete files with workspace_exec) or reset it"
-        ))
+        )),
+        // Every other agent error has always been reported as the
+        // request's fault (exit code 2); kept so.
+        ErrorKind::Invalid | ErrorKind::Permission | ErrorKind::TooLarge | ErrorKind::Io => {
+            EngineError::Invalid(message)
+        }
+        ErrorKind::Unknown => agent_error(legacy_error_kind(&message), message),
+    }
+}
+
+/// The kind of an error that came without one: from an agent before
+/// protocol 3 (a workspace made from an older image), read from its words
+/// as hosts did before kinds were sent.
+fn legacy_error_kind(message: &str) -> ErrorKind {
+    if message.contains("does not exist") {
+        ErrorKind::NotFound
+    } else if message.contains("no space left") {
+        ErrorKind::NoSpace
     } else {
-        EngineError::Invalid(message)
+        ErrorKind::Invalid
     }
 }
 
@@ -1109,6 +1125,51 @@ pub fn reap_expired() -> Reaped {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn agent_errors_map_by_their_kind_and_an_old_agents_by_their_words() {
+        let missing = "/workspace/a does not exist";
+        assert!(matches!(
+            agent_error(ErrorKind::NotFound, missing.into()),
+            EngineError::NotFound(m) if m == missing
+        ));
+        let full = "no space left on the workspace disk while writing /workspace/a";
+        assert!(matches!(
+            agent_error(ErrorKind::NoSpace, full.into()),
+            EngineError::Guest(m) if m == format!("{full}; free space in the workspace (delete files with workspace_exec) or reset it")
+        ));
+        for kind in [
+            ErrorKind::Invalid,
+            ErrorKind::Permission,
+            ErrorKind::TooLarge,
+            ErrorKind::Io,
+        ] {
+            assert!(matches!(
+                agent_error(kind, "m".into()),
+                EngineError::Invalid(m) if m == "m"
+            ));
+        }
+        // The words no longer decide when a kind came with them: a file
+        // named "does not exist" that cannot be read is not missing.
+        let odd = "/workspace/does not exist: Permission denied (os error 13)";
+        assert!(matches!(
+            agent_error(ErrorKind::Permission, odd.into()),
+            EngineError::Invalid(_)
+        ));
+        // Without a kind (an agent before protocol 3), the words do.
+        assert!(matches!(
+            agent_error(ErrorKind::Unknown, missing.into()),
+            EngineError::NotFound(_)
+        ));
+        assert!(matches!(
+            agent_error(ErrorKind::Unknown, full.into()),
+            EngineError::Guest(m) if m.ends_with("or reset it")
+        ));
+        assert!(matches!(
+            agent_error(ErrorKind::Unknown, "bad workspace path".into()),
+            EngineError::Invalid(_)
+        ));
+    }
 
     #[test]
     fn names_and_labels_are_validated() {

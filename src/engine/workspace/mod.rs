@@ -32,6 +32,7 @@ pub mod seed;
 pub mod store;
 
 use super::{EngineError, Result};
+use pyro_proto::path::RelPath;
 
 /// Where the workspace lives inside the guest.
 pub const GUEST_ROOT: &str = "/workspace";
@@ -42,9 +43,10 @@ pub const DEFAULT_READ_MAX_BYTES: u64 = 65536;
 pub const PATCH_MAX_BYTES: usize = 1024 * 1024;
 
 /// Normalizes a user-given workspace path (`/workspace/a/b`, `a/b`,
-/// `./a/b`) to the agent's relative form (`a/b`; `""` for the root).
-/// Refuses `..` and absolute paths outside `/workspace` with a message that
-/// says why.
+/// `./a/b`) to the agent's relative form (`a/b`; `""` for the root), by
+/// the protocol's rule ([`RelPath`]) once a `/workspace` prefix is taken
+/// off. Refuses `..` and absolute paths outside `/workspace` with a
+/// message that says why.
 pub fn normalize_path(path: &str) -> Result<String> {
     let p = path.trim();
     if p.is_empty() {
@@ -59,8 +61,8 @@ pub fn normalize_path(path: &str) -> Result<String> {
     }
     let rel = if let Some(rest) = p.strip_prefix('/') {
         match rest.strip_prefix("workspace") {
-            Some("") => "",
-            Some(r) if r.starts_with('/') => &r[1..],
+            // `/workspace//a` is `a`, as `a//b` is `a/b`.
+            Some(r) if r.is_empty() || r.starts_with('/') => r.trim_start_matches('/'),
             _ => {
                 return Err(EngineError::Invalid(format!(
                     "path {path:?} is outside {GUEST_ROOT}; use a path inside it (absolute under {GUEST_ROOT}/ or relative to it)"
@@ -70,19 +72,13 @@ pub fn normalize_path(path: &str) -> Result<String> {
     } else {
         p
     };
-    let mut parts = Vec::new();
-    for comp in rel.split('/') {
-        match comp {
-            "" | "." => {}
-            ".." => {
-                return Err(EngineError::Invalid(format!(
-                    "path {path:?} contains '..'; workspace paths must stay inside {GUEST_ROOT}"
-                )))
-            }
-            c => parts.push(c),
-        }
+    match RelPath::parse(rel) {
+        Ok(rel) => Ok(rel.into_string()),
+        // What is left is relative and has no NUL: only a `..` is refused.
+        Err(_) => Err(EngineError::Invalid(format!(
+            "path {path:?} contains '..'; workspace paths must stay inside {GUEST_ROOT}"
+        ))),
     }
-    Ok(parts.join("/"))
 }
 
 /// `/workspace/rel`.
@@ -112,6 +108,8 @@ mod tests {
         assert_eq!(normalize_path("/workspace/a//b/./c").unwrap(), "a/b/c");
         assert_eq!(normalize_path("src/app.py").unwrap(), "src/app.py");
         assert_eq!(normalize_path(".").unwrap(), "");
+        assert_eq!(normalize_path("/workspace//a/").unwrap(), "a");
+        assert_eq!(normalize_path(" ./a ").unwrap(), "a");
         for bad in ["../x", "a/../../b", "/etc/passwd", "/workspaces/x", "/", ""] {
             assert!(normalize_path(bad).is_err(), "{bad}");
         }

@@ -10,9 +10,9 @@
 
 use super::{EngineError, Result};
 use crate::engine::hostpath::ReadPath;
-use pyro_guest::archive::member_path;
-use pyro_guest::beneath::check_symlink;
-use pyro_guest::bounded_tar::{BoundedTar, TarLimits};
+use pyro_proto::archive::{link_target, member_path};
+use pyro_proto::bounded_tar::{BoundedTar, TarLimits};
+use pyro_proto::path::check_symlink;
 use pyro_proto::{ArtifactType, FileEntry, Sha256Digest};
 use serde::Serialize;
 use std::io::{self, Read, Write};
@@ -571,8 +571,9 @@ fn plan_archive(path: &Path, gzip: bool) -> Result<Vec<Item>> {
                 String::from_utf8_lossy(e.as_bytes())
             ))
         })?;
-        let rel =
-            member_path(&name).map_err(|e| bad_seed(format!("archive {}: {e}", path.display())))?;
+        let rel = member_path(&name)
+            .map_err(|e| bad_seed(format!("archive {}: {e}", path.display())))?
+            .into_string();
         // A member under an earlier symlink member would be written
         // through it (and a link there would sit at another depth than
         // its path says, which the symlink rule relies on).
@@ -593,12 +594,7 @@ fn plan_archive(path: &Path, gzip: bool) -> Result<Vec<Item>> {
         } else if t.is_dir() {
             Kind::Dir { mode }
         } else if t.is_symlink() {
-            let target = entry
-                .link_name()
-                .ok()
-                .flatten()
-                .map(|t| t.to_string_lossy().into_owned())
-                .unwrap_or_default();
+            let target = link_target(&entry);
             if let Err(why) = check_symlink(&rel, &target) {
                 return Err(bad_seed(format!(
                     "archive {}: symlink {name:?} -> {target:?} would point outside /workspace: {why}",

@@ -378,9 +378,13 @@ impl<R: Read> Read for BoundedTar<R> {
 }
 
 #[cfg(test)]
+#[path = "../../tests/support/raw_tar.rs"]
+mod raw_tar;
+
+#[cfg(test)]
 mod tests {
+    use super::raw_tar::raw_tar;
     use super::*;
-    use crate::archive::raw_tar::raw_tar;
 
     /// A stream that says it has `claim` bytes of long name and then
     /// produces them on demand (zeros), never holding them.
