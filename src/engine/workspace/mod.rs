@@ -25,6 +25,9 @@ pub mod files;
 mod hostile_agent_tests;
 pub mod lifecycle;
 pub mod patch;
+#[cfg(test)]
+#[path = "../../../tests/support/raw_tar.rs"]
+mod raw_tar;
 pub mod review;
 pub mod seed;
 pub mod store;
