@@ -6,8 +6,8 @@ mod conn;
 mod packet;
 
 use super::{
-    gather, log_device_error, scatter, writable_len, Activation, Interrupt, VirtioDevice,
-    TYPE_VSOCK,
+    gather, log_device_error, scatter, writable_len, ActivateError, Activation, Interrupt,
+    VirtioDevice, TYPE_VSOCK,
 };
 use conn::{Conn, State, CONN_BUF_ALLOC};
 use mio::net::{UnixListener, UnixStream};
@@ -472,9 +472,12 @@ impl VirtioDevice for Vsock {
     fn read_config(&self, offset: u64, data: &mut [u8]) {
         super::read_config_bytes(&self.config, offset, data);
     }
-    fn activate(&mut self, act: Activation) -> Result<(), String> {
+    fn activate(&mut self, act: Activation) -> Result<(), ActivateError> {
         if act.queues.len() != 3 {
-            return Err(format!("expected 3 queues, got {}", act.queues.len()));
+            return Err(ActivateError::QueueCount {
+                expected: 3,
+                got: act.queues.len(),
+            });
         }
         self.active = Some(Active {
             mem: act.mem,
