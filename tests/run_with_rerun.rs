@@ -14,22 +14,25 @@ use support::TempDir;
 
 /// A fake libtest binary. `$FAKE_DIR/plan` has a line per test, `NAME
 /// OUTCOME...` (pass, fail or crash; the attempt's outcome, the last one
-/// repeating). Filters and `--exact` select as libtest does; with
+/// repeating). Filters, `--exact` and `--skip` select as libtest does; with
 /// `$FAKE_DIR/deaf` present any filter selects nothing. Each invocation's
 /// arguments are appended to `$FAKE_DIR/argv`. A failing test's captured
 /// output carries a decoy `failures:` list.
 const FAKE_LIBTEST: &str = r#"#!/bin/sh
 d=$FAKE_DIR
 echo "$*" >>"$d/argv"
-exact=0; filters=""
-for a in "$@"; do
-  case $a in
+exact=0; filters=""; skips=""
+while [ $# -gt 0 ]; do
+  case $1 in
     --exact) exact=1 ;;
+    --skip) shift; skips="$skips $1" ;;
     -*) ;;
-    *) filters="$filters $a" ;;
+    *) filters="$filters $1" ;;
   esac
+  shift
 done
 selected() {
+  for s in $skips; do case $1 in *"$s"*) return 1 ;; esac; done
   [ -z "$filters" ] && return 0
   [ -e "$d/deaf" ] && return 1
   for f in $filters; do
@@ -202,6 +205,34 @@ fn each_failed_test_is_judged_on_its_own_rerun() {
             "--ignored --test-threads=1 --exact ws::a",
             "--ignored --test-threads=1 --exact ws::c",
             "--ignored --test-threads=1 --exact ws::d"
+        ]
+    );
+}
+
+#[test]
+fn name_filters_select_the_first_run_only_and_options_keep_their_values() {
+    // Under --exact, the filter `vm::a` would select vm::a again.
+    let c = Case::new(
+        "filters",
+        FAKE_LIBTEST,
+        "vm::a pass\nvm::b fail pass\nvm::c pass\n",
+    );
+    let (code, out) = c.run(&[
+        "FAKE",
+        "--ignored",
+        "--skip",
+        "vm::c",
+        "vm::a",
+        "vm::b",
+        "--test-threads=1",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.lines().any(|l| l == "FLAKY: vm::b"), "{out}");
+    assert_eq!(
+        c.invocations(),
+        [
+            "--ignored --skip vm::c --test-threads=1 vm::a vm::b",
+            "--ignored --skip vm::c --test-threads=1 --exact vm::b"
         ]
     );
 }
