@@ -74,19 +74,17 @@ test-unit: deps
 # VM-backed tests: compiled static, run where /dev/kvm boots stock guests
 # (inside the test host on PVM or no-KVM machines, directly otherwise). The
 # host's /usr is shared into the test host for git, which seeding from a
-# checkout or --repo-url runs on the host side. A test binary that fails runs
-# once more, saying so: a guest is now and then lost in a way not yet
-# understood (a triple fault early in boot, once in six full runs), and the
-# first failure's output stays in the log above the rerun.
+# checkout or --repo-url runs on the host side. A guest is now and then
+# lost in a way not yet understood (a triple fault early in boot, once in
+# six full runs), so each failed test runs once more, alone, by name
+# (tests/run-with-rerun): one that then passes is printed as `FLAKY: <name>`
+# and counted, one that fails again fails the run; the first failure's
+# output stays in the log above the rerun.
 test-vm: build kernel
 	@$(MAKE) -s envs
-	@bins=$$(cargo test --release --locked --target $(TARGET) --test vm --test workspace --no-run --message-format=json 2>/dev/null \
-	   | python3 -c 'import json,sys; [print(m["executable"]) for m in map(json.loads, sys.stdin) if m.get("reason")=="compiler-artifact" and m.get("executable") and m["target"]["kind"]==["test"]]'); \
-	[ -n "$$bins" ] || { echo "test-vm: no test binary built"; exit 1; }; \
-	$(VMHOST) --timeout 3000 --rerun-on-l1-panic --share /usr -- sh -c 'rc=0; for b in "$$@"; do \
-	  "$$b" --ignored --test-threads=1 && continue; \
-	  echo "test-vm: $${b##*/} FAILED (output above); running it once more to tell a rare guest failure from a steady one"; \
-	  "$$b" --ignored --test-threads=1 || rc=1; done; exit $$rc' sh $$bins
+	@bins=$$(tests/test-binaries --test vm --test workspace); \
+	$(VMHOST) --timeout 3000 --rerun-on-l1-panic --share /usr -- sh -c 'rc=0; for b; do \
+	  $(CURDIR)/tests/run-with-rerun "$$b" --ignored --test-threads=1 || rc=1; done; exit $$rc' sh $$bins
 
 test: test-unit test-vm test-mcp
 
@@ -97,9 +95,7 @@ bench: build kernel
 # The workspace-core recipes of docs/use-cases/ against real VMs, over MCP.
 smoke-use-cases: build kernel
 	@$(MAKE) -s envs ENVS=debian:12
-	@bin=$$(cargo test --release --locked --target $(TARGET) --test smoke --no-run --message-format=json 2>/dev/null \
-	   | python3 -c 'import json,sys; [print(m["executable"]) for m in map(json.loads, sys.stdin) if m.get("reason")=="compiler-artifact" and m.get("executable") and m["target"]["kind"]==["test"]]'); \
-	[ -n "$$bin" ] || { echo "smoke-use-cases: no smoke binary built"; exit 1; }; \
+	@bin=$$(tests/test-binaries --test smoke); \
 	$(VMHOST) --timeout 3000 --rerun-on-l1-panic -- $$bin --ignored --test-threads=1 --nocapture
 
 clean:

@@ -8,8 +8,8 @@
 //!
 //! Prints one JSON object; tests/bench/run turns it into docs/benchmarks.md.
 
-#[path = "../tests/support/sparse.rs"]
-mod sparse;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -68,7 +68,8 @@ fn median(v: &mut [f64]) -> f64 {
 
 fn fresh_scratch(a: &Args, name: &str) -> PathBuf {
     let p = a.work.join(name);
-    sparse::copy_sparse(&a.env_dir.join("scratch.ext4"), &p).expect("copying the scratch template");
+    support::sparse::copy_sparse(&a.env_dir.join("scratch.ext4"), &p)
+        .expect("copying the scratch template");
     p
 }
 

@@ -18,16 +18,18 @@
 //!
 //! Prints one JSON object; tests/bench/run turns it into docs/benchmarks.md.
 
-#[path = "../tests/support/mcp.rs"]
-mod mcp;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
-use mcp::{DeleteAllAtEnd, Mcp};
 use pyro_proto::{client, ChunkWriter, ExecRequest, Request, Response};
 use serde_json::{json, Value};
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use support::mcp::Mcp;
+use support::vm::VmGuard;
+use support::workspace_id;
 
 const SEED_FILES: usize = 5_000;
 const SEED_BYTES: usize = 50 * 1000 * 1000;
@@ -115,13 +117,6 @@ fn timed<T>(f: impl FnOnce() -> T) -> (f64, T) {
     (start.elapsed().as_secs_f64(), v)
 }
 
-fn id_of(v: &Value) -> String {
-    v["workspace_id"]
-        .as_str()
-        .expect("workspace_id")
-        .to_string()
-}
-
 /// The floor for one exec: a bare agent request that runs `true`.
 fn raw_exec(vsock: &Path) {
     let req = Request::Exec(ExecRequest {
@@ -167,7 +162,7 @@ fn main() {
     std::fs::create_dir_all(&empty).unwrap();
     let seed_bytes = make_tree(&tree, SEED_FILES);
     let bulk_bytes = make_tree(&bulk, BULK_FILES);
-    let _cleanup = DeleteAllAtEnd(a.pyro.clone());
+    let _vm = VmGuard::with_binary(&a.pyro);
     // Host paths over MCP are confined: the operator allows the work area
     // (--allow-path takes an absolute path; --work may be relative).
     let work = std::fs::canonicalize(&a.work).unwrap();
@@ -185,7 +180,10 @@ fn main() {
             )
         });
         seeded.push(t);
-        m.call("workspace_delete", json!({"workspace_id": id_of(&r)}));
+        m.call(
+            "workspace_delete",
+            json!({"workspace_id": workspace_id(&r)}),
+        );
         let (t, r) = timed(|| {
             m.call(
                 "workspace_create",
@@ -193,7 +191,7 @@ fn main() {
             )
         });
         bare.push(t);
-        let id = id_of(&r);
+        let id = workspace_id(&r);
         disk.push(allocated_bytes(&home.join("workspaces").join(&id)) as f64);
         disk_reported.push(
             r["disk"]["allocated_bytes_at_create"]

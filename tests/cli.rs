@@ -1,19 +1,18 @@
 //! CLI behaviour that needs no guest: help, usage errors, doctor, env list,
 //! and how `pyro run` behaves on a host that cannot boot guests.
 
-use serde_json::Value;
-use std::process::Command;
+mod support;
 
+use serde_json::Value;
+use support::{json_stdout, pyro_cmd, TempDir};
+
+/// `pyro ARGS`, run to the end.
 fn pyro(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_pyro"))
-        .args(args)
-        .output()
-        .expect("spawn pyro")
+    pyro_cmd().args(args).output().expect("spawn pyro")
 }
 
 fn json(out: &std::process::Output) -> Value {
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+    json_stdout(out, &"pyro")
 }
 
 #[test]
@@ -132,9 +131,7 @@ fn lock_like_a_vmm(f: &std::fs::File) {
 fn a_second_vmm_refuses_a_disk_another_holds_before_touching_kvm_or_sockets() {
     use std::io::{BufRead, BufReader, Write};
     use std::os::unix::fs::MetadataExt;
-    let dir = std::env::temp_dir().join(format!("pyro-cli-disklock-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("cli-disklock");
     let scratch = dir.join("scratch.ext4");
     std::fs::write(&scratch, vec![0u8; 4096]).unwrap();
     std::fs::write(dir.join("rootfs.ext4"), vec![0u8; 4096]).unwrap();
@@ -156,7 +153,7 @@ fn a_second_vmm_refuses_a_disk_another_holds_before_touching_kvm_or_sockets() {
     });
     std::fs::write(dir.join("vm.json"), cfg.to_string()).unwrap();
     let vmm = || {
-        Command::new(env!("CARGO_BIN_EXE_pyro"))
+        pyro_cmd()
             .args(["vmm", "--config"])
             .arg(alias.join("vm.json"))
             .output()
@@ -234,17 +231,15 @@ fn a_second_vmm_refuses_a_disk_another_holds_before_touching_kvm_or_sockets() {
     assert!(!err.contains("is using this VM's disk"), "{err}");
 
     std::fs::remove_file(&alias).unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// A private PYRO_HOME and HOME for one test: commands that write state
 /// or chat-host configs must never touch the real ones.
-struct Scratch(std::path::PathBuf);
+struct Scratch(TempDir);
 
 impl Scratch {
     fn new(tag: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("pyro-cli-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = TempDir::new(&format!("cli-{tag}"));
         for sub in ["home", "pyro", "bin", "src"] {
             std::fs::create_dir_all(dir.join(sub)).unwrap();
         }
@@ -259,7 +254,7 @@ impl Scratch {
     /// `pyro ARGS` with this scratch's PYRO_HOME, HOME and an empty PATH
     /// (no chat-host CLI is found), stdin closed.
     fn pyro(&self, args: &[&str]) -> std::process::Output {
-        Command::new(env!("CARGO_BIN_EXE_pyro"))
+        pyro_cmd()
             .args(args)
             .env("PYRO_HOME", self.0.join("pyro"))
             .env("HOME", self.0.join("home"))
@@ -273,12 +268,6 @@ impl Scratch {
 
     fn path(&self, rel: &str) -> String {
         self.0.join(rel).to_str().unwrap().to_string()
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

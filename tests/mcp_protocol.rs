@@ -5,212 +5,76 @@
 //! `tests/vmhost/run -- <this test binary> --ignored`) cancellation and EOF
 //! while a VM is running.
 
+mod support;
+
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::process::Stdio;
 use std::time::Duration;
+use support::mcp::{serve, Mcp};
+use support::vm::{vmm_pids_of, VmGuard};
+use support::{pyro, pyro_cmd, pyro_home, TempDir};
 
-const PYRO: &str = env!("CARGO_BIN_EXE_pyro");
-/// Only a bound on waiting for a message so a broken server fails the test
-/// instead of hanging it; nothing asserts on durations.
-const PATIENCE: Duration = Duration::from_secs(300);
-
-struct Server {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    out: Receiver<Value>,
-}
-
-impl Server {
-    fn start(args: &[&str]) -> Server {
-        Server::start_with(args, &[])
-    }
-
-    /// `start` with extra environment variables.
-    fn start_with(args: &[&str], env: &[(&str, &std::path::Path)]) -> Server {
-        Server::spawn(
-            Command::new(PYRO)
-                .arg("mcp")
-                .arg("serve")
-                .args(args)
-                .envs(env.iter().copied())
-                .stderr(Stdio::inherit()),
-        )
-    }
-
-    /// Started in `cwd` with its own PYRO_HOME, initialized.
-    fn start_in(cwd: &Path, home: &Path, args: &[&str]) -> (Server, Value) {
-        let mut s = Server::spawn(
-            Command::new(PYRO)
-                .args(["mcp", "serve"])
-                .args(args)
-                .current_dir(cwd)
-                .env("PYRO_HOME", home)
-                // Each of these tests makes many failing calls; what they
-                // say is in the replies, not worth a log line each.
-                .stderr(Stdio::null()),
-        );
-        s.send(
-            &json!({"jsonrpc": "2.0", "id": "init", "method": "initialize",
-            "params": {"protocolVersion": "2025-11-25", "capabilities": {},
-                       "clientInfo": {"name": "mcp_protocol.rs", "version": "0"}}}),
-        );
-        let init = s.reply("init")["result"].clone();
-        s.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
-        (s, init)
-    }
-
-    fn spawn(cmd: &mut Command) -> Server {
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start pyro mcp serve");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let line = line.expect("stdout is UTF-8");
-                let v: Value = serde_json::from_str(&line)
-                    .unwrap_or_else(|e| panic!("stdout carried a non-JSON line {line:?}: {e}"));
-                if tx.send(v).is_err() {
-                    break;
-                }
-            }
-        });
-        Server {
-            stdin: child.stdin.take(),
-            child,
-            out: rx,
-        }
-    }
-
-    fn started() -> Server {
-        let mut s = Server::start(&["--profile", "vm-run"]);
-        s.send(
-            &json!({"jsonrpc": "2.0", "id": "init", "method": "initialize",
-            "params": {"protocolVersion": "2025-11-25", "capabilities": {},
-                       "clientInfo": {"name": "mcp_protocol.rs", "version": "0"}}}),
-        );
-        assert_eq!(s.reply("init")["result"]["protocolVersion"], "2025-11-25");
-        s.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
-        s
-    }
-
-    fn send_raw(&mut self, bytes: &[u8]) {
-        let w = self.stdin.as_mut().expect("stdin open");
-        w.write_all(bytes).unwrap();
-        w.flush().unwrap();
-    }
-
-    fn send(&mut self, v: &Value) {
-        self.send_raw(format!("{v}\n").as_bytes());
-    }
-
-    fn next(&self) -> Value {
-        self.out
-            .recv_timeout(PATIENCE)
-            .expect("the server answered")
-    }
-
-    /// Waits for the response with `id`, returning it; notifications and
-    /// other replies seen on the way are dropped.
-    fn reply(&self, id: impl Into<Value>) -> Value {
-        let id = id.into();
-        loop {
-            let m = self.next();
-            if m.get("id") == Some(&id) && m.get("method").is_none() {
-                return m;
-            }
-        }
-    }
-
-    /// Calls tool `name`; returns (isError, the text content).
-    fn tool(&mut self, name: &str, args: Value) -> (bool, String) {
-        let id = format!("{name}-{}", self.child.id());
-        self.send(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
-            "params": {"name": name, "arguments": args}}));
-        let r = self.reply(id.as_str());
-        let r = &r["result"];
-        (
-            r["isError"] == true,
-            r["content"][0]["text"].as_str().unwrap_or("").to_string(),
-        )
-    }
-
-    /// Calls tool `name` and expects a tool error; returns its text.
-    fn refused(&mut self, name: &str, args: Value) -> String {
-        let (err, text) = self.tool(name, args.clone());
-        assert!(err, "{name} {args} should have failed: {text}");
-        text
-    }
-
-    fn ping(&mut self, id: &str) {
-        self.send(&json!({"jsonrpc": "2.0", "id": id, "method": "ping"}));
-        assert_eq!(self.reply(id)["result"], json!({}));
-    }
-
-    /// Closes stdin and waits for the exit status; every remaining stdout
-    /// line must still be JSON (the reader thread checks).
-    fn close(mut self) -> (i32, Vec<Value>) {
-        drop(self.stdin.take());
-        let status = self.child.wait().unwrap();
-        let rest: Vec<Value> = self.out.iter().collect();
-        (status.code().unwrap_or(-1), rest)
-    }
+/// A server with the vm-run profile, initialized.
+fn started() -> Mcp {
+    let mut s = Mcp::spawn(&mut serve(pyro(), &["--profile", "vm-run"]));
+    let init = s.initialize();
+    assert_eq!(init["protocolVersion"], "2025-11-25");
+    s
 }
 
 #[test]
 fn malformed_json_gets_a_parse_error_and_the_server_keeps_serving() {
-    let mut s = Server::started();
+    let mut s = started();
     s.send_raw(b"{\"jsonrpc\": \"2.0\", \"id\": 1, \"method\": \n");
     let e = s.next();
     assert_eq!(e["error"]["code"], -32700);
     assert_eq!(e["id"], Value::Null);
     s.send_raw(b"\xff\xfe not even utf-8\n");
     assert_eq!(s.next()["error"]["code"], -32700);
-    s.ping("after-garbage");
-    assert_eq!(s.close().0, 0);
+    s.ping();
+    s.close();
 }
 
 #[test]
 fn invalid_requests_and_unknown_methods_use_their_codes() {
-    let mut s = Server::started();
-    s.send(&json!({"jsonrpc": "2.0", "id": 1, "method": "no/such/method"}));
+    let mut s = started();
+    s.send_message(&json!({"jsonrpc": "2.0", "id": 1, "method": "no/such/method"}));
     assert_eq!(s.reply(1)["error"]["code"], -32601);
-    s.send(&json!({"jsonrpc": "1.0", "id": 2, "method": "ping"}));
+    s.send_message(&json!({"jsonrpc": "1.0", "id": 2, "method": "ping"}));
     assert_eq!(s.reply(2)["error"]["code"], -32600);
-    s.send(&json!({"id": 3, "method": "ping"}));
+    s.send_message(&json!({"id": 3, "method": "ping"}));
     assert_eq!(s.reply(3)["error"]["code"], -32600);
-    s.send(&json!({"jsonrpc": "2.0", "id": 4}));
+    s.send_message(&json!({"jsonrpc": "2.0", "id": 4}));
     assert_eq!(s.reply(4)["error"]["code"], -32600);
-    s.send(&json!(42));
+    s.send_message(&json!(42));
     assert_eq!(s.next()["error"]["code"], -32600);
     // Unknown notifications are ignored, as JSON-RPC requires.
-    s.send(&json!({"jsonrpc": "2.0", "method": "notifications/whatever"}));
-    s.ping("still-here");
-    assert_eq!(s.close().0, 0);
+    s.send_message(&json!({"jsonrpc": "2.0", "method": "notifications/whatever"}));
+    s.ping();
+    s.close();
 }
 
 #[test]
 fn wrong_param_types_are_invalid_params_or_tool_errors() {
-    let mut s = Server::started();
+    let mut s = started();
     // The envelope of tools/call is the protocol's business: -32602.
-    s.send(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": 5}}));
+    s.send_message(
+        &json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": 5}}),
+    );
     assert_eq!(s.reply(1)["error"]["code"], -32602);
-    s.send(&json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+    s.send_message(&json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
         "params": {"name": "vm_run", "arguments": "echo hi"}}));
     assert_eq!(s.reply(2)["error"]["code"], -32602);
-    s.send(
+    s.send_message(
         &json!({"jsonrpc": "2.0", "id": 3, "method": "logging/setLevel", "params": {"level": 3}}),
     );
     assert_eq!(s.reply(3)["error"]["code"], -32602);
-    s.send(&json!({"jsonrpc": "2.0", "id": 4, "method": "tools/list", "params": [1, 2]}));
+    s.send_message(&json!({"jsonrpc": "2.0", "id": 4, "method": "tools/list", "params": [1, 2]}));
     assert_eq!(s.reply(4)["error"]["code"], -32602);
     // Arguments are the model's business: a tool error it can act on.
-    s.send(&json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+    s.send_message(&json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
         "params": {"name": "vm_run", "arguments": {"environment": "debian:12",
             "command": "true", "vcpu_count": "two", "timeout_seconds": 0}}}));
     let r = s.reply(5)["result"].clone();
@@ -224,12 +88,12 @@ fn wrong_param_types_are_invalid_params_or_tool_errors() {
         text.contains("timeout_seconds must be an integer from 1 to"),
         "{text}"
     );
-    assert_eq!(s.close().0, 0);
+    s.close();
 }
 
 #[test]
 fn oversized_request_is_refused_and_serving_continues() {
-    let mut s = Server::started();
+    let mut s = started();
     let mut big = br#"{"jsonrpc":"2.0","id":9,"method":"ping","params":{"pad":""#.to_vec();
     big.extend(std::iter::repeat_n(b'a', 9 * 1024 * 1024));
     big.extend(b"\"}}\n");
@@ -240,15 +104,15 @@ fn oversized_request_is_refused_and_serving_continues() {
         .as_str()
         .unwrap()
         .contains("exceeds the limit"));
-    s.ping("after-big");
-    assert_eq!(s.close().0, 0);
+    s.ping();
+    s.close();
 }
 
 #[test]
 fn eof_in_the_middle_of_a_message_ends_the_session_cleanly() {
-    let mut s = Server::started();
+    let mut s = started();
     s.send_raw(br#"{"jsonrpc":"2.0","id":7,"method":"tools/li"#);
-    let (code, rest) = s.close();
+    let (code, rest) = s.close_status();
     assert_eq!(code, 0);
     assert_eq!(rest.len(), 1, "{rest:?}");
     assert_eq!(rest[0]["error"]["code"], -32700);
@@ -272,7 +136,7 @@ fn unknown_profile_and_bad_project_flags_exit_2() {
         ],
         &["--bogus"],
     ] {
-        let out = Command::new(PYRO)
+        let out = pyro_cmd()
             .args(["mcp", "serve"])
             .args(args)
             .stdin(Stdio::null())
@@ -286,7 +150,7 @@ fn unknown_profile_and_bad_project_flags_exit_2() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.starts_with("error: "), "{args:?}: {err}");
     }
-    let out = Command::new(PYRO)
+    let out = pyro_cmd()
         .args(["mcp", "serve", "--profile", "everything"])
         .stdin(Stdio::null())
         .output()
@@ -300,7 +164,7 @@ fn unknown_profile_and_bad_project_flags_exit_2() {
 
 #[test]
 fn project_source_is_reported_in_initialize() {
-    let dir = std::env::temp_dir().join(format!("pyro-mcp-proj-{}", std::process::id()));
+    let dir = TempDir::new("mcp-proj");
     std::fs::create_dir_all(dir.join(".git")).unwrap();
     std::fs::write(dir.join(".git/HEAD"), "ref: refs/heads/trunk\n").unwrap();
     let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
@@ -323,8 +187,8 @@ fn project_source_is_reported_in_initialize() {
     ];
     for (args, want) in cases {
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-        let mut s = Server::start(&argv);
-        s.send(&init);
+        let mut s = Mcp::spawn(&mut serve(pyro(), &argv));
+        s.send_message(&init);
         let r = s.reply(1)["result"].clone();
         assert_eq!(r["protocolVersion"], "2024-11-05");
         for (k, v) in want.as_object().unwrap() {
@@ -332,10 +196,10 @@ fn project_source_is_reported_in_initialize() {
         }
         let text = r["instructions"].as_str().unwrap();
         assert!(text.contains("Project source:"), "{text}");
-        s.close();
+        let _ = s.close_status();
     }
     // Auto-detection from the working directory.
-    let mut child = Command::new(PYRO)
+    let mut child = pyro_cmd()
         .args(["mcp", "serve"])
         .current_dir(&dir)
         .stdin(Stdio::piped())
@@ -354,7 +218,6 @@ fn project_source_is_reported_in_initialize() {
     assert_eq!(project["origin"], "auto-detected");
     assert_eq!(project["head"]["branch"], "trunk");
     assert_eq!(r["result"]["_meta"]["pyro/profile"], "workspace-core");
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 // ---- what the operator lets a client reach on the host --------------------
@@ -364,9 +227,9 @@ fn project_source_is_reported_in_initialize() {
 /// PYRO_HOME beside them holding one workspace record, so calls that name
 /// it get as far as their host paths.
 struct Scratch {
-    base: PathBuf,
+    base: TempDir,
     proj: PathBuf,
-    home: PathBuf,
+    home: TempDir,
 }
 
 /// The id of the workspace record `Scratch` writes (stopped, far from
@@ -378,10 +241,7 @@ const NO_WS: &str = "ba9876543210";
 
 impl Scratch {
     fn new(tag: &str) -> Scratch {
-        let base = std::env::temp_dir().join(format!("pyro-confine-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&base);
-        std::fs::create_dir_all(&base).unwrap();
-        let base = std::fs::canonicalize(base).unwrap();
+        let base = TempDir::new(&format!("confine-{tag}"));
         let proj = base.join("proj");
         for d in [
             "proj/.git/hooks",
@@ -398,21 +258,16 @@ impl Scratch {
         std::fs::write(base.join("outside/secrets/id_rsa"), "KEY\n").unwrap();
         std::fs::write(base.join("extra/data/d.txt"), "d\n").unwrap();
         let fifo = std::ffi::CString::new(proj.join("tree/fifo").to_str().unwrap()).unwrap();
-        // SAFETY: a valid NUL-terminated path.
-        assert_eq!(unsafe { libc_mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        // SAFETY: mkfifo(3) reads a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
         std::os::unix::fs::symlink("../outside/secrets", proj.join("keys")).unwrap();
         std::os::unix::fs::symlink(".", proj.join("up")).unwrap();
         std::os::unix::fs::symlink("up/up/../../outside/secrets", proj.join("leak")).unwrap();
         std::os::unix::fs::symlink(".git/hooks", proj.join("hooks")).unwrap();
-        let home =
-            std::env::temp_dir().join(format!("pyro-confine-{tag}-home-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&home);
+        let home = TempDir::new(&format!("confine-{tag}-home"));
         let ws = home.join("workspaces").join(WS);
         std::fs::create_dir_all(&ws).unwrap();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs_f64();
+        let now = support::now();
         let record = json!({"layout_version": 1, "workspace_id": WS, "environment": "debian:12",
             "vcpu_count": 1, "mem_mib": 1024, "ttl_seconds": 604800, "created_at": now,
             "expires_at": now + 604800.0, "last_activity_at": now, "state": "stopped"});
@@ -449,21 +304,19 @@ impl Scratch {
         out
     }
 
-    fn serve(&self, args: &[&str]) -> (Server, Value) {
-        Server::start_in(&self.proj, &self.home, args)
+    /// A server started in `proj/` with this PYRO_HOME, initialized; its
+    /// `initialize` result. Each of these tests makes many failing calls:
+    /// what they say is in the replies, not worth a log line each.
+    fn serve(&self, args: &[&str]) -> (Mcp, Value) {
+        let mut s = Mcp::spawn(
+            serve(pyro(), args)
+                .current_dir(&self.proj)
+                .env("PYRO_HOME", &*self.home)
+                .stderr(Stdio::null()),
+        );
+        let init = s.initialize();
+        (s, init)
     }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.base);
-        let _ = std::fs::remove_dir_all(&self.home);
-    }
-}
-
-extern "C" {
-    #[link_name = "mkfifo"]
-    fn libc_mkfifo(path: *const std::ffi::c_char, mode: u32) -> i32;
 }
 
 /// A confinement refusal, as opposed to any later failure.
@@ -483,9 +336,9 @@ fn host_execution_is_refused_unless_the_operator_allowed_it_and_never_suggested(
     assert!(text.contains("allow_host_compat is refused"), "{text}");
     let run = json!({"environment": "debian:12", "command": "touch /tmp/pyro-host-compat-was-here",
                      "allow_host_compat": true});
-    let e = s.refused("vm_run", run.clone());
+    let e = s.call_err("vm_run", run.clone());
     assert!(e.contains("never on the host"), "{e}");
-    let e2 = s.refused(
+    let e2 = s.call_err(
         "workspace_create",
         json!({"environment": "debian:12", "allow_host_compat": true}),
     );
@@ -493,17 +346,17 @@ fn host_execution_is_refused_unless_the_operator_allowed_it_and_never_suggested(
     // Nothing a client reads may point at the switch: not the refusals,
     // not the plain failure (no guest here, or no environment in this
     // PYRO_HOME), not the tool descriptions, not the instructions.
-    let (_, plain) = s.tool(
+    let (_, plain) = s.call_outcome(
         "vm_run",
         json!({"environment": "debian:12", "command": "true"}),
     );
-    s.send(&json!({"jsonrpc": "2.0", "id": "list", "method": "tools/list"}));
+    s.send_message(&json!({"jsonrpc": "2.0", "id": "list", "method": "tools/list"}));
     let listing = s.reply("list").to_string();
     for t in [&e, &e2, &plain, &listing, &init.to_string()] {
         assert!(!t.contains("--allow-host-compat"), "{t}");
         assert!(!t.contains("allow-host-compat"), "{t}");
     }
-    assert_eq!(s.close().0, 0);
+    s.close();
 
     // Enabled by the operator: the argument is honoured (on a host where no
     // guest boots the command runs here; elsewhere the VM path is taken
@@ -514,7 +367,7 @@ fn host_execution_is_refused_unless_the_operator_allowed_it_and_never_suggested(
         .as_str()
         .unwrap()
         .contains("WITHOUT isolation"));
-    let (err, text) = s.tool(
+    let (err, text) = s.call_outcome(
         "vm_run",
         json!({"environment": "debian:12", "command": "echo compat", "allow_host_compat": true}),
     );
@@ -522,7 +375,7 @@ fn host_execution_is_refused_unless_the_operator_allowed_it_and_never_suggested(
     if !err {
         assert!(text.contains("compat"), "{text}");
     }
-    assert_eq!(s.close().0, 0);
+    s.close();
 }
 
 #[test]
@@ -550,12 +403,12 @@ fn host_paths_outside_the_project_are_refused_and_refusals_touch_nothing() {
         "/etc".into(),
     ];
     for p in &outside_reads {
-        let e = s.refused(
+        let e = s.call_err(
             "workspace_create",
             json!({"environment": "debian:12", "seed_path": p}),
         );
         assert!(e.contains("outside the host directories"), "{p}: {e}");
-        let e = s.refused(
+        let e = s.call_err(
             "workspace_sync_push",
             json!({"workspace_id": WS, "source_path": p}),
         );
@@ -591,13 +444,13 @@ fn host_paths_outside_the_project_are_refused_and_refusals_touch_nothing() {
         ),
     ];
     for (p, want) in &outside_writes {
-        let e = s.refused(
+        let e = s.call_err(
             "workspace_export",
             json!({"workspace_id": WS, "path": "x", "output_path": p, "overwrite": true}),
         );
         assert!(e.contains(want), "{p}: {e}");
     }
-    assert_eq!(s.close().0, 0);
+    s.close();
     assert_eq!(sc.tree(), before, "a refused call changed the host");
 }
 
@@ -607,7 +460,7 @@ fn an_unknown_workspace_is_reported_before_anything_on_the_host_is_touched() {
     let before = sc.tree();
     let (mut s, _) = sc.serve(&[]);
     // Export: no directory of the destination is made for a missing id.
-    let e = s.refused(
+    let e = s.call_err(
         "workspace_export",
         json!({"workspace_id": NO_WS, "path": "x", "output_path": "made/a/b/out"}),
     );
@@ -615,7 +468,7 @@ fn an_unknown_workspace_is_reported_before_anything_on_the_host_is_touched() {
     // Sync push: the id comes before the source, so nothing is walked and
     // the answer says nothing about the path (no existence oracle)...
     for src in ["tree", "../outside/secrets", "no/such/dir"] {
-        let e = s.refused(
+        let e = s.call_err(
             "workspace_sync_push",
             json!({"workspace_id": NO_WS, "source_path": src}),
         );
@@ -627,12 +480,12 @@ fn an_unknown_workspace_is_reported_before_anything_on_the_host_is_touched() {
     }
     // ...while for a workspace that exists the same source is walked (and
     // its fifo refused), so the check above was not vacuous.
-    let e = s.refused(
+    let e = s.call_err(
         "workspace_sync_push",
         json!({"workspace_id": WS, "source_path": "tree"}),
     );
     assert!(e.contains("fifo"), "{e}");
-    assert_eq!(s.close().0, 0);
+    s.close();
     assert_eq!(sc.tree(), before, "an unknown workspace changed the host");
 }
 
@@ -642,12 +495,12 @@ fn allow_path_extends_the_roots_and_is_listed_in_the_instructions() {
     let extra = sc.base.join("extra");
     // Without it, extra/ is outside.
     let (mut s, _) = sc.serve(&[]);
-    let e = s.refused(
+    let e = s.call_err(
         "workspace_export",
         json!({"workspace_id": WS, "path": "x", "output_path": extra.join("out")}),
     );
     assert!(e.contains("outside the host directories"), "{e}");
-    assert_eq!(s.close().0, 0);
+    s.close();
 
     let (mut s, init) = sc.serve(&["--allow-path", extra.to_str().unwrap()]);
     let text = init["instructions"].as_str().unwrap();
@@ -687,24 +540,24 @@ fn allow_path_extends_the_roots_and_is_listed_in_the_instructions() {
             json!({"environment": "debian:12", "seed_path": "src"}),
         ),
     ] {
-        let e = s.refused(tool, args.clone());
+        let e = s.call_err(tool, args.clone());
         assert!(!is_confinement(&e), "{tool} {args}: {e}");
     }
     // The export's directory is created only once the workspace is usable.
     assert!(!extra.join("new").exists());
     // Still confined: the allowed directory itself is not replaced, and
     // everything else stays outside.
-    let e = s.refused(
+    let e = s.call_err(
         "workspace_export",
         json!({"workspace_id": WS, "path": "x", "output_path": extra, "overwrite": true}),
     );
     assert!(e.contains("itself"), "{e}");
-    let e = s.refused(
+    let e = s.call_err(
         "workspace_sync_push",
         json!({"workspace_id": WS, "source_path": sc.base.join("outside/secrets")}),
     );
     assert!(e.contains("outside the host directories"), "{e}");
-    assert_eq!(s.close().0, 0);
+    s.close();
 }
 
 #[test]
@@ -716,41 +569,29 @@ fn a_server_without_a_local_project_allows_no_host_path() {
         init["_meta"]["pyro/host_access"]["allowed_roots"],
         json!([])
     );
-    let e = s.refused(
+    let e = s.call_err(
         "workspace_sync_push",
         json!({"workspace_id": WS, "source_path": sc.proj.join("src")}),
     );
     assert!(e.contains("may not use any host directory"), "{e}");
-    assert_eq!(s.close().0, 0);
+    s.close();
 }
 
 // ---- VM-backed: run where guests boot (the test host on this machine) ----
 
 fn runs_dir() -> PathBuf {
-    let home = std::env::var_os("PYRO_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".local/share/pyro"));
-    home.join("runs")
+    pyro_home().join("runs")
 }
 
 /// Pids of VMM processes whose config lives in the run directory of `vm_id`.
 fn vmm_pids(vm_id: &str) -> Vec<i32> {
-    let needle = format!("/runs/{vm_id}/vm.json");
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| String::from_utf8_lossy(&c).contains(&needle))
-                .unwrap_or(false)
-        })
-        .collect()
+    vmm_pids_of(&format!("/runs/{vm_id}/vm.json"))
 }
 
 /// Starts `sleep 600` in a VM with progress on and waits until the command
 /// runs; returns the VM id.
-fn start_long_run(s: &mut Server, id: &str) -> String {
-    s.send(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+fn start_long_run(s: &mut Mcp, id: &str) -> String {
+    s.send_message(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
         "params": {"name": "vm_run", "_meta": {"progressToken": id},
             "arguments": {"environment": "debian:12", "command": "sleep 600",
                           "timeout_seconds": 900}}}));
@@ -779,16 +620,17 @@ fn start_long_run(s: &mut Server, id: &str) -> String {
 #[test]
 #[ignore = "boots VMs: run inside tests/vmhost/run"]
 fn vm_cancel_tears_down_the_vm_and_ping_stays_answered() {
-    let mut s = Server::started();
-    s.send(
+    let _vm = VmGuard::new();
+    let mut s = started();
+    s.send_message(
         &json!({"jsonrpc": "2.0", "id": "lvl", "method": "logging/setLevel",
         "params": {"level": "info"}}),
     );
     s.reply("lvl");
     let vm_id = start_long_run(&mut s, "long");
     // A long vm_run must not block the cheap requests.
-    s.ping("during-run");
-    s.send(
+    s.ping();
+    s.send_message(
         &json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
         "params": {"requestId": "long", "reason": "test"}}),
     );
@@ -809,7 +651,7 @@ fn vm_cancel_tears_down_the_vm_and_ping_stays_answered() {
         "the state of {vm_id} is removed"
     );
     // The session goes on: a short run still works.
-    s.send(
+    s.send_message(
         &json!({"jsonrpc": "2.0", "id": "short", "method": "tools/call",
         "params": {"name": "vm_run", "arguments": {"environment": "debian:12",
             "command": "echo after-cancel"}}}),
@@ -817,15 +659,16 @@ fn vm_cancel_tears_down_the_vm_and_ping_stays_answered() {
     let r = s.reply("short")["result"].clone();
     assert_eq!(r["isError"], false, "{r}");
     assert_eq!(r["structuredContent"]["stdout"], "after-cancel\n");
-    assert_eq!(s.close().0, 0);
+    s.close();
 }
 
 #[test]
 #[ignore = "boots VMs: run inside tests/vmhost/run"]
 fn vm_eof_mid_call_exits_and_tears_down_the_vm() {
-    let mut s = Server::started();
+    let _vm = VmGuard::new();
+    let mut s = started();
     let vm_id = start_long_run(&mut s, "doomed");
-    let (code, rest) = s.close();
+    let (code, rest) = s.close_status();
     assert_eq!(code, 0);
     assert!(
         rest.iter().all(|m| m.get("id") != Some(&json!("doomed"))),
@@ -842,11 +685,10 @@ fn vm_eof_mid_call_exits_and_tears_down_the_vm() {
 fn cancelling_a_workspace_call_stuck_behind_the_workspace_lock_ends_it_at_once() {
     use std::os::fd::AsRawFd;
     use std::os::unix::fs::PermissionsExt;
-    let home = std::env::temp_dir().join(format!("pyro-mcp-cancel-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&home);
+    let home = TempDir::new("mcp-cancel");
     let ws = home.join("workspaces/0123456789ab");
     std::fs::create_dir_all(&ws).unwrap();
-    for d in [&home, &home.join("workspaces"), &ws] {
+    for d in [home.path(), &home.join("workspaces"), &ws] {
         std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700)).unwrap();
     }
     // Another operation holds the workspace (its lock waits 10 minutes).
@@ -854,30 +696,26 @@ fn cancelling_a_workspace_call_stuck_behind_the_workspace_lock_ends_it_at_once()
     // SAFETY: flock on our own descriptor.
     assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
 
-    let mut s = Server::start_with(&["--profile", "workspace-core"], &[("PYRO_HOME", &home)]);
-    s.send(
-        &json!({"jsonrpc": "2.0", "id": "init", "method": "initialize",
-        "params": {"protocolVersion": "2025-11-25", "capabilities": {},
-                   "clientInfo": {"name": "mcp_protocol.rs", "version": "0"}}}),
-    );
-    s.reply("init");
-    s.send(
+    let mut s =
+        Mcp::spawn(serve(pyro(), &["--profile", "workspace-core"]).env("PYRO_HOME", &*home));
+    s.initialize();
+    s.send_message(
         &json!({"jsonrpc": "2.0", "id": "lvl", "method": "logging/setLevel",
         "params": {"level": "info"}}),
     );
     s.reply("lvl");
-    s.send(
+    s.send_message(
         &json!({"jsonrpc": "2.0", "id": "stuck", "method": "tools/call",
         "params": {"name": "workspace_file_read",
                    "arguments": {"workspace_id": "0123456789ab", "path": "a.txt"}}}),
     );
     // It waits behind the lock...
     std::thread::sleep(Duration::from_secs(1));
-    while let Ok(m) = s.out.try_recv() {
+    while let Some(m) = s.try_next() {
         assert!(m.get("id") != Some(&json!("stuck")), "answered early: {m}");
     }
     // ...until cancelled: then it ends at once, without a response.
-    s.send(
+    s.send_message(
         &json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
         "params": {"requestId": "stuck", "reason": "test"}}),
     );
@@ -898,10 +736,9 @@ fn cancelling_a_workspace_call_stuck_behind_the_workspace_lock_ends_it_at_once()
         took < Duration::from_secs(5),
         "the call ended {took:?} after the cancel"
     );
-    s.ping("after-cancel");
-    let (code, rest) = s.close();
+    s.ping();
+    let (code, rest) = s.close_status();
     assert_eq!(code, 0);
     assert!(rest.iter().all(|m| m.get("id") != Some(&json!("stuck"))));
     drop(lock);
-    std::fs::remove_dir_all(&home).unwrap();
 }

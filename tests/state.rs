@@ -6,26 +6,22 @@
 //! by hand the way pyro lays them out; VM-backed behaviour is in
 //! tests/workspace.rs.
 
+mod support;
+
 use serde_json::{json, Value};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use support::{json_stdout, mode, now, pyro_cmd, workspace_args, TempDir};
 
 const DAY: f64 = 24.0 * 3600.0;
 
 /// A fresh, private PYRO_HOME (removed when dropped).
-struct Home(PathBuf);
+struct Home(TempDir);
 
 impl Home {
     fn new(tag: &str) -> Home {
-        let p = std::env::temp_dir().join(format!(
-            "pyro-state-test-{tag}-{}-{}",
-            std::process::id(),
-            now() as u64
-        ));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
+        let p = TempDir::new(&format!("state-{tag}"));
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o700)).unwrap();
         Home(p)
     }
@@ -37,26 +33,20 @@ impl Home {
     /// `pyro ARGS` with this PYRO_HOME: (exit code, stdout as JSON).
     fn pyro(&self, args: &[&str]) -> (i32, Value) {
         let out = pyro_in(&self.0, args);
-        let v = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "{args:?}: stdout is not JSON ({e}): {}\nstderr: {}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
+        let v = json_stdout(&out, &args);
         (out.status.code().unwrap_or(-1), v)
     }
 
     /// `pyro workspace ARGS --json`, which must succeed.
     fn ok(&self, args: &[&str]) -> Value {
-        let (code, v) = self.pyro(&ws_args(args));
+        let (code, v) = self.pyro(&workspace_args(args));
         assert_eq!(code, 0, "{args:?}: {v}");
         v
     }
 
     /// `pyro workspace ARGS --json`, which must fail; its error.
     fn fails(&self, args: &[&str]) -> String {
-        let (code, v) = self.pyro(&ws_args(args));
+        let (code, v) = self.pyro(&workspace_args(args));
         assert_ne!(code, 0, "{args:?} should fail: {v}");
         v["error"].as_str().unwrap().to_string()
     }
@@ -86,38 +76,13 @@ impl Home {
     }
 }
 
-impl Drop for Home {
-    fn drop(&mut self) {
-        let _ = std::fs::set_permissions(&self.0, std::fs::Permissions::from_mode(0o700));
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// `workspace ARGS` with `--json` before a `--` (after it, it would be
-/// part of the command).
-fn ws_args<'a>(args: &[&'a str]) -> Vec<&'a str> {
-    let cut = args.iter().position(|a| *a == "--").unwrap_or(args.len());
-    let mut a = vec!["workspace"];
-    a.extend(&args[..cut]);
-    a.push("--json");
-    a.extend(&args[cut..]);
-    a
-}
-
 fn pyro_in(home: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_pyro"))
+    pyro_cmd()
         .args(args)
         .env("PYRO_HOME", home)
         .env_remove("PYRO_WORKSPACE_RETENTION_SECONDS")
         .output()
         .expect("spawn pyro")
-}
-
-fn now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
 }
 
 /// This boot's id and CLOCK_BOOTTIME (what /proc/uptime shows).
@@ -147,10 +112,6 @@ fn record(id: &str, state: &str, last_activity_at: f64, ttl: u64) -> Value {
         "workspace_seed": {"mode": "empty"},
         "last_activity_at": last_activity_at,
     })
-}
-
-fn mode(p: &Path) -> u32 {
-    std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
 }
 
 #[test]
@@ -222,7 +183,7 @@ fn new_state_directories_and_files_are_private() {
     }
     std::fs::write(img.join("environment.json"), b"{}").unwrap();
     std::fs::write(parent.0.join("vmlinux"), b"kernel").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_pyro"))
+    let out = pyro_cmd()
         .args(["env", "import", "debian:12", "--json", "--image-dir"])
         .arg(&img)
         .arg("--kernel")

@@ -3,72 +3,29 @@
 //! `#[ignore]`d for plain `cargo test`; `make test` runs them with
 //! `--ignored` inside the test host (or directly on hardware KVM).
 
-#[path = "support/sparse.rs"]
-mod sparse;
+mod support;
 
 use serde_json::Value;
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
-
-fn pyro() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_pyro"))
-}
+use support::vm::{assert_no_leftovers, vmms, VmGuard};
+use support::{json_stdout, pyro_cmd, pyro_home, TempDir};
 
 fn run_json(args: &[&str]) -> (Output, Value) {
-    let out = pyro().arg("run").args(args).output().expect("spawn pyro");
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not JSON ({e}): {}\nstderr: {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
+    let out = pyro_cmd()
+        .arg("run")
+        .args(args)
+        .output()
+        .expect("spawn pyro");
+    let v = json_stdout(&out, &args);
     (out, v)
-}
-
-fn pyro_home() -> PathBuf {
-    std::env::var_os("PYRO_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap()).join(".local/share/pyro")
-        })
-}
-
-/// Pids of live VMM processes (any `pyro vmm` on this machine).
-fn vmm_pids() -> Vec<u32> {
-    let mut pids = Vec::new();
-    for ent in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = ent.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(cmd) = std::fs::read(ent.path().join("cmdline")) else {
-            continue;
-        };
-        let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
-        if args.len() > 2 && args[0].ends_with(b"pyro") && args[1] == b"vmm" {
-            pids.push(pid);
-        }
-    }
-    pids
-}
-
-fn assert_no_leftovers() {
-    assert!(
-        vmm_pids().is_empty(),
-        "VMM processes left behind: {:?}",
-        vmm_pids()
-    );
-    let runs = pyro_home().join("runs");
-    let left: Vec<_> = std::fs::read_dir(&runs)
-        .map(|rd| rd.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
-    assert!(left.is_empty(), "run state left behind: {left:?}");
 }
 
 #[test]
 #[ignore = "boots VMs: run with `make test`"]
 fn run_returns_guest_output() {
+    let _vm = VmGuard::new();
     let (out, v) = run_json(&["debian:12", "--json", "--", "git", "--version"]);
     assert!(out.status.success(), "{v}");
     assert!(
@@ -85,6 +42,7 @@ fn run_returns_guest_output() {
 #[test]
 #[ignore = "boots VMs: run with `make test`"]
 fn guest_is_isolated_and_writable() {
+    let _vm = VmGuard::new();
     // The guest has its own kernel, hostname and a writable /workspace on
     // the overlay; the root image stays read-only underneath.
     let cmd =
@@ -112,7 +70,8 @@ fn guest_is_isolated_and_writable() {
 #[test]
 #[ignore = "boots VMs: run with `make test`"]
 fn nonzero_exit_and_stderr_propagate() {
-    let out = pyro()
+    let _vm = VmGuard::new();
+    let out = pyro_cmd()
         .args([
             "run",
             "debian:12-base",
@@ -135,6 +94,7 @@ fn nonzero_exit_and_stderr_propagate() {
 #[test]
 #[ignore = "boots VMs: run with `make test`"]
 fn timeout_kills_command_and_vm() {
+    let _vm = VmGuard::new();
     let start = Instant::now();
     let (out, v) = run_json(&[
         "debian:12-base",
@@ -159,6 +119,7 @@ fn timeout_kills_command_and_vm() {
 #[test]
 #[ignore = "boots VMs: run with `make test`"]
 fn large_output_is_truncated_and_reported() {
+    let _vm = VmGuard::new();
     let (out, v) = run_json(&[
         "debian:12-base",
         "--json",
@@ -180,7 +141,8 @@ fn large_output_is_truncated_and_reported() {
 #[test]
 #[ignore = "boots VMs: run with `make test`"]
 fn bad_input_gives_clear_errors() {
-    let out = pyro()
+    let _vm = VmGuard::new();
+    let out = pyro_cmd()
         .args(["run", "debian:13", "--", "true"])
         .output()
         .unwrap();
@@ -191,18 +153,18 @@ fn bad_input_gives_clear_errors() {
         "{err}"
     );
 
-    let out = pyro()
+    let out = pyro_cmd()
         .args(["run", "debian:12", "--bogus", "--", "true"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--bogus"));
 
-    let out = pyro().args(["frobnicate"]).output().unwrap();
+    let out = pyro_cmd().args(["frobnicate"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown command \"frobnicate\""));
 
-    let out = pyro().args(["run", "debian:12"]).output().unwrap();
+    let out = pyro_cmd().args(["run", "debian:12"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing command"));
     assert_no_leftovers();
@@ -211,9 +173,10 @@ fn bad_input_gives_clear_errors() {
 #[test]
 #[ignore = "boots VMs: run with `make test`"]
 fn parallel_runs_do_not_interfere() {
+    let _vm = VmGuard::new();
     let spawn = |tag: &str| {
         let cmd = format!("echo {tag} > /workspace/tag; sleep 1; cat /workspace/tag");
-        pyro()
+        pyro_cmd()
             .args(["run", "debian:12-base", "--json", "--", "sh", "-c", &cmd])
             .stdout(Stdio::piped())
             .spawn()
@@ -232,37 +195,30 @@ fn parallel_runs_do_not_interfere() {
 #[test]
 #[ignore = "boots VMs: run with `make test`"]
 fn interrupt_tears_the_vm_down() {
-    let mut child = pyro()
+    let _vm = VmGuard::new();
+    let mut child = pyro_cmd()
         .args(["run", "debian:12-base", "--", "sleep", "120"])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     // Wait until the VM is up (a VMM exists), then interrupt like Ctrl-C.
     let deadline = Instant::now() + Duration::from_secs(120);
-    while vmm_pids().is_empty() && Instant::now() < deadline {
+    while vmms().is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_millis(500));
-    // SAFETY: signalling our own child.
-    unsafe { libc_kill(child.id() as i32, 2) };
+    // SAFETY: kill(2) signalling our own child; no memory is involved.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130));
     assert_no_leftovers();
 }
 
-extern "C" {
-    #[link_name = "kill"]
-    fn libc_kill(pid: i32, sig: i32) -> i32;
-}
-
-/// Starts `pyro vmm` directly on an installed environment; returns the
-/// child and its state directory.
-fn start_vmm(tag: &str) -> (std::process::Child, PathBuf) {
+/// Starts `pyro vmm` directly on an installed environment, with its state
+/// in `dir`.
+fn start_vmm(dir: &Path) -> std::process::Child {
     let env = pyro_home().join("environments/debian-12-base");
-    let dir = std::env::temp_dir().join(format!("pyro-vmm-test-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    sparse::copy_sparse(&env.join("scratch.ext4"), &dir.join("scratch.ext4")).unwrap();
+    support::sparse::copy_sparse(&env.join("scratch.ext4"), &dir.join("scratch.ext4")).unwrap();
     let cfg = serde_json::json!({
         "kernel": env.join("vmlinux"),
         "cmdline": "console=ttyS0 reboot=k panic=1 pci=off nomodules quiet root=/dev/vda ro rootfstype=ext4 init=/sbin/pyro-init",
@@ -274,7 +230,7 @@ fn start_vmm(tag: &str) -> (std::process::Child, PathBuf) {
         "control_socket": dir.join("ctl.sock"),
     });
     std::fs::write(dir.join("vm.json"), cfg.to_string()).unwrap();
-    let child = pyro()
+    let child = pyro_cmd()
         .arg("vmm")
         .arg("--config")
         .arg(dir.join("vm.json"))
@@ -286,10 +242,10 @@ fn start_vmm(tag: &str) -> (std::process::Child, PathBuf) {
         assert!(Instant::now() < deadline, "control socket never appeared");
         std::thread::sleep(Duration::from_millis(20));
     }
-    (child, dir)
+    child
 }
 
-fn control(dir: &std::path::Path, cmd: &str) -> String {
+fn control(dir: &Path, cmd: &str) -> String {
     use std::io::{Read, Write};
     let mut s = std::os::unix::net::UnixStream::connect(dir.join("ctl.sock")).unwrap();
     s.write_all(format!("{cmd}\n").as_bytes()).unwrap();
@@ -301,7 +257,12 @@ fn control(dir: &std::path::Path, cmd: &str) -> String {
 #[test]
 #[ignore = "boots VMs: run with `make test`"]
 fn vmm_stops_on_request_and_on_sigterm_leaving_nothing() {
-    let (child, dir) = start_vmm("ctl");
+    // The guard covers the VMMs' directories, which outlive it.
+    let (dir, dir2) = (TempDir::new("vmm-ctl"), TempDir::new("vmm-term"));
+    let mut vm = VmGuard::new();
+    vm.watch(&dir);
+    vm.watch(&dir2);
+    let child = start_vmm(&dir);
     let pong = control(&dir, "ping");
     // The pid, and the disk it holds locked (by device and inode).
     let scratch =
@@ -325,10 +286,10 @@ fn vmm_stops_on_request_and_on_sigterm_leaving_nothing() {
         "sockets left behind"
     );
 
-    let (child, dir2) = start_vmm("term");
+    let child = start_vmm(&dir2);
     std::thread::sleep(Duration::from_millis(500));
-    // SAFETY: signalling our own child.
-    unsafe { libc_kill(child.id() as i32, 15) };
+    // SAFETY: kill(2) signalling our own child; no memory is involved.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("stopped by signal 15"));
@@ -336,15 +297,14 @@ fn vmm_stops_on_request_and_on_sigterm_leaving_nothing() {
         !dir2.join("ctl.sock").exists() && !dir2.join("v.sock").exists(),
         "sockets left behind"
     );
-    let _ = std::fs::remove_dir_all(dir);
-    let _ = std::fs::remove_dir_all(dir2);
     assert_no_leftovers();
 }
 
 #[test]
 #[ignore = "boots VMs: run with `make test`"]
 fn demo_narrates_the_lifecycle() {
-    let out = pyro().arg("demo").output().unwrap();
+    let _vm = VmGuard::new();
+    let out = pyro_cmd().arg("demo").output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

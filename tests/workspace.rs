@@ -2,40 +2,28 @@
 //! MCP server). `#[ignore]`d like tests/vm.rs: `make test-vm` runs them
 //! with `--ignored` inside the test host (or directly on hardware KVM).
 
-#[path = "support/mcp.rs"]
-mod mcp;
-#[path = "support/raw_tar.rs"]
-mod raw_tar;
+mod support;
 
-use mcp::{DeleteAllAtEnd, Mcp};
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use support::mcp::Mcp;
+use support::vm::{pid_alive, vmm_pids_of, VmGuard};
+use support::{
+    json_stdout, mode, now, pyro, pyro_cmd, pyro_home, workspace_args, workspace_id, write_file,
+    TempDir,
+};
 
 const ENV: &str = "debian:12";
 
-fn pyro() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_pyro"))
-}
-
 /// `pyro workspace ARGS --json`: (exit code, JSON, stderr).
 fn ws(args: &[&str]) -> (i32, Value, String) {
-    // --json goes before a `--` (after it, it would be part of the command).
-    let cut = args.iter().position(|a| *a == "--").unwrap_or(args.len());
-    let out = pyro()
-        .arg("workspace")
-        .args(&args[..cut])
-        .arg("--json")
-        .args(&args[cut..])
+    let out = pyro_cmd()
+        .args(workspace_args(args))
         .output()
         .expect("spawn pyro");
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{args:?}: stdout is not JSON ({e}): {}\nstderr: {stderr}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    });
+    let v = json_stdout(&out, &args);
     (out.status.code().unwrap_or(-1), v, stderr)
 }
 
@@ -54,39 +42,6 @@ fn fails(args: &[&str]) -> String {
     let msg = v["error"].as_str().unwrap_or_default().to_string();
     assert!(!msg.is_empty(), "{args:?}: empty error; stderr {err}");
     msg
-}
-
-fn cleanup() -> DeleteAllAtEnd {
-    DeleteAllAtEnd(env!("CARGO_BIN_EXE_pyro").into())
-}
-
-fn tmpdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("pyro-ws-test-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn write(p: &Path, data: &[u8]) {
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, data).unwrap();
-}
-
-fn pyro_home() -> PathBuf {
-    std::env::var_os("PYRO_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap()).join(".local/share/pyro")
-        })
-}
-
-fn pid_alive(pid: i64) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            !s.rsplit_once(')')
-                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(false)
 }
 
 fn create(seed: Option<&Path>, extra: &[&str]) -> String {
@@ -109,13 +64,13 @@ fn exec(id: &str, cmd: &str) -> Value {
 #[test]
 #[ignore = "boots VMs: run with `make test`"]
 fn files_patches_diff_export_and_reset() {
-    let _cleanup = cleanup();
-    let d = tmpdir("files");
+    let _vm = VmGuard::new();
+    let d = TempDir::new("ws-files");
     let seed = d.join("seed");
-    write(&seed.join("src/app.py"), b"def main():\n    return 1\n");
-    write(&seed.join("old.txt"), b"bye\n");
-    write(&seed.join("rename-me.txt"), b"same\n");
-    write(&seed.join("blob.bin"), &[0u8, 1, 2, 255, 254]);
+    write_file(&seed.join("src/app.py"), b"def main():\n    return 1\n");
+    write_file(&seed.join("old.txt"), b"bye\n");
+    write_file(&seed.join("rename-me.txt"), b"same\n");
+    write_file(&seed.join("blob.bin"), [0u8, 1, 2, 255, 254]);
     std::os::unix::fs::symlink("src/app.py", seed.join("link")).unwrap();
     let id = create(Some(&seed), &["--name", "files"]);
     let st = ok(&["status", &id]);
@@ -325,19 +280,18 @@ rename to renamed.txt
     assert_eq!(sum["session"]["since"], "reset");
     assert_eq!(sum["commands"]["count"], 0);
     ok(&["delete", &id]);
-    std::fs::remove_dir_all(&d).unwrap();
 }
 
 fn tar_with(path: &Path, members: &[(&str, tar::EntryType, &[u8], &str)]) {
-    std::fs::write(path, raw_tar::raw_tar(members)).unwrap();
+    std::fs::write(path, support::raw_tar::raw_tar(members)).unwrap();
 }
 
 #[test]
 #[ignore = "boots VMs: run with `make test`"]
 fn bad_input_is_refused_clearly_and_loses_nothing() {
-    let _cleanup = cleanup();
+    let _vm = VmGuard::new();
     use tar::EntryType::*;
-    let d = tmpdir("bad");
+    let d = TempDir::new("ws-bad");
     // Refused before any VM boots.
     let e = fails(&["status", "0123456789ab"]);
     assert!(e.contains("does not exist"), "{e}");
@@ -376,7 +330,7 @@ fn bad_input_is_refused_clearly_and_loses_nothing() {
     );
 
     let seed = d.join("seed");
-    write(&seed.join("keep.txt"), b"precious\n");
+    write_file(&seed.join("keep.txt"), b"precious\n");
     let id = create(Some(&seed), &["--name", "only-one"]);
     let e = fails(&["create", ENV, "--name", "only-one"]);
     assert!(e.contains("already exists") && e.contains(&id), "{e}");
@@ -514,7 +468,7 @@ fn bad_input_is_refused_clearly_and_loses_nothing() {
 
     // Concurrent operations on one workspace are serialized.
     let spawn = |tag: &str| {
-        pyro()
+        pyro_cmd()
             .args(["workspace", "exec", &id, "--json", "--", "sh", "-c"])
             .arg(format!(
                 "echo {tag}-start >> order; sleep 1; echo {tag}-end >> order"
@@ -595,23 +549,18 @@ fn bad_input_is_refused_clearly_and_loses_nothing() {
         let e = fails(&args);
         assert!(e.contains("does not exist"), "{args:?}: {e}");
     }
-    std::fs::remove_dir_all(&d).unwrap();
 }
 
 #[test]
 #[ignore = "boots VMs: run with `make test`"]
 fn workspaces_outlive_processes_and_killed_vms() {
-    let _cleanup = cleanup();
-    let d = tmpdir("persist");
+    let _vm = VmGuard::new();
+    let d = TempDir::new("ws-persist");
     // Made over MCP by one server process, seeded from its --project-path
     // (no seed_path given)...
     let project = d.join("project");
-    write(&project.join("README.md"), b"the project\n");
-    let mut m = Mcp::start(
-        Path::new(env!("CARGO_BIN_EXE_pyro")),
-        &d,
-        &["--project-path", project.to_str().unwrap()],
-    );
+    write_file(&project.join("README.md"), b"the project\n");
+    let mut m = Mcp::start(pyro(), &d, &["--project-path", project.to_str().unwrap()]);
     let tools = m.request("tools/list", json!({}));
     let names: Vec<&str> = tools["result"]["tools"]
         .as_array()
@@ -684,7 +633,7 @@ fn workspaces_outlive_processes_and_killed_vms() {
     assert_eq!(mine["state"], "started");
     assert_eq!(mine["name"], "persist");
     assert_eq!(mine["labels"]["k"], "v");
-    let mut m2 = Mcp::start(Path::new(env!("CARGO_BIN_EXE_pyro")), &d, &[]);
+    let mut m2 = Mcp::start(pyro(), &d, &[]);
     let l = m2.call("workspace_list", json!({}));
     assert!(l["workspaces"]
         .as_array()
@@ -701,8 +650,8 @@ fn workspaces_outlive_processes_and_killed_vms() {
     // A killed VMM: the workspace reads stopped, files intact, and the next
     // operation boots it again and says so.
     let pid = ok(&["status", &id])["vmm_pid"].as_i64().unwrap();
-    // SAFETY: signalling the workspace's VMM.
-    unsafe { libc_kill(pid as i32, 9) };
+    // SAFETY: kill(2) signalling the workspace's VMM; no memory is involved.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     while pid_alive(pid) {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
@@ -735,30 +684,13 @@ fn workspaces_outlive_processes_and_killed_vms() {
         std::fs::read_to_string(format!("/proc/{new_pid}/status"))
     );
     assert!(!pyro_home().join("workspaces").join(&id).exists());
-    std::fs::remove_dir_all(&d).unwrap();
-}
-
-fn wall_clock() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
 }
 
 /// Sleeps until the wall clock has passed `t`.
 fn wait_past(t: f64) {
-    while wall_clock() <= t {
+    while now() <= t {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-}
-
-fn mode(p: &Path) -> u32 {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p)
-        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-        .permissions()
-        .mode()
-        & 0o7777
 }
 
 fn list_entry(id: &str) -> (Value, Value) {
@@ -776,7 +708,7 @@ fn list_entry(id: &str) -> (Value, Value) {
 #[test]
 #[ignore = "boots VMs: run with `make test`"]
 fn inactivity_stops_the_vm_keeps_the_disk_and_retention_deletes_it() {
-    let _cleanup = cleanup();
+    let _vm = VmGuard::new();
     const TTL: f64 = 6.0;
     let v = ok(&[
         "create",
@@ -837,7 +769,7 @@ fn inactivity_stops_the_vm_keeps_the_disk_and_retention_deletes_it() {
     let last = ok(&["status", &id])["last_activity_at"].as_f64().unwrap();
     assert!(last > created + 3.0);
     wait_past(created + TTL + 0.2);
-    assert!(wall_clock() < last + TTL, "the host was too slow to tell");
+    assert!(now() < last + TTL, "the host was too slow to tell");
     let (w, l) = list_entry(&id);
     assert_eq!(w["state"], "started", "{l}");
 
@@ -883,10 +815,10 @@ fn inactivity_stops_the_vm_keeps_the_disk_and_retention_deletes_it() {
 #[test]
 #[ignore = "boots VMs: run with `make test`"]
 fn vm_starts_past_the_host_caps_are_refused_naming_the_running_vms() {
-    let _cleanup = cleanup();
+    let _vm = VmGuard::new();
     let holder = create(None, &["--name", "cap-holder"]);
     let with_caps = |caps: &[(&str, &str)], args: &[&str]| {
-        let mut c = pyro();
+        let mut c = pyro_cmd();
         c.args(args);
         for (k, v) in caps {
             c.env(k, v);
@@ -945,14 +877,14 @@ fn vm_starts_past_the_host_caps_are_refused_naming_the_running_vms() {
 #[test]
 #[ignore = "boots VMs: run with `make test`"]
 fn parallel_workspaces_are_isolated() {
-    let _cleanup = cleanup();
-    let d = tmpdir("parallel");
-    write(&d.join("seed/shared.txt"), b"base\n");
+    let _vm = VmGuard::new();
+    let d = TempDir::new("ws-parallel");
+    write_file(&d.join("seed/shared.txt"), b"base\n");
     let seed = d.join("seed");
     let kids: Vec<(String, Child)> = ["alpha", "beta", "gamma"]
         .iter()
         .map(|n| {
-            let c = pyro()
+            let c = pyro_cmd()
                 .args([
                     "workspace",
                     "create",
@@ -1011,12 +943,6 @@ fn parallel_workspaces_are_isolated() {
         ok(&["delete", id]);
         assert!(!listed(id));
     }
-    std::fs::remove_dir_all(&d).unwrap();
-}
-
-extern "C" {
-    #[link_name = "kill"]
-    fn libc_kill(pid: i32, sig: i32) -> i32;
 }
 
 /// Runs git on the host (inside the test host, the host's own git through
@@ -1047,13 +973,6 @@ fn git(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-fn id_of(r: &Value) -> String {
-    r["workspace_id"]
-        .as_str()
-        .expect("workspace_id")
-        .to_string()
-}
-
 /// `find /workspace` inside the workspace, as sorted relative paths.
 fn guest_tree(m: &mut Mcp, id: &str) -> Vec<String> {
     let r = m.call(
@@ -1073,9 +992,9 @@ fn guest_tree(m: &mut Mcp, id: &str) -> Vec<String> {
 /// checkout the test below makes: what Git sees of it, untracked files
 /// included, without `.git` or what `.gitignore` names.
 fn create_from_checkout(cwd: &Path, extra: &[&str]) -> (Mcp, String) {
-    let mut m = Mcp::start(Path::new(env!("CARGO_BIN_EXE_pyro")), cwd, extra);
+    let mut m = Mcp::start(pyro(), cwd, extra);
     let r = m.call("workspace_create", json!({"environment": ENV}));
-    let id = id_of(&r);
+    let id = workspace_id(&r);
     assert_eq!(r["workspace_seed"]["mode"], "git_checkout", "{r}");
     assert_eq!(
         guest_tree(&mut m, &id),
@@ -1087,26 +1006,26 @@ fn create_from_checkout(cwd: &Path, extra: &[&str]) -> (Mcp, String) {
 #[test]
 #[ignore = "boots VMs: run with `make test`"]
 fn seeds_from_the_detected_checkout_and_from_a_repo_url() {
-    let _cleanup = cleanup();
-    let d = tmpdir("git");
-    let pyro_bin = Path::new(env!("CARGO_BIN_EXE_pyro"));
+    let _vm = VmGuard::new();
+    let d = TempDir::new("ws-git");
+    let pyro_bin = pyro();
     // A checkout with a commit, a tag, then a second commit, an ignored
     // build directory and an untracked file.
     let co = d.join("checkout");
     std::fs::create_dir_all(&co).unwrap();
     git(&co, &["init", "-q"]);
-    write(&co.join("src/lib.rs"), b"pub fn v() -> u32 { 1 }\n");
-    write(&co.join(".gitignore"), b"target/\n");
+    write_file(&co.join("src/lib.rs"), b"pub fn v() -> u32 { 1 }\n");
+    write_file(&co.join(".gitignore"), b"target/\n");
     git(&co, &["add", "."]);
     git(&co, &["commit", "-q", "-m", "v1"]);
     git(&co, &["tag", "v1"]);
     let v1 = git(&co, &["rev-parse", "HEAD"]);
-    write(&co.join("src/lib.rs"), b"pub fn v() -> u32 { 2 }\n");
-    write(&co.join("README.md"), b"two\n");
+    write_file(&co.join("src/lib.rs"), b"pub fn v() -> u32 { 2 }\n");
+    write_file(&co.join("README.md"), b"two\n");
     git(&co, &["add", "."]);
     git(&co, &["commit", "-q", "-m", "v2"]);
-    write(&co.join("target/debug/big.bin"), &[0u8; 4096]);
-    write(&co.join("notes.txt"), b"untracked\n");
+    write_file(&co.join("target/debug/big.bin"), [0u8; 4096]);
+    write_file(&co.join("notes.txt"), b"untracked\n");
     let bare = d.join("origin.git");
     git(
         &d,
@@ -1138,7 +1057,7 @@ fn seeds_from_the_detected_checkout_and_from_a_repo_url() {
     let url = format!("file://{}", bare.display());
     let mut m = Mcp::start(pyro_bin, &d, &["--repo-url", &url, "--repo-ref", "v1"]);
     let r = m.call("workspace_create", json!({"environment": ENV}));
-    let id = id_of(&r);
+    let id = workspace_id(&r);
     assert_eq!(r["workspace_seed"]["mode"], "repo_clone", "{r}");
     assert_eq!(r["workspace_seed"]["commit"], v1.as_str(), "{r}");
     assert_eq!(guest_tree(&mut m, &id), [".gitignore", "src", "src/lib.rs"]);
@@ -1161,45 +1080,19 @@ fn seeds_from_the_detected_checkout_and_from_a_repo_url() {
     assert!(e.contains("no-such-ref"), "{e}");
     m.close();
     assert_eq!(ok(&["list"])["count"], before);
-    std::fs::remove_dir_all(&d).unwrap();
 }
 
 /// Pids of the `pyro vmm` processes serving workspace `id`, whatever
 /// spelling of PYRO_HOME started them.
 fn vmm_pids(id: &str) -> Vec<i32> {
-    let mut pids = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
-            continue;
-        };
-        let args: Vec<String> = cmd
-            .split(|b| *b == 0)
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
-        if args.get(1).map(String::as_str) == Some("vmm")
-            && args
-                .iter()
-                .any(|a| a.ends_with(&format!("workspaces/{id}/vm/vm.json")))
-            && pid_alive(pid as i64)
-        {
-            pids.push(pid);
-        }
-    }
-    pids
+    vmm_pids_of(&format!("workspaces/{id}/vm/vm.json"))
 }
 
 /// `pyro workspace ARGS --json` with PYRO_HOME spelt `home`.
 fn ok_in(home: &Path, args: &[&str]) -> Value {
-    let cut = args.iter().position(|a| *a == "--").unwrap_or(args.len());
-    let out = pyro()
+    let out = pyro_cmd()
         .env("PYRO_HOME", home)
-        .arg("workspace")
-        .args(&args[..cut])
-        .arg("--json")
-        .args(&args[cut..])
+        .args(workspace_args(args))
         .output()
         .unwrap();
     assert!(
@@ -1215,9 +1108,9 @@ fn ok_in(home: &Path, args: &[&str]) -> Value {
 #[test]
 #[ignore = "boots VMs: run with `make test`"]
 fn two_spellings_of_pyro_home_never_boot_a_second_vmm() {
-    let _cleanup = cleanup();
+    let _vm = VmGuard::new();
     let home = pyro_home().canonicalize().unwrap();
-    let d = tmpdir("spellings");
+    let d = TempDir::new("ws-spellings");
     // Another path to the same PYRO_HOME: a symlink, and a bind mount
     // where this test may mount (root in the test host).
     let link = d.join("home-link");
@@ -1255,8 +1148,8 @@ fn two_spellings_of_pyro_home_never_boot_a_second_vmm() {
     }
 
     // A VMM booted through the other spelling is alive for this one too.
-    // SAFETY: signalling the workspace's VMM.
-    unsafe { libc_kill(pid as i32, 9) };
+    // SAFETY: kill(2) signalling the workspace's VMM; no memory is involved.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     while pid_alive(pid) {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
@@ -1276,16 +1169,15 @@ fn two_spellings_of_pyro_home_never_boot_a_second_vmm() {
     if mounted {
         let _ = Command::new("umount").arg(&bind).status();
     }
-    std::fs::remove_dir_all(&d).unwrap();
 }
 
 #[test]
 #[ignore = "boots VMs: run with `make test`"]
 fn cancelling_a_stuck_exec_frees_the_workspace_and_kills_the_command() {
-    let _cleanup = cleanup();
-    let d = tmpdir("cancel");
-    let mut m = Mcp::start(Path::new(env!("CARGO_BIN_EXE_pyro")), &d, &[]);
-    let id = id_of(&m.call("workspace_create", json!({"environment": ENV})));
+    let _vm = VmGuard::new();
+    let d = TempDir::new("ws-cancel");
+    let mut m = Mcp::start(pyro(), &d, &[]);
+    let id = workspace_id(&m.call("workspace_create", json!({"environment": ENV})));
     let stuck = m.start_call(
         "workspace_exec",
         json!({"workspace_id": id, "command": "touch /workspace/started; sleep 1000",
@@ -1349,5 +1241,4 @@ fn cancelling_a_stuck_exec_frees_the_workspace_and_kills_the_command() {
     assert!(!m.answered(stuck), "the cancelled call was answered");
     m.call("workspace_delete", json!({"workspace_id": id}));
     m.close();
-    std::fs::remove_dir_all(&d).unwrap();
 }

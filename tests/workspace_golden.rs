@@ -275,10 +275,8 @@ impl Rig {
         fl.l_type = libc::F_WRLCK as libc::c_short;
         fl.l_whence = libc::SEEK_SET as libc::c_short;
         // SAFETY: fcntl on our descriptor with a pointer to a live flock.
-        assert_eq!(
-            unsafe { libc::fcntl(vmm.as_raw_fd(), libc::F_OFD_SETLK, &fl) },
-            0
-        );
+        let locked = unsafe { libc::fcntl(vmm.as_raw_fd(), libc::F_OFD_SETLK, &fl) };
+        assert_eq!(locked, 0);
 
         // An expired workspace, and one whose metadata cannot be read.
         let mut expired = record(EXPIRED_ID, "expired", T0 + 60.0);

@@ -383,18 +383,15 @@ mod raw_tar;
 
 #[cfg(test)]
 mod tests {
+    use super::raw_tar::header_only;
     use super::raw_tar::raw_tar;
     use super::*;
 
     /// A stream that says it has `claim` bytes of long name and then
-    /// produces them on demand (zeros), never holding them.
+    /// produces them on demand, never holding them.
     fn long_name_bomb(kind: tar::EntryType, claim: u64) -> impl Read {
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(kind);
-        h.set_size(claim);
-        h.as_old_mut().name[..13].copy_from_slice(b"././@LongLink");
-        h.set_cksum();
-        io::Cursor::new(h.as_bytes().to_vec()).chain(io::repeat(b'a').take(claim))
+        io::Cursor::new(header_only("././@LongLink", kind, claim))
+            .chain(io::repeat(b'a').take(claim))
     }
 
     fn names(archive: impl Read) -> io::Result<Vec<String>> {

@@ -2,8 +2,8 @@
 
 use super::flags::{self, json_flag, Arg, Command, Entry, Group, Opt};
 use super::{fail, print_json};
-use crate::render::Rendered;
 use crate::engine::environments;
+use crate::render::Rendered;
 use std::path::PathBuf;
 
 pub static ENV: Group = Group {

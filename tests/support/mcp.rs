@@ -1,106 +1,177 @@
-//! A small MCP client over a `pyro mcp serve` child (newline-delimited
-//! JSON-RPC on its stdio), shared by the workspace tests, the use-case
-//! smokes and the workspace benchmarks. Requests may overlap: answers read
-//! while waiting for another id are kept until asked for.
-#![allow(dead_code)]
+//! One MCP client over a `pyro mcp serve` child (newline-delimited
+//! JSON-RPC on its stdio), for the protocol tests, the workspace tests,
+//! the use-case smokes and the workspace benchmarks.
+//!
+//! - Requests may overlap: answers read while waiting for another id are
+//!   kept until asked for; notifications are skipped by [`Mcp::reply`]
+//!   and seen by [`Mcp::next`].
+//! - Every line the server writes on stdout must be JSON: anything else
+//!   fails the test at once (stdout carries nothing but the protocol).
+//! - No wait is unbounded: a server that stops answering fails the test
+//!   after [`PATIENCE`] instead of hanging it. Nothing asserts on it.
+//! - Reading is done on the test's own thread (poll, then read), so the
+//!   benchmarks time the server, not a hand-off between threads.
 
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::path::Path;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long to wait for any one message.
+pub const PATIENCE: Duration = Duration::from_secs(600);
+
+/// The protocol revision the client asks for.
+pub const PROTOCOL_VERSION: &str = "2025-11-25";
+
+/// `pyro mcp serve ARGS` as a command, to adjust (cwd, environment,
+/// stderr) before [`Mcp::spawn`].
+pub fn serve(pyro: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(pyro);
+    c.args(["mcp", "serve"]).args(args);
+    c
+}
 
 pub struct Mcp {
     child: Child,
     stdin: Option<ChildStdin>,
-    out: BufReader<ChildStdout>,
-    next: u64,
-    early: HashMap<u64, Value>,
+    stdout: ChildStdout,
+    /// Bytes read past the last complete line.
+    buf: Vec<u8>,
+    eof: bool,
+    next_id: u64,
+    /// Answers read while waiting for another, by their id's JSON text.
+    early: HashMap<String, Value>,
+    closed: bool,
 }
 
 impl Mcp {
-    /// Starts `pyro mcp serve EXTRA…` in `cwd` and completes the handshake;
-    /// the server must come up with the workspace-core profile.
-    pub fn start(pyro: &Path, cwd: &Path, extra: &[&str]) -> Mcp {
-        let mut child = Command::new(pyro)
-            .args(["mcp", "serve"])
-            .args(extra)
-            .current_dir(cwd)
+    /// Starts `cmd` (see [`serve`]) with its stdin and stdout piped to this
+    /// client; no handshake yet.
+    pub fn spawn(cmd: &mut Command) -> Mcp {
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
             .spawn()
             .expect("start pyro mcp serve");
-        let stdin = child.stdin.take();
-        let out = BufReader::new(child.stdout.take().unwrap());
-        let mut m = Mcp {
+        Mcp {
+            stdin: child.stdin.take(),
+            stdout: child.stdout.take().unwrap(),
             child,
-            stdin,
-            out,
-            next: 1,
+            buf: Vec::new(),
+            eof: false,
+            next_id: 1,
             early: HashMap::new(),
-        };
-        let id = m.send(
-            "initialize",
-            json!({"protocolVersion": "2025-11-25", "capabilities": {},
-                   "clientInfo": {"name": "pyro-tests", "version": "1"}}),
-        );
-        let init = m.wait(id);
-        assert_eq!(init["result"]["_meta"]["pyro/profile"], "workspace-core");
-        m.write(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+            closed: false,
+        }
+    }
+
+    /// Starts `pyro mcp serve EXTRA…` in `cwd` (its stderr dropped) and
+    /// completes the handshake; the server must come up with the
+    /// workspace-core profile.
+    pub fn start(pyro: &Path, cwd: &Path, extra: &[&str]) -> Mcp {
+        let mut m = Mcp::spawn(serve(pyro, extra).current_dir(cwd).stderr(Stdio::null()));
+        let init = m.initialize();
+        assert_eq!(init["_meta"]["pyro/profile"], "workspace-core");
         m
     }
 
-    fn write(&mut self, msg: &Value) {
-        let stdin = self.stdin.as_mut().expect("session closed");
-        writeln!(stdin, "{msg}").unwrap();
-        stdin.flush().unwrap();
+    /// The handshake: `initialize` (its result is returned), then
+    /// `notifications/initialized`.
+    pub fn initialize(&mut self) -> Value {
+        let init = self.request(
+            "initialize",
+            json!({"protocolVersion": PROTOCOL_VERSION, "capabilities": {},
+                   "clientInfo": {"name": "pyro-tests", "version": "1"}}),
+        );
+        assert!(init.get("error").is_none(), "initialize failed: {init}");
+        self.send_message(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+        init["result"].clone()
+    }
+
+    /// Writes `bytes` to the server's stdin as they are.
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        let w = self.stdin.as_mut().expect("session closed");
+        w.write_all(bytes).unwrap();
+        w.flush().unwrap();
+    }
+
+    /// Writes one message (any JSON, valid JSON-RPC or not) and a newline.
+    pub fn send_message(&mut self, msg: &Value) {
+        self.send_raw(format!("{msg}\n").as_bytes());
     }
 
     /// Sends a request without waiting; returns its id.
     pub fn send(&mut self, method: &str, params: Value) -> u64 {
-        let id = self.next;
-        self.next += 1;
-        self.write(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send_message(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
         id
     }
 
-    /// The answer to request `id` (notifications are skipped).
-    pub fn wait(&mut self, id: u64) -> Value {
-        if let Some(v) = self.early.remove(&id) {
+    /// Sends a notification (no answer comes).
+    pub fn notify(&mut self, method: &str, params: Value) {
+        self.send_message(&json!({"jsonrpc": "2.0", "method": method, "params": params}));
+    }
+
+    /// The next message from the server, of any kind (answers kept by
+    /// [`reply`](Mcp::reply) are not seen again).
+    pub fn next(&mut self) -> Value {
+        self.read_message(Some(PATIENCE))
+            .expect("the server answered")
+    }
+
+    /// The next message if one has arrived; does not wait.
+    pub fn try_next(&mut self) -> Option<Value> {
+        self.read_message(None)
+    }
+
+    /// The answer to request `id`. Notifications and requests from the
+    /// server seen on the way are dropped; answers to other ids are kept.
+    pub fn reply(&mut self, id: impl Into<Value>) -> Value {
+        let id = id.into();
+        if let Some(v) = self.early.remove(&id.to_string()) {
             return v;
         }
         loop {
-            let mut line = String::new();
-            assert!(
-                self.out.read_line(&mut line).unwrap() > 0,
-                "the server closed stdout"
-            );
-            let v: Value = serde_json::from_str(&line).unwrap();
-            match v["id"].as_u64() {
-                Some(got) if got == id => return v,
+            let m = self.next();
+            if m.get("method").is_some() {
+                continue;
+            }
+            match m.get("id") {
+                Some(got) if *got == id => return m,
                 Some(other) => {
-                    self.early.insert(other, v);
+                    self.early.insert(other.to_string(), m);
                 }
                 None => {}
             }
         }
     }
 
-    /// Sends a notification (no answer comes).
-    pub fn notify(&mut self, method: &str, params: Value) {
-        self.write(&json!({"jsonrpc": "2.0", "method": method, "params": params}));
-    }
-
-    /// Whether an answer to `id` has arrived (kept while waiting for
-    /// others); reads nothing new.
-    pub fn answered(&self, id: u64) -> bool {
-        self.early.contains_key(&id)
+    /// Whether an answer to `id` has arrived: kept while waiting for
+    /// others, or waiting to be read now.
+    pub fn answered(&mut self, id: impl Into<Value>) -> bool {
+        while let Some(m) = self.try_next() {
+            if m.get("method").is_none() {
+                if let Some(got) = m.get("id") {
+                    self.early.insert(got.to_string(), m);
+                }
+            }
+        }
+        self.early.contains_key(&id.into().to_string())
     }
 
     pub fn request(&mut self, method: &str, params: Value) -> Value {
         let id = self.send(method, params);
-        self.wait(id)
+        self.reply(id)
+    }
+
+    /// `ping`, which must get an empty result.
+    pub fn ping(&mut self) {
+        let r = self.request("ping", json!({}));
+        assert_eq!(r["result"], json!({}), "{r}");
     }
 
     /// Starts a tool call without waiting for it.
@@ -110,80 +181,128 @@ impl Mcp {
 
     /// The structured result of a started call, which must have succeeded.
     pub fn finish(&mut self, id: u64, tool: &str) -> Value {
-        let r = self.wait(id);
+        let r = self.reply(id);
         assert_eq!(r["result"]["isError"], false, "{tool} failed: {r}");
         r["result"]["structuredContent"].clone()
     }
 
+    /// The structured result of a call that must succeed.
     pub fn call(&mut self, tool: &str, args: Value) -> Value {
         let id = self.start_call(tool, args);
         self.finish(id, tool)
     }
 
+    /// A call's outcome, whatever it is: (isError, the text content).
+    pub fn call_outcome(&mut self, tool: &str, args: Value) -> (bool, String) {
+        let r = self.request("tools/call", json!({"name": tool, "arguments": args}));
+        let r = &r["result"];
+        (
+            r["isError"] == true,
+            r["content"][0]["text"].as_str().unwrap_or("").to_string(),
+        )
+    }
+
     /// The error text of a call that must fail as a tool error.
     pub fn call_err(&mut self, tool: &str, args: Value) -> String {
-        let r = self.request("tools/call", json!({"name": tool, "arguments": args}));
-        assert_eq!(r["result"]["isError"], true, "{tool} should fail: {r}");
-        r["result"]["content"][0]["text"]
-            .as_str()
-            .unwrap()
-            .to_string()
+        let (err, text) = self.call_outcome(tool, args.clone());
+        assert!(err, "{tool} {args} should have failed: {text}");
+        text
     }
 
     /// Closes stdin; the server must exit cleanly.
-    pub fn close(mut self) {
+    pub fn close(self) {
+        let (code, _) = self.close_status();
+        assert_eq!(code, 0, "pyro mcp serve exited with {code}");
+    }
+
+    /// Closes stdin and reads to the end: the exit code (-1 for a signal)
+    /// and the messages that came after the last one read.
+    pub fn close_status(mut self) -> (i32, Vec<Value>) {
+        self.closed = true;
         drop(self.stdin.take());
+        let mut rest = Vec::new();
+        while let Some(m) = self.read_message(Some(PATIENCE)) {
+            rest.push(m);
+        }
+        assert!(self.eof, "the server kept stdout open after stdin closed");
         let status = self.child.wait().unwrap();
-        assert!(status.success(), "pyro mcp serve exited with {status}");
+        (status.code().unwrap_or(-1), rest)
     }
-}
 
-/// Deletes every workspace when dropped, passed or failed, so a failure
-/// leaves no VM behind for what runs next in the same $PYRO_HOME. After a
-/// failure it first prints the end of each workspace's VMM log and guest
-/// console, which the delete would otherwise take with it.
-pub struct DeleteAllAtEnd(pub PathBuf);
-
-/// `$PYRO_HOME` as pyro resolves it (src/engine/paths.rs).
-fn pyro_home() -> PathBuf {
-    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
-    if let Some(h) = var("PYRO_HOME") {
-        return h.into();
-    }
-    if let Some(x) = var("XDG_DATA_HOME") {
-        return PathBuf::from(x).join("pyro");
-    }
-    PathBuf::from(var("HOME").unwrap_or_else(|| "/root".into())).join(".local/share/pyro")
-}
-
-fn print_vm_logs(id: &str) {
-    let dir = pyro_home().join("workspaces").join(id).join("vm");
-    for name in ["vmm.log", "serial.log"] {
-        let text = std::fs::read_to_string(dir.join(name)).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        let tail = lines[lines.len().saturating_sub(40)..].join("\n");
-        eprintln!("----- workspace {id}: {name} (last 40 lines) -----\n{tail}");
-    }
-}
-
-impl Drop for DeleteAllAtEnd {
-    fn drop(&mut self) {
-        let Ok(out) = Command::new(&self.0)
-            .args(["workspace", "list", "--json"])
-            .output()
-        else {
-            return;
-        };
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-        for w in v["workspaces"].as_array().into_iter().flatten() {
-            if let Some(id) = w["workspace_id"].as_str() {
-                if std::thread::panicking() {
-                    print_vm_logs(id);
+    /// One message: from what is buffered, else read as it comes within
+    /// `patience` (`None`: only what is there now). None at EOF, or when
+    /// nothing came in time (a test that needed it fails on that).
+    fn read_message(&mut self, patience: Option<Duration>) -> Option<Value> {
+        let deadline = patience.map(|p| Instant::now() + p);
+        loop {
+            if let Some(nl) = self.buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=nl).collect();
+                let line = String::from_utf8(line).expect("stdout is UTF-8");
+                let v = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("stdout carried a non-JSON line {line:?}: {e}"));
+                return Some(v);
+            }
+            if self.eof {
+                assert!(
+                    self.buf.is_empty(),
+                    "stdout ended inside a line: {:?}",
+                    String::from_utf8_lossy(&self.buf)
+                );
+                return None;
+            }
+            let wait_ms = match deadline {
+                None => 0,
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        panic!("no message from the server in {} s", PATIENCE.as_secs());
+                    }
+                    left.as_millis().min(i32::MAX as u128) as i32
                 }
-                let _ = Command::new(&self.0)
-                    .args(["workspace", "delete", id])
-                    .output();
+            };
+            let mut pfd = libc::pollfd {
+                fd: self.stdout.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: poll(2) on one pollfd we own, for its duration.
+            let n = unsafe { libc::poll(&mut pfd, 1, wait_ms) };
+            if n < 0 {
+                let e = std::io::Error::last_os_error();
+                assert_eq!(e.kind(), std::io::ErrorKind::Interrupted, "poll: {e}");
+                continue;
+            }
+            if n == 0 {
+                match deadline {
+                    // Asked for what is there now: nothing.
+                    None => return None,
+                    Some(_) => continue,
+                }
+            }
+            let mut chunk = [0u8; 64 * 1024];
+            match self.stdout.read(&mut chunk) {
+                Ok(0) => self.eof = true,
+                Ok(k) => self.buf.extend_from_slice(&chunk[..k]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => panic!("reading the server's stdout: {e}"),
             }
         }
+    }
+}
+
+impl Drop for Mcp {
+    /// A session the test did not close: after a failure the server is
+    /// killed at once, so the VMs it runs stay up for [`super::vm::VmGuard`]
+    /// to show their logs (it then stops them); otherwise it is closed.
+    fn drop(&mut self) {
+        if self.closed {
+            return;
+        }
+        if std::thread::panicking() {
+            let _ = self.child.kill();
+        } else {
+            drop(self.stdin.take());
+        }
+        let _ = self.child.wait();
     }
 }

@@ -7,10 +7,10 @@ use super::args::*;
 use crate::cli::{fail, print_json};
 use crate::engine::host::kvm_status;
 use crate::engine::hostpath::Roots;
+use crate::engine::workspace::results::Encoding;
 use crate::engine::workspace::seed::SeedSource;
 use crate::engine::workspace::{export, files, lifecycle};
 use crate::engine::{EngineError, Result};
-use crate::engine::workspace::results::Encoding;
 use crate::render::Rendered;
 
 enum Outcome {
@@ -91,7 +91,9 @@ pub fn create(a: CreateArgs) -> i32 {
 }
 
 pub fn list(a: ListArgs) -> i32 {
-    finish(a.json, || Ok(Outcome::Print(Box::new(lifecycle::list()?), 0)))
+    finish(a.json, || {
+        Ok(Outcome::Print(Box::new(lifecycle::list()?), 0))
+    })
 }
 
 pub fn status(a: IdArgs) -> i32 {
@@ -153,7 +155,10 @@ pub fn sync_push(a: SyncPushArgs) -> i32 {
 
 pub fn file_list(a: FileListArgs) -> i32 {
     finish(a.json, || {
-        Ok(Outcome::Print(Box::new(files::list(&a.id, &a.path, a.recursive)?), 0))
+        Ok(Outcome::Print(
+            Box::new(files::list(&a.id, &a.path, a.recursive)?),
+            0,
+        ))
     })
 }
 
@@ -179,7 +184,10 @@ pub fn file_write(a: FileWriteArgs) -> i32 {
             .text
             .expect("FILE_WRITE's check requires --text or --text-file");
         let content = text(given, "--text-file")?;
-        Ok(Outcome::Print(Box::new(files::write(&a.id, &a.path, &content)?), 0))
+        Ok(Outcome::Print(
+            Box::new(files::write(&a.id, &a.path, &content)?),
+            0,
+        ))
     })
 }
 
@@ -189,7 +197,10 @@ pub fn patch_apply(a: PatchArgs) -> i32 {
             .patch
             .expect("PATCH_APPLY's check requires --patch or --patch-file");
         let patch = text(given, "--patch-file")?;
-        Ok(Outcome::Print(Box::new(files::patch_apply(&a.id, &patch)?), 0))
+        Ok(Outcome::Print(
+            Box::new(files::patch_apply(&a.id, &patch)?),
+            0,
+        ))
     })
 }
 
@@ -204,6 +215,9 @@ pub fn export(a: ExportArgs) -> i32 {
 pub fn reset(a: ResetArgs) -> i32 {
     finish(a.json, || {
         crate::cli::signals::install();
-        Ok(Outcome::Print(Box::new(lifecycle::reset(&a.id, &a.snapshot)?), 0))
+        Ok(Outcome::Print(
+            Box::new(lifecycle::reset(&a.id, &a.snapshot)?),
+            0,
+        ))
     })
 }

@@ -700,12 +700,8 @@ fn reap_siblings(dir: &Path) {
 }
 
 #[cfg(test)]
-#[path = "../../../tests/support/raw_tar.rs"]
-mod raw_tar;
-
-#[cfg(test)]
 mod tests {
-    use super::raw_tar::raw_tar;
+    use super::super::raw_tar::{header_only, raw_tar};
     use super::*;
 
     fn tmp(tag: &str) -> PathBuf {
@@ -768,17 +764,6 @@ mod tests {
         // Nothing of the chain is left to follow.
         assert!(std::fs::symlink_metadata(d.join("r6/leak")).is_err());
         std::fs::remove_dir_all(&d).unwrap();
-    }
-
-    /// A tar header alone, claiming `size` bytes of `kind` content.
-    fn header_only(name: &str, kind: tar::EntryType, size: u64) -> Vec<u8> {
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(kind);
-        h.set_size(size);
-        h.set_mode(0o644);
-        h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
-        h.set_cksum();
-        h.as_bytes().to_vec()
     }
 
     #[test]

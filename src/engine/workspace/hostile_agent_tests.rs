@@ -15,6 +15,7 @@
 
 use super::diff::{self, Budget, DIFF_MAX_BYTES, DIFF_MAX_ENTRIES, DIFF_MAX_FILES};
 use super::export::{self, EXPORT_MAX_BYTES, EXPORT_MAX_ENTRIES};
+use super::raw_tar::header_only;
 use super::{files, review};
 use pyro_proto::bounded_tar::MAX_TAR_META_BYTES;
 use pyro_proto::{
@@ -264,21 +265,10 @@ impl Read for Blocks {
     }
 }
 
-/// A tar header alone, claiming `size` bytes of `kind` content.
-fn header(name: &str, kind: tar::EntryType, size: u64) -> Vec<u8> {
-    let mut h = tar::Header::new_gnu();
-    h.set_entry_type(kind);
-    h.set_size(size);
-    h.set_mode(0o644);
-    h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
-    h.set_cksum();
-    h.as_bytes().to_vec()
-}
-
 /// A header claiming `size` bytes, then that many bytes of `fill`,
 /// produced as they are sent.
 fn claim(name: &str, kind: tar::EntryType, size: u64, fill: u8) -> impl Read {
-    io::Cursor::new(header(name, kind, size)).chain(io::repeat(fill).take(size))
+    io::Cursor::new(header_only(name, kind, size)).chain(io::repeat(fill).take(size))
 }
 
 /// A manifest frame of `count` file entries with `path_len`-byte paths,
@@ -626,7 +616,7 @@ fn a_terabyte_sparse_file_is_refused_before_a_byte_of_it_is_written() {
 fn an_export_of_more_entries_than_allowed_is_refused() {
     // The same directory over and over: no disk use, only the count.
     let rig = Rig::new(|_, _, out| {
-        let one = header("d/", tar::EntryType::Directory, 0);
+        let one = header_only("d/", tar::EntryType::Directory, 0);
         serve_archive(out, &mut Blocks(one, EXPORT_MAX_ENTRIES + 1))
     });
     rig.run_host("export_too_many_entries");

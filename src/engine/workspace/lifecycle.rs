@@ -31,7 +31,6 @@ use crate::engine::vm::{VmOptions, VmProcess};
 use crate::engine::{agent, disk};
 use crate::vmm::{control, disk_lock};
 use pyro_proto::{ChunkWriter, ErrorKind, Request, Response};
-use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -473,32 +472,15 @@ pub fn create(mut req: CreateRequest, progress: &mut dyn FnMut(&str)) -> Result<
     let lock = store::lock(&id, "create")?;
     let created_at = now();
     let mut record = Record {
-        layout_version: store::LAYOUT_VERSION,
-        workspace_id: id.clone(),
         name: req.name.clone(),
         labels: req.labels.clone(),
-        environment: req.environment.clone(),
-        environment_version: entry.version.to_string(),
         vcpu_count: req.vcpu_count,
         mem_mib: req.mem_mib,
         ttl_seconds: req.ttl_seconds,
-        created_at,
-        expires_at: 0.0,
-        state: WorkspaceState::Creating,
-        vmm_pid: None,
-        last_error: None,
-        workspace_seed: Value::Null,
-        reset_count: 0,
-        last_reset_at: None,
-        restart_count: 0,
-        last_activity_at: 0.0,
-        created_disk_bytes: 0,
         retention_seconds: req
             .retention_seconds
             .unwrap_or(expiry::DEFAULT_RETENTION_SECONDS),
-        expired_at: None,
-        expiry_evidence: None,
-        recovered: None,
+        ..Record::new(&id, &req.environment, entry.version, created_at)
     };
     record.stamp_activity(created_at);
     store::save(&record)?;

@@ -27,6 +27,10 @@ mod hostile_agent_tests;
 pub mod lifecycle;
 pub mod patch;
 pub mod results;
+
+#[cfg(test)]
+#[path = "../../../tests/support/raw_tar.rs"]
+mod raw_tar;
 pub mod review;
 pub mod seed;
 pub mod store;

@@ -137,6 +137,46 @@ pub struct Record {
 }
 
 impl Record {
+    /// The record of a workspace created at `created_at` that has done
+    /// nothing yet: `creating`, the default shape (vCPUs, memory, TTL,
+    /// retention), no name, labels, seed, VMM or history, activity not yet
+    /// stamped. Its one definition: create, the rebuild from `vm.json` and
+    /// the tests set what they know on top of it.
+    pub fn new(
+        workspace_id: &str,
+        environment: &str,
+        environment_version: &str,
+        created_at: f64,
+    ) -> Record {
+        use super::lifecycle::{DEFAULT_MEM_MIB, DEFAULT_TTL_SECONDS, DEFAULT_VCPU_COUNT};
+        Record {
+            layout_version: LAYOUT_VERSION,
+            workspace_id: workspace_id.to_string(),
+            name: None,
+            labels: BTreeMap::new(),
+            environment: environment.to_string(),
+            environment_version: environment_version.to_string(),
+            vcpu_count: DEFAULT_VCPU_COUNT,
+            mem_mib: DEFAULT_MEM_MIB,
+            ttl_seconds: DEFAULT_TTL_SECONDS,
+            created_at,
+            expires_at: 0.0,
+            state: WorkspaceState::Creating,
+            vmm_pid: None,
+            last_error: None,
+            workspace_seed: Value::Null,
+            reset_count: 0,
+            last_reset_at: None,
+            restart_count: 0,
+            last_activity_at: 0.0,
+            created_disk_bytes: 0,
+            retention_seconds: default_retention(),
+            expired_at: None,
+            expiry_evidence: None,
+            recovered: None,
+        }
+    }
+
     /// Records activity at `at`: the TTL counts from the last activity.
     pub fn stamp_activity(&mut self, at: f64) {
         self.last_activity_at = at;
@@ -365,31 +405,12 @@ fn rebuild(id: &str) -> std::result::Result<Record, String> {
         .next()
         .unwrap_or_else(now);
     let mut r = Record {
-        layout_version: LAYOUT_VERSION,
-        workspace_id: id.to_string(),
-        name: None,
-        labels: BTreeMap::new(),
-        environment: env.name.to_string(),
-        environment_version: env.version.to_string(),
         vcpu_count: vcpus as u8,
         mem_mib: mem as u32,
-        ttl_seconds: super::lifecycle::DEFAULT_TTL_SECONDS,
-        created_at,
-        expires_at: 0.0,
         // Whether its VMM still runs is found out by the caller.
         state: WorkspaceState::Stopped,
-        vmm_pid: None,
-        last_error: None,
         workspace_seed: json!({"mode": "unknown (metadata rebuilt)", "destination": super::GUEST_ROOT}),
-        reset_count: 0,
-        last_reset_at: None,
-        restart_count: 0,
-        last_activity_at: 0.0,
-        created_disk_bytes: 0,
-        retention_seconds: default_retention(),
-        expired_at: None,
-        expiry_evidence: None,
-        recovered: None,
+        ..Record::new(id, env.name, env.version, created_at)
     };
     // A rebuilt workspace gets a full TTL from now to be noticed.
     r.stamp_activity(now());
@@ -477,32 +498,14 @@ pub fn list_records() -> Result<Vec<Record>> {
 /// A plausible record, for tests.
 #[cfg(test)]
 pub fn sample_record(id: &str) -> Record {
-    Record {
-        layout_version: LAYOUT_VERSION,
-        workspace_id: id.to_string(),
+    let mut r = Record {
         name: Some("sample".into()),
-        labels: BTreeMap::new(),
-        environment: "debian:12".into(),
-        environment_version: "1.0.0".into(),
-        vcpu_count: 1,
-        mem_mib: 1024,
         ttl_seconds: 600,
-        created_at: 1_795_996_800.0,
-        expires_at: 1_795_997_400.0,
         state: WorkspaceState::Started,
-        vmm_pid: None,
-        last_error: None,
-        workspace_seed: Value::Null,
-        reset_count: 0,
-        last_reset_at: None,
-        restart_count: 0,
-        last_activity_at: 1_795_996_800.0,
-        created_disk_bytes: 0,
-        retention_seconds: default_retention(),
-        expired_at: None,
-        expiry_evidence: None,
-        recovered: None,
-    }
+        ..Record::new(id, "debian:12", "1.0.0", 1_795_996_800.0)
+    };
+    r.stamp_activity(r.created_at);
+    r
 }
 
 /// An exclusive flock on a workspace's (or the store's) lock file, held
