@@ -25,7 +25,8 @@
 //! server start) and the scan of the destination's directory at the next
 //! export put it back and remove stages nobody holds.
 
-use super::lifecycle::{self, open_live};
+use super::guest;
+use super::live::open_live;
 use super::results::Exported;
 use super::review::{self, Event};
 use super::{guest_path, normalize_path, EngineError, Result};
@@ -225,24 +226,24 @@ pub(super) fn receive(
 ) -> Result<(ArtifactType, u64, u64, PathBuf)> {
     // One deadline for the whole transfer, not one per read.
     let deadline = Instant::now() + agent::TRANSFER_DEADLINE;
-    let mut s = agent::open(&lifecycle::vsock(id), deadline)
-        .map_err(|e| lifecycle::lost_agent(id, "connecting to the guest agent", e))?;
+    let mut s = agent::open(&guest::vsock(id), deadline)
+        .map_err(|e| guest::lost_agent(id, "connecting to the guest agent", e))?;
     let req = Request::PullArchive {
         path: rel.to_string(),
     };
     pyro_proto::write_frame(&mut s, &req)
-        .map_err(|e| lifecycle::lost_agent(id, "asking for the export", e))?;
+        .map_err(|e| guest::lost_agent(id, "asking for the export", e))?;
     let kind = match pyro_proto::read_reply(&mut s, &req) {
         Ok(Some(Response::ArchiveStart { artifact_type })) => artifact_type,
         Ok(Some(Response::Error { kind, message })) => {
-            return Err(lifecycle::agent_error(kind, message))
+            return Err(guest::agent_error(kind, message))
         }
         Ok(other) => {
             return Err(EngineError::Guest(format!(
                 "unexpected agent answer to an export: {other:?}"
             )))
         }
-        Err(e) => return Err(lifecycle::lost_agent(id, "starting the export", e)),
+        Err(e) => return Err(guest::lost_agent(id, "starting the export", e)),
     };
     let single = kind != ArtifactType::Directory;
     let tree = stage.join("tree");
@@ -261,14 +262,14 @@ pub(super) fn receive(
     match pyro_proto::read_reply(&mut s, &req) {
         Ok(Some(Response::ArchiveDone { .. })) => {}
         Ok(Some(Response::Error { kind, message })) => {
-            return Err(lifecycle::agent_error(kind, message))
+            return Err(guest::agent_error(kind, message))
         }
         Ok(other) => {
             return Err(EngineError::Guest(format!(
                 "unexpected end of an export: {other:?}"
             )))
         }
-        Err(e) => return Err(lifecycle::lost_agent(id, "finishing the export", e)),
+        Err(e) => return Err(guest::lost_agent(id, "finishing the export", e)),
     }
     let made = if single {
         let name = rel.rsplit('/').next().unwrap_or("");

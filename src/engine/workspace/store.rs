@@ -148,7 +148,7 @@ impl Record {
         environment_version: &str,
         created_at: f64,
     ) -> Record {
-        use super::lifecycle::{DEFAULT_MEM_MIB, DEFAULT_TTL_SECONDS, DEFAULT_VCPU_COUNT};
+        use super::create::{DEFAULT_MEM_MIB, DEFAULT_TTL_SECONDS, DEFAULT_VCPU_COUNT};
         Record {
             layout_version: LAYOUT_VERSION,
             workspace_id: workspace_id.to_string(),
