@@ -130,6 +130,7 @@ fn under_link<'a>(rel: &str, links: &'a std::collections::HashSet<String>) -> Op
 mod tests {
     use super::super::plan_path;
     use super::super::tests::{names, tmp};
+    use crate::engine::workspace::raw_tar::raw_tar;
     use std::io::{self, Write};
 
     #[test]
@@ -156,18 +157,7 @@ mod tests {
     fn archive_tricks_are_refused_with_the_reason() {
         let d = tmp("bad-archive");
         // Archive tricks.
-        let mk = |name: &str, kind: tar::EntryType, link: &str| {
-            let mut h = tar::Header::new_gnu();
-            h.set_entry_type(kind);
-            h.set_size(0);
-            let raw = h.as_old_mut();
-            raw.name[..name.len()].copy_from_slice(name.as_bytes());
-            raw.linkname[..link.len()].copy_from_slice(link.as_bytes());
-            h.set_cksum();
-            let mut b = tar::Builder::new(Vec::new());
-            b.append(&h, io::empty()).unwrap();
-            b.into_inner().unwrap()
-        };
+        let mk = |name: &str, kind: tar::EntryType, link: &str| raw_tar(&[(name, kind, b"", link)]);
         for (bytes, want) in [
             (mk("../up", tar::EntryType::Regular, ""), "contains '..'"),
             (mk("/abs", tar::EntryType::Regular, ""), "absolute path"),
@@ -187,20 +177,13 @@ mod tests {
     fn archive_seeds_refuse_the_symlink_chain_and_members_under_links() {
         let d = tmp("chain-archive");
         // The directory test's chains, in archives, and a member under a link.
+        // Members without content: (name, type, link target).
         let tar_of = |members: &[(&str, tar::EntryType, &str)]| {
-            let mut b = tar::Builder::new(Vec::new());
-            for (name, kind, link) in members {
-                let mut h = tar::Header::new_gnu();
-                h.set_entry_type(*kind);
-                h.set_size(0);
-                h.set_mode(0o644);
-                let raw = h.as_old_mut();
-                raw.name[..name.len()].copy_from_slice(name.as_bytes());
-                raw.linkname[..link.len()].copy_from_slice(link.as_bytes());
-                h.set_cksum();
-                b.append(&h, io::empty()).unwrap();
-            }
-            b.into_inner().unwrap()
+            let members: Vec<_> = members
+                .iter()
+                .map(|&(name, kind, link)| (name, kind, &b""[..], link))
+                .collect();
+            raw_tar(&members)
         };
         use tar::EntryType::{Regular, Symlink};
         for (members, want) in [
