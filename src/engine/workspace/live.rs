@@ -5,10 +5,11 @@
 use super::expiry;
 use super::reap::reap_expired;
 use super::review::{self, Event};
-use super::store::{self, Lock, Record, WorkspaceState};
+use super::store::{self, Record, WorkspaceState};
 use super::view::load_checked;
 use super::vmm::{boot, ping_vmm, unresponsive, vmm_alive};
 use super::{now, EngineError, Result};
+use crate::engine::lock::Lock;
 
 /// A locked workspace whose VM runs (booted again if it had stopped or
 /// expired). Dropping it stamps the activity (see `touch`).
