@@ -1,9 +1,10 @@
 //! virtio-blk: one file-backed disk, read-only or writable.
 
+use super::queue::{self, Served};
 use super::{log_device_error, read_config_bytes, Activation, VirtioDevice, TYPE_BLOCK};
 use std::fs::File;
 use std::os::fd::AsRawFd;
-use virtio_queue::{Queue, QueueT};
+use virtio_queue::Queue;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
 const SECTOR: u64 = 512;
@@ -80,11 +81,9 @@ impl Block {
         let Some((mem, queue, irq)) = self.active.as_mut() else {
             return;
         };
-        let mut used_any = false;
-        while let Some(chain) = queue.pop_descriptor_chain(&*mem) {
-            let head = chain.head_index();
-            let descs: Vec<_> = chain.collect();
-            let (status, written) = match self.disk.handle_request(mem, &descs) {
+        let (mem, disk) = (&*mem, &self.disk);
+        queue::drain("virtio-blk", queue, mem, irq, |descs| {
+            let (status, written) = match disk.handle_request(mem, descs) {
                 Ok(w) => (S_OK, w),
                 Err((status, msg)) => {
                     if status == S_IOERR {
@@ -100,14 +99,8 @@ impl Block {
                     len += 1;
                 }
             }
-            if let Err(e) = queue.add_used(&*mem, head, len) {
-                log_device_error("virtio-blk", &format!("add_used: {e}"));
-            }
-            used_any = true;
-        }
-        if used_any {
-            irq.signal_used();
-        }
+            Served::Used(len)
+        });
     }
 }
 
