@@ -1,0 +1,319 @@
+//! One host-initiated stream: a host Unix socket spliced to a guest port,
+//! and the state machine that takes it from REQUEST to its end, with the
+//! credit accounting for both directions.
+//!
+//! The protocol in brief (virtio spec 5.10.6), as this side uses it:
+//! - Opening: we send REQUEST; the guest answers RESPONSE if something
+//!   listens on the port, RST if not.
+//! - Data goes in RW packets. Every packet either way carries its
+//!   sender's `buf_alloc` (what it buffers for this stream) and `fwd_cnt`
+//!   (how much of what it received it has passed on). A sender may have
+//!   at most `buf_alloc - (sent - fwd_cnt)` bytes in flight: its credit.
+//!   A receiver that has passed data on tells the sender with a
+//!   CREDIT_UPDATE (unasked once enough has gone, or when the sender asks
+//!   with CREDIT_REQUEST).
+//! - Closing: SHUTDOWN says a side is done (flags RCV and SEND); RST ends
+//!   the stream at once.
+//!
+//! Guest data the host socket cannot take at once waits in `to_host`. We
+//! advertise [`CONN_BUF_ALLOC`], so an honest guest never has more than
+//! that in flight; a guest that sends more is reset. Host memory per
+//! connection stays bounded whatever the guest sends.
+
+use super::packet::*;
+use super::Readiness;
+use crate::vmm::devices::virtio::log_device_error;
+use mio::net::UnixStream;
+use std::io::{self, Read, Write};
+
+/// What we advertise as our receive buffer per connection. The guest never
+/// sends more than this ahead of what we have forwarded to the host.
+pub const CONN_BUF_ALLOC: u32 = 256 * 1024;
+
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub enum State {
+    /// REQUEST sent to the guest, waiting for RESPONSE or RST.
+    Connecting,
+    Established,
+}
+
+/// What the muxer does after a connection took a packet or an event.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Nothing more.
+    Stay,
+    /// Send this control packet to the guest; the stream goes on.
+    Reply(Header),
+    /// The stream is over: forget it, and reset the guest's end if `rst`.
+    Close { rst: bool },
+}
+
+/// What the host side has for the guest.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ToGuest {
+    /// An RW packet; its payload is the first `len` bytes of the buffer.
+    Data(Header),
+    /// The host will send no more: a SHUTDOWN for the guest.
+    Eof(Header),
+    /// Nothing now: no bytes waiting, no credit, or no room.
+    Nothing,
+    /// The host stream failed: close, with an RST for the guest.
+    Failed,
+}
+
+pub struct Connection {
+    pub stream: UnixStream,
+    peer_cid: u64,
+    /// Our port (picked by the muxer) and the guest's (from CONNECT).
+    pub local_port: u32,
+    pub peer_port: u32,
+    state: State,
+    /// The guest's receive buffer and how much of it it has passed on,
+    /// from the last packet it sent.
+    peer_buf_alloc: u32,
+    peer_fwd_cnt: u32,
+    /// Bytes we have sent to the guest (wrapping, as the spec's counters).
+    tx_cnt: u32,
+    /// Bytes from the guest we have delivered to the host stream.
+    fwd_cnt: u32,
+    /// `fwd_cnt` as the guest last heard it.
+    last_fwd_cnt_sent: u32,
+    /// Leading bytes of `to_host` that are ours (the `OK` line), not guest
+    /// data: they use no guest credit and do not count in `fwd_cnt`.
+    preamble: usize,
+    /// Guest data the host stream could not take yet (bounded by our credit).
+    to_host: Vec<u8>,
+    /// Host bytes that arrived with the CONNECT line, before the guest accepted.
+    early: Vec<u8>,
+    /// The host stream had data last time we looked (mio is edge-triggered).
+    host_readable: bool,
+    host_eof: bool,
+    /// The guest will send no more; close once `to_host` is flushed.
+    guest_done: bool,
+}
+
+impl Connection {
+    pub fn new(
+        stream: UnixStream,
+        peer_cid: u64,
+        local_port: u32,
+        peer_port: u32,
+        early: Vec<u8>,
+    ) -> Self {
+        Connection {
+            stream,
+            peer_cid,
+            local_port,
+            peer_port,
+            state: State::Connecting,
+            peer_buf_alloc: 0,
+            peer_fwd_cnt: 0,
+            tx_cnt: 0,
+            fwd_cnt: 0,
+            last_fwd_cnt_sent: 0,
+            preamble: 0,
+            to_host: Vec::new(),
+            early,
+            host_readable: true,
+            host_eof: false,
+            guest_done: false,
+        }
+    }
+
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// A packet from our end of this stream, carrying our credit.
+    pub fn header(&self, op: u16, len: u32, flags: u32) -> Header {
+        Header {
+            src_cid: HOST_CID,
+            dst_cid: self.peer_cid,
+            src_port: self.local_port,
+            dst_port: self.peer_port,
+            len,
+            type_: TYPE_STREAM,
+            op,
+            flags,
+            buf_alloc: CONN_BUF_ALLOC,
+            fwd_cnt: self.fwd_cnt,
+        }
+    }
+
+    /// Tells the guest how much of its data the host has taken: the one
+    /// place a CREDIT_UPDATE is made.
+    pub fn credit_update(&mut self) -> Header {
+        self.last_fwd_cnt_sent = self.fwd_cnt;
+        self.header(OP_CREDIT_UPDATE, 0, 0)
+    }
+
+    /// A CREDIT_UPDATE once the guest's view of our buffer is a quarter of
+    /// it behind, so a guest writing steadily never stalls on credit.
+    fn credit_update_if_due(&mut self) -> Next {
+        if self.fwd_cnt.wrapping_sub(self.last_fwd_cnt_sent) >= CONN_BUF_ALLOC / 4 {
+            Next::Reply(self.credit_update())
+        } else {
+            Next::Stay
+        }
+    }
+
+    /// Bytes we may still send before the guest's buffer is full.
+    pub fn peer_credit(&self) -> u32 {
+        self.peer_buf_alloc
+            .saturating_sub(self.tx_cnt.wrapping_sub(self.peer_fwd_cnt))
+    }
+
+    /// A packet the guest sent on this stream.
+    pub fn from_guest(&mut self, pkt: &Packet<'_>) -> Next {
+        let hdr = &pkt.hdr;
+        self.peer_buf_alloc = hdr.buf_alloc;
+        self.peer_fwd_cnt = hdr.fwd_cnt;
+        if hdr.type_ != TYPE_STREAM {
+            return Next::Close { rst: true };
+        }
+        match hdr.op {
+            OP_RESPONSE if self.state == State::Connecting => {
+                self.state = State::Established;
+                let ok = format!("OK {}\n", self.local_port);
+                match self.push_preamble(ok.as_bytes()) {
+                    Ok(()) => Next::Stay,
+                    Err(_) => Next::Close { rst: true },
+                }
+            }
+            OP_RW if self.state == State::Established => {
+                if let Err(e) = self.push_to_host(pkt.payload) {
+                    if e.kind() != io::ErrorKind::BrokenPipe {
+                        log_device_error("vsock", &format!("port {}: {e}", self.peer_port));
+                    }
+                    return Next::Close { rst: true };
+                }
+                self.credit_update_if_due()
+            }
+            OP_CREDIT_UPDATE => Next::Stay,
+            OP_CREDIT_REQUEST => Next::Reply(self.credit_update()),
+            OP_SHUTDOWN => {
+                if hdr.flags & (SHUTDOWN_SEND | SHUTDOWN_RCV) != 0 {
+                    self.guest_done = true;
+                    if self.to_host.is_empty() {
+                        return Next::Close { rst: true };
+                    }
+                }
+                Next::Stay
+            }
+            OP_RST => Next::Close { rst: false },
+            // A second RESPONSE, data before the handshake, a REQUEST for
+            // a stream we opened, or an op we do not know.
+            _ => Next::Close { rst: true },
+        }
+    }
+
+    /// The host stream became readable or writable. (A hang-up while
+    /// connecting is the muxer's to handle: it may withdraw the REQUEST.)
+    pub fn host_event(&mut self, r: Readiness) -> Next {
+        if r.readable || r.read_closed {
+            self.host_readable = true;
+        }
+        let mut next = Next::Stay;
+        if r.writable && !self.to_host.is_empty() {
+            if self.flush_to_host().is_err() {
+                return Next::Close { rst: true };
+            }
+            next = self.credit_update_if_due();
+        }
+        if self.guest_done && self.to_host.is_empty() {
+            return Next::Close { rst: true };
+        }
+        next
+    }
+
+    /// Whether [`Connection::to_guest`] may have a packet now.
+    pub fn has_data_for_guest(&self) -> bool {
+        self.state == State::Established
+            && (self.host_readable || !self.early.is_empty())
+            && !self.host_eof
+            && self.peer_credit() > 0
+    }
+
+    /// Reads host data for the guest into `buf`, at most the guest's
+    /// credit; at the host's EOF, the SHUTDOWN that says so.
+    pub fn to_guest(&mut self, buf: &mut [u8]) -> ToGuest {
+        if buf.is_empty() || !self.has_data_for_guest() {
+            return ToGuest::Nothing;
+        }
+        let want = buf.len().min(self.peer_credit() as usize);
+        match self.read_from_host(&mut buf[..want]) {
+            Err(_) => ToGuest::Failed,
+            Ok(0) if self.host_eof => {
+                ToGuest::Eof(self.header(OP_SHUTDOWN, 0, SHUTDOWN_SEND | SHUTDOWN_RCV))
+            }
+            Ok(0) => ToGuest::Nothing,
+            Ok(n) => {
+                // At most MAX_PAYLOAD, so it fits.
+                let n = n as u32;
+                self.tx_cnt = self.tx_cnt.wrapping_add(n);
+                self.last_fwd_cnt_sent = self.fwd_cnt;
+                ToGuest::Data(self.header(OP_RW, n, 0))
+            }
+        }
+    }
+
+    /// Queues guest data for the host and writes as much as the stream takes.
+    fn push_to_host(&mut self, data: &[u8]) -> io::Result<()> {
+        if self.to_host.len() - self.preamble + data.len() > CONN_BUF_ALLOC as usize {
+            return Err(io::Error::other("guest overran its credit"));
+        }
+        self.to_host.extend_from_slice(data);
+        self.flush_to_host()
+    }
+
+    /// Queues bytes of our own (not guest data) ahead of everything else.
+    fn push_preamble(&mut self, data: &[u8]) -> io::Result<()> {
+        self.preamble += data.len();
+        self.to_host.splice(0..0, data.iter().copied());
+        self.flush_to_host()
+    }
+
+    fn flush_to_host(&mut self) -> io::Result<()> {
+        while !self.to_host.is_empty() {
+            match self.stream.write(&self.to_host) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.to_host.drain(..n);
+                    let ours = n.min(self.preamble);
+                    self.preamble -= ours;
+                    self.fwd_cnt = self.fwd_cnt.wrapping_add((n - ours) as u32);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads host data for the guest; `Ok(0)` with `host_eof` set at EOF.
+    fn read_from_host(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if !self.early.is_empty() {
+            let n = buf.len().min(self.early.len());
+            buf[..n].copy_from_slice(&self.early[..n]);
+            self.early.drain(..n);
+            return Ok(n);
+        }
+        loop {
+            match self.stream.read(buf) {
+                Ok(0) => {
+                    self.host_eof = true;
+                    self.host_readable = false;
+                    return Ok(0);
+                }
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.host_readable = false;
+                    return Ok(0);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
