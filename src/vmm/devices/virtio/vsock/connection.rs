@@ -317,3 +317,344 @@ impl Connection {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vmm::devices::virtio::vsock::test_utils::*;
+    use std::os::unix::net::UnixStream as StdStream;
+    use std::time::Duration;
+
+    const LOCAL: u32 = FIRST_HOST_PORT;
+
+    /// A connection over a real socket pair, and the host's end of it.
+    fn conn(early: &[u8]) -> (Connection, StdStream) {
+        let (ours, host) = StdStream::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        host.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let c = Connection::new(
+            UnixStream::from_std(ours),
+            GUEST_CID,
+            LOCAL,
+            GUEST_PORT,
+            early.to_vec(),
+        );
+        (c, host)
+    }
+
+    /// Hands the connection a guest packet.
+    fn send(c: &mut Connection, hdr: Header, payload: &[u8]) -> Next {
+        c.from_guest(&Packet { hdr, payload })
+    }
+
+    /// A connection the guest has accepted, the host's `OK` line read.
+    fn established() -> (Connection, StdStream) {
+        let (mut c, mut host) = conn(b"");
+        assert_eq!(send(&mut c, from_guest(OP_RESPONSE, LOCAL), b""), Next::Stay);
+        assert_eq!(host_read(&mut host, 14), b"OK 1073741824\n");
+        (c, host)
+    }
+
+    #[test]
+    fn the_guests_response_establishes_the_stream_and_the_host_reads_ok_with_our_port() {
+        let (mut c, mut host) = conn(b"");
+        assert_eq!(c.state(), State::Connecting);
+        let req = c.header(OP_REQUEST, 0, 0);
+        assert_eq!(
+            (req.src_cid, req.dst_cid, req.src_port, req.dst_port),
+            (HOST_CID, GUEST_CID, LOCAL, GUEST_PORT)
+        );
+        assert_eq!(send(&mut c, from_guest(OP_RESPONSE, LOCAL), b""), Next::Stay);
+        assert_eq!(c.state(), State::Established);
+        assert_eq!(host_read(&mut host, 14), b"OK 1073741824\n");
+        // Our own line uses none of the guest's credit.
+        assert_eq!(c.fwd_cnt, 0);
+        // A second RESPONSE is a protocol error.
+        assert_eq!(
+            send(&mut c, from_guest(OP_RESPONSE, LOCAL), b""),
+            Next::Close { rst: true }
+        );
+    }
+
+    #[test]
+    fn data_before_the_handshake_or_of_another_type_resets_the_stream() {
+        let (mut c, _host) = conn(b"");
+        assert_eq!(
+            send(&mut c, guest_rw(LOCAL, b"early"), b"early"),
+            Next::Close { rst: true }
+        );
+        let (mut c, _host) = established();
+        let dgram = Header {
+            type_: 2,
+            ..guest_rw(LOCAL, b"x")
+        };
+        assert_eq!(send(&mut c, dgram, b"x"), Next::Close { rst: true });
+        let (mut c, _host) = established();
+        assert_eq!(
+            send(&mut c, from_guest(OP_REQUEST, LOCAL), b""),
+            Next::Close { rst: true }
+        );
+        let (mut c, _host) = established();
+        assert_eq!(
+            send(&mut c, from_guest(99, LOCAL), b""),
+            Next::Close { rst: true }
+        );
+    }
+
+    #[test]
+    fn host_data_goes_to_the_guest_only_as_far_as_its_credit() {
+        let (mut c, mut host) = conn(b"early ");
+        // Nothing before the guest accepts, whatever the host sent.
+        let mut buf = vec![0u8; MAX_PAYLOAD];
+        assert_eq!(c.to_guest(&mut buf), ToGuest::Nothing);
+        let accept = Header {
+            buf_alloc: 10,
+            ..from_guest(OP_RESPONSE, LOCAL)
+        };
+        send(&mut c, accept, b"");
+        host_read(&mut host, 14);
+        host_write(&mut host, b"and the rest of it");
+        // The bytes that came with the CONNECT line go first.
+        let ToGuest::Data(h) = c.to_guest(&mut buf) else {
+            panic!("no data");
+        };
+        assert_eq!((h.op, h.len, &buf[..6]), (OP_RW, 6, &b"early "[..]));
+        let ToGuest::Data(h) = c.to_guest(&mut buf) else {
+            panic!("no data");
+        };
+        assert_eq!(&buf[..h.len as usize], b"and ");
+        // Credit exhausted: 10 bytes sent, none passed on by the guest.
+        assert_eq!(c.peer_credit(), 0);
+        assert!(!c.has_data_for_guest());
+        assert_eq!(c.to_guest(&mut buf), ToGuest::Nothing);
+        // A CREDIT_UPDATE from the guest opens the window again.
+        let update = Header {
+            buf_alloc: 10,
+            fwd_cnt: 10,
+            ..from_guest(OP_CREDIT_UPDATE, LOCAL)
+        };
+        assert_eq!(send(&mut c, update, b""), Next::Stay);
+        assert_eq!(c.peer_credit(), 10);
+        let ToGuest::Data(h) = c.to_guest(&mut buf) else {
+            panic!("no data");
+        };
+        assert_eq!(&buf[..h.len as usize], b"the rest o");
+        // A guest buffer smaller than the credit bounds the packet too.
+        let update = Header {
+            buf_alloc: 10,
+            fwd_cnt: 20,
+            ..from_guest(OP_CREDIT_UPDATE, LOCAL)
+        };
+        send(&mut c, update, b"");
+        let ToGuest::Data(h) = c.to_guest(&mut buf[..2]) else {
+            panic!("no data");
+        };
+        assert_eq!(&buf[..h.len as usize], b"f ");
+        // The counters wrap as the spec's do.
+        c.tx_cnt = u32::MAX - 1;
+        c.peer_fwd_cnt = u32::MAX - 1;
+        c.peer_buf_alloc = 10;
+        assert_eq!(c.peer_credit(), 10);
+        c.tx_cnt = 3;
+        assert_eq!(c.peer_credit(), 5);
+    }
+
+    #[test]
+    fn guest_data_reaches_the_host_and_a_credit_update_follows_each_quarter_of_the_buffer() {
+        let (mut c, mut host) = established();
+        let chunk = vec![7u8; 16 * 1024];
+        // 64 KiB is a quarter of what we advertise: the fourth chunk brings
+        // a CREDIT_UPDATE with everything passed on so far.
+        for _ in 0..3 {
+            assert_eq!(send(&mut c, guest_rw(LOCAL, &chunk), &chunk), Next::Stay);
+        }
+        let Next::Reply(h) = send(&mut c, guest_rw(LOCAL, &chunk), &chunk) else {
+            panic!("no credit update");
+        };
+        assert_eq!(
+            (h.op, h.fwd_cnt, h.buf_alloc, h.dst_port),
+            (OP_CREDIT_UPDATE, 64 * 1024, CONN_BUF_ALLOC, GUEST_PORT)
+        );
+        assert_eq!(host_read(&mut host, 64 * 1024), vec![7u8; 64 * 1024]);
+        // The next one comes a quarter later, not at once.
+        assert_eq!(send(&mut c, guest_rw(LOCAL, &chunk), &chunk), Next::Stay);
+        // A CREDIT_REQUEST is answered at once.
+        let Next::Reply(h) = send(&mut c, from_guest(OP_CREDIT_REQUEST, LOCAL), b"") else {
+            panic!("no credit update");
+        };
+        assert_eq!((h.op, h.fwd_cnt), (OP_CREDIT_UPDATE, 80 * 1024));
+        // Each RW packet to the guest carries our count too.
+        host_write(&mut host, b"x");
+        let mut buf = [0u8; 16];
+        let ToGuest::Data(h) = c.to_guest(&mut buf) else {
+            panic!("no data");
+        };
+        assert_eq!(h.fwd_cnt, 80 * 1024);
+    }
+
+    #[test]
+    fn a_slow_host_gets_its_data_when_writable_and_the_guest_its_credit_back() {
+        let (mut c, mut host) = established();
+        // Fill the host socket until the connection has to keep data.
+        let chunk = vec![1u8; 32 * 1024];
+        let mut sent = 0;
+        while c.to_host.is_empty() {
+            send(&mut c, guest_rw(LOCAL, &chunk), &chunk);
+            sent += chunk.len();
+        }
+        let kept = c.to_host.len();
+        assert_eq!(c.fwd_cnt as usize, sent - kept);
+        // The host reads everything; the writable event flushes the rest,
+        // and what was passed on is reported.
+        let got = std::thread::spawn(move || host_read(&mut host, sent));
+        let mut next = Next::Stay;
+        while !c.to_host.is_empty() {
+            std::thread::sleep(Duration::from_millis(5));
+            next = c.host_event(Readiness {
+                writable: true,
+                ..Default::default()
+            });
+        }
+        assert_eq!(got.join().unwrap().len(), sent);
+        assert_eq!(c.fwd_cnt as usize, sent);
+        let Next::Reply(h) = next else {
+            panic!("no credit update after the flush: {next:?}");
+        };
+        assert_eq!((h.op, h.fwd_cnt as usize), (OP_CREDIT_UPDATE, sent));
+    }
+
+    #[test]
+    fn a_guest_that_overruns_its_credit_is_reset_and_the_host_buffers_no_more() {
+        let (mut c, _host) = established();
+        // The host reads nothing: the socket fills, then our buffer.
+        let chunk = vec![9u8; MAX_PAYLOAD];
+        let mut packets = 0;
+        let next = loop {
+            let next = send(&mut c, guest_rw(LOCAL, &chunk), &chunk);
+            assert!(c.to_host.len() <= CONN_BUF_ALLOC as usize);
+            packets += 1;
+            if next == (Next::Close { rst: true }) {
+                break next;
+            }
+            assert!(packets < 1000, "never reset");
+        };
+        assert_eq!(next, Next::Close { rst: true });
+        // The packet that would have gone past our buffer was not kept.
+        assert!(c.to_host.len() + chunk.len() > CONN_BUF_ALLOC as usize);
+        // Exactly our buffer is fine: a guest that keeps to its credit is
+        // never reset.
+        let (mut c, _host) = established();
+        while c.to_host.is_empty() {
+            send(&mut c, guest_rw(LOCAL, &chunk[..1024]), &chunk[..1024]);
+        }
+        let room = CONN_BUF_ALLOC as usize - c.to_host.len();
+        let fill = vec![3u8; room];
+        for part in fill.chunks(MAX_PAYLOAD) {
+            assert_ne!(
+                send(&mut c, guest_rw(LOCAL, part), part),
+                Next::Close { rst: true }
+            );
+        }
+        assert_eq!(c.to_host.len(), CONN_BUF_ALLOC as usize);
+        assert_eq!(
+            send(&mut c, guest_rw(LOCAL, b"!"), b"!"),
+            Next::Close { rst: true }
+        );
+    }
+
+    #[test]
+    fn a_guest_shutdown_closes_once_its_data_is_flushed() {
+        let (mut c, _host) = established();
+        // No flags: nothing said, nothing done.
+        assert_eq!(send(&mut c, from_guest(OP_SHUTDOWN, LOCAL), b""), Next::Stay);
+        let bye = Header {
+            flags: SHUTDOWN_SEND,
+            ..from_guest(OP_SHUTDOWN, LOCAL)
+        };
+        assert_eq!(send(&mut c, bye, b""), Next::Close { rst: true });
+
+        let (mut c, mut host) = established();
+        let chunk = vec![5u8; 32 * 1024];
+        let mut sent = 0;
+        while c.to_host.is_empty() {
+            send(&mut c, guest_rw(LOCAL, &chunk), &chunk);
+            sent += chunk.len();
+        }
+        let bye = Header {
+            flags: SHUTDOWN_SEND | SHUTDOWN_RCV,
+            ..from_guest(OP_SHUTDOWN, LOCAL)
+        };
+        // Data still waits for the host: the stream stays until it is out.
+        assert_eq!(send(&mut c, bye, b""), Next::Stay);
+        let got = std::thread::spawn(move || host_read(&mut host, sent));
+        let next = loop {
+            std::thread::sleep(Duration::from_millis(5));
+            match c.host_event(Readiness {
+                writable: true,
+                ..Default::default()
+            }) {
+                Next::Stay | Next::Reply(_) => continue,
+                close => break close,
+            }
+        };
+        assert_eq!(next, Next::Close { rst: true });
+        assert_eq!(got.join().unwrap().len(), sent);
+    }
+
+    #[test]
+    fn a_guest_rst_closes_without_a_reply() {
+        let (mut c, _host) = conn(b"");
+        assert_eq!(
+            send(&mut c, from_guest(OP_RST, LOCAL), b""),
+            Next::Close { rst: false }
+        );
+        let (mut c, _host) = established();
+        assert_eq!(
+            send(&mut c, from_guest(OP_RST, LOCAL), b""),
+            Next::Close { rst: false }
+        );
+    }
+
+    #[test]
+    fn the_hosts_eof_is_one_shutdown_for_the_guest() {
+        let (mut c, mut host) = established();
+        host_write(&mut host, b"last words");
+        host.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut buf = vec![0u8; 64];
+        let ToGuest::Data(h) = c.to_guest(&mut buf) else {
+            panic!("no data");
+        };
+        assert_eq!(&buf[..h.len as usize], b"last words");
+        let ToGuest::Eof(h) = c.to_guest(&mut buf) else {
+            panic!("no shutdown");
+        };
+        assert_eq!(
+            (h.op, h.flags, h.len),
+            (OP_SHUTDOWN, SHUTDOWN_SEND | SHUTDOWN_RCV, 0)
+        );
+        assert!(!c.has_data_for_guest());
+        assert_eq!(c.to_guest(&mut buf), ToGuest::Nothing);
+        // The guest can still send; the host still gets it.
+        assert_eq!(send(&mut c, guest_rw(LOCAL, b"ack"), b"ack"), Next::Stay);
+        assert_eq!(host_read(&mut host, 3), b"ack");
+    }
+
+    #[test]
+    fn a_read_event_marks_the_host_readable_again() {
+        let (mut c, mut host) = established();
+        let mut buf = vec![0u8; 64];
+        // Nothing there: the connection stops looking until told.
+        assert_eq!(c.to_guest(&mut buf), ToGuest::Nothing);
+        assert!(!c.has_data_for_guest());
+        host_write(&mut host, b"now");
+        assert_eq!(
+            c.host_event(Readiness {
+                readable: true,
+                ..Default::default()
+            }),
+            Next::Stay
+        );
+        assert!(c.has_data_for_guest());
+        assert!(matches!(c.to_guest(&mut buf), ToGuest::Data(h) if h.len == 3));
+    }
+}

@@ -15,6 +15,8 @@ mod connection;
 mod device;
 mod muxer;
 mod packet;
+#[cfg(test)]
+mod test_utils;
 
 pub use device::Vsock;
 

@@ -178,7 +178,8 @@ mod tests {
         // A control packet: header only.
         let mut h = rw(0);
         h.op = OP_CREDIT_REQUEST;
-        let p = Packet::parse(&h.encode()).unwrap();
+        let bytes = h.encode();
+        let p = Packet::parse(&bytes).unwrap();
         assert_eq!((p.hdr.op, p.payload), (OP_CREDIT_REQUEST, &b""[..]));
     }
 
