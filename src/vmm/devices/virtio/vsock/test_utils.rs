@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use virtio_queue::desc::{split::Descriptor, RawDescriptor};
 use virtio_queue::mock::MockSplitQueue;
-use virtio_queue::Queue;
+use virtio_queue::{Queue, QueueT};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::EventFd;
 
@@ -37,6 +37,8 @@ const MEM_SIZE: usize = 192 << 20;
 /// Entries per test queue (more than the device's 256, so a test can
 /// offer more TX chains than the device takes).
 const RING: u16 = 512;
+/// Where a queue's used ring lies, from its descriptor table.
+const USED_OFFSET: u64 = 0x8000;
 /// Room for one descriptor's buffer: a header and the largest payload.
 const SLOT: u64 = 0x1_1000;
 
@@ -141,9 +143,15 @@ impl Backend for TestBackend {
 /// One virtqueue as the guest driver sees it. Descriptor `i` always uses
 /// the buffer at `buffers + i * SLOT`, so a chain's bytes stay readable
 /// until its descriptors come round again (`RING` descriptors later).
+///
+/// The mock's descriptor table and available ring are used as they are;
+/// the used ring is put elsewhere: the mock places it right after the
+/// first half of the available ring (virtio-queue 0.18 measures that ring
+/// in entries, not bytes), so past `RING / 2` entries the two overlap.
 pub struct GuestQueue<'a> {
     mock: MockSplitQueue<'a, GuestMemoryMmap>,
     mem: &'a GuestMemoryMmap,
+    used_at: u64,
     buffers: u64,
     next_desc: u16,
     avail_idx: u16,
@@ -153,9 +161,13 @@ pub struct GuestQueue<'a> {
 
 impl<'a> GuestQueue<'a> {
     fn new(mem: &'a GuestMemoryMmap, ring_at: u64, buffers: u64) -> Self {
+        let mock = MockSplitQueue::create(mem, GuestAddress(ring_at), RING);
+        let used_at = ring_at + USED_OFFSET;
+        assert!(mock.avail_addr().0 + 6 + 2 * u64::from(RING) <= used_at);
         GuestQueue {
-            mock: MockSplitQueue::create(mem, GuestAddress(ring_at), RING),
+            mock,
             mem,
+            used_at,
             buffers,
             next_desc: 0,
             avail_idx: 0,
@@ -165,7 +177,9 @@ impl<'a> GuestQueue<'a> {
     }
 
     pub fn queue(&self) -> Queue {
-        self.mock.create_queue().unwrap()
+        let mut q: Queue = self.mock.create_queue().unwrap();
+        q.set_used_ring_address(Some(self.used_at as u32), Some((self.used_at >> 32) as u32));
+        q
     }
 
     /// Offers a chain of `(addr, len, writable)` descriptors; `None` as
@@ -219,16 +233,13 @@ impl<'a> GuestQueue<'a> {
 
     /// Chains the device has used since the last call: head and length.
     pub fn take_used(&mut self) -> Vec<(u16, u32)> {
-        let used = self.mock.used();
-        let idx = used.idx().load();
+        let idx: u16 = self.mem.read_obj(GuestAddress(self.used_at + 2)).unwrap();
         let mut out = Vec::new();
         while self.used_seen != idx {
-            let e = used
-                .ring()
-                .ref_at(usize::from(self.used_seen % RING))
-                .unwrap()
-                .load();
-            out.push((e.id() as u16, e.len()));
+            let at = self.used_at + 4 + 8 * u64::from(self.used_seen % RING);
+            let id: u32 = self.mem.read_obj(GuestAddress(at)).unwrap();
+            let len: u32 = self.mem.read_obj(GuestAddress(at + 4)).unwrap();
+            out.push((id as u16, len));
             self.used_seen = self.used_seen.wrapping_add(1);
         }
         out
