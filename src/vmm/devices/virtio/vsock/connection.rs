@@ -164,7 +164,7 @@ impl Connection {
     }
 
     /// A packet the guest sent on this stream.
-    pub fn from_guest(&mut self, pkt: &Packet<'_>) -> Next {
+    pub fn on_guest_packet(&mut self, pkt: &Packet<'_>) -> Next {
         let hdr = &pkt.hdr;
         self.peer_buf_alloc = hdr.buf_alloc;
         self.peer_fwd_cnt = hdr.fwd_cnt;
@@ -226,7 +226,7 @@ impl Connection {
         next
     }
 
-    /// Whether [`Connection::to_guest`] may have a packet now.
+    /// Whether [`Connection::next_for_guest`] may have a packet now.
     pub fn has_data_for_guest(&self) -> bool {
         self.state == State::Established
             && (self.host_readable || !self.early.is_empty())
@@ -236,7 +236,7 @@ impl Connection {
 
     /// Reads host data for the guest into `buf`, at most the guest's
     /// credit; at the host's EOF, the SHUTDOWN that says so.
-    pub fn to_guest(&mut self, buf: &mut [u8]) -> ToGuest {
+    pub fn next_for_guest(&mut self, buf: &mut [u8]) -> ToGuest {
         if buf.is_empty() || !self.has_data_for_guest() {
             return ToGuest::Nothing;
         }
@@ -344,13 +344,16 @@ mod tests {
 
     /// Hands the connection a guest packet.
     fn send(c: &mut Connection, hdr: Header, payload: &[u8]) -> Next {
-        c.from_guest(&Packet { hdr, payload })
+        c.on_guest_packet(&Packet { hdr, payload })
     }
 
     /// A connection the guest has accepted, the host's `OK` line read.
     fn established() -> (Connection, StdStream) {
         let (mut c, mut host) = conn(b"");
-        assert_eq!(send(&mut c, from_guest(OP_RESPONSE, LOCAL), b""), Next::Stay);
+        assert_eq!(
+            send(&mut c, from_guest(OP_RESPONSE, LOCAL), b""),
+            Next::Stay
+        );
         assert_eq!(host_read(&mut host, 14), b"OK 1073741824\n");
         (c, host)
     }
@@ -364,7 +367,10 @@ mod tests {
             (req.src_cid, req.dst_cid, req.src_port, req.dst_port),
             (HOST_CID, GUEST_CID, LOCAL, GUEST_PORT)
         );
-        assert_eq!(send(&mut c, from_guest(OP_RESPONSE, LOCAL), b""), Next::Stay);
+        assert_eq!(
+            send(&mut c, from_guest(OP_RESPONSE, LOCAL), b""),
+            Next::Stay
+        );
         assert_eq!(c.state(), State::Established);
         assert_eq!(host_read(&mut host, 14), b"OK 1073741824\n");
         // Our own line uses none of the guest's credit.
@@ -406,7 +412,7 @@ mod tests {
         let (mut c, mut host) = conn(b"early ");
         // Nothing before the guest accepts, whatever the host sent.
         let mut buf = vec![0u8; MAX_PAYLOAD];
-        assert_eq!(c.to_guest(&mut buf), ToGuest::Nothing);
+        assert_eq!(c.next_for_guest(&mut buf), ToGuest::Nothing);
         let accept = Header {
             buf_alloc: 10,
             ..from_guest(OP_RESPONSE, LOCAL)
@@ -415,18 +421,18 @@ mod tests {
         host_read(&mut host, 14);
         host_write(&mut host, b"and the rest of it");
         // The bytes that came with the CONNECT line go first.
-        let ToGuest::Data(h) = c.to_guest(&mut buf) else {
+        let ToGuest::Data(h) = c.next_for_guest(&mut buf) else {
             panic!("no data");
         };
         assert_eq!((h.op, h.len, &buf[..6]), (OP_RW, 6, &b"early "[..]));
-        let ToGuest::Data(h) = c.to_guest(&mut buf) else {
+        let ToGuest::Data(h) = c.next_for_guest(&mut buf) else {
             panic!("no data");
         };
         assert_eq!(&buf[..h.len as usize], b"and ");
         // Credit exhausted: 10 bytes sent, none passed on by the guest.
         assert_eq!(c.peer_credit(), 0);
         assert!(!c.has_data_for_guest());
-        assert_eq!(c.to_guest(&mut buf), ToGuest::Nothing);
+        assert_eq!(c.next_for_guest(&mut buf), ToGuest::Nothing);
         // A CREDIT_UPDATE from the guest opens the window again.
         let update = Header {
             buf_alloc: 10,
@@ -435,7 +441,7 @@ mod tests {
         };
         assert_eq!(send(&mut c, update, b""), Next::Stay);
         assert_eq!(c.peer_credit(), 10);
-        let ToGuest::Data(h) = c.to_guest(&mut buf) else {
+        let ToGuest::Data(h) = c.next_for_guest(&mut buf) else {
             panic!("no data");
         };
         assert_eq!(&buf[..h.len as usize], b"the rest o");
@@ -446,7 +452,7 @@ mod tests {
             ..from_guest(OP_CREDIT_UPDATE, LOCAL)
         };
         send(&mut c, update, b"");
-        let ToGuest::Data(h) = c.to_guest(&mut buf[..2]) else {
+        let ToGuest::Data(h) = c.next_for_guest(&mut buf[..2]) else {
             panic!("no data");
         };
         assert_eq!(&buf[..h.len as usize], b"f ");
@@ -486,7 +492,7 @@ mod tests {
         // Each RW packet to the guest carries our count too.
         host_write(&mut host, b"x");
         let mut buf = [0u8; 16];
-        let ToGuest::Data(h) = c.to_guest(&mut buf) else {
+        let ToGuest::Data(h) = c.next_for_guest(&mut buf) else {
             panic!("no data");
         };
         assert_eq!(h.fwd_cnt, 80 * 1024);
@@ -566,7 +572,10 @@ mod tests {
     fn a_guest_shutdown_closes_once_its_data_is_flushed() {
         let (mut c, _host) = established();
         // No flags: nothing said, nothing done.
-        assert_eq!(send(&mut c, from_guest(OP_SHUTDOWN, LOCAL), b""), Next::Stay);
+        assert_eq!(
+            send(&mut c, from_guest(OP_SHUTDOWN, LOCAL), b""),
+            Next::Stay
+        );
         let bye = Header {
             flags: SHUTDOWN_SEND,
             ..from_guest(OP_SHUTDOWN, LOCAL)
@@ -621,11 +630,11 @@ mod tests {
         host_write(&mut host, b"last words");
         host.shutdown(std::net::Shutdown::Write).unwrap();
         let mut buf = vec![0u8; 64];
-        let ToGuest::Data(h) = c.to_guest(&mut buf) else {
+        let ToGuest::Data(h) = c.next_for_guest(&mut buf) else {
             panic!("no data");
         };
         assert_eq!(&buf[..h.len as usize], b"last words");
-        let ToGuest::Eof(h) = c.to_guest(&mut buf) else {
+        let ToGuest::Eof(h) = c.next_for_guest(&mut buf) else {
             panic!("no shutdown");
         };
         assert_eq!(
@@ -633,7 +642,7 @@ mod tests {
             (OP_SHUTDOWN, SHUTDOWN_SEND | SHUTDOWN_RCV, 0)
         );
         assert!(!c.has_data_for_guest());
-        assert_eq!(c.to_guest(&mut buf), ToGuest::Nothing);
+        assert_eq!(c.next_for_guest(&mut buf), ToGuest::Nothing);
         // The guest can still send; the host still gets it.
         assert_eq!(send(&mut c, guest_rw(LOCAL, b"ack"), b"ack"), Next::Stay);
         assert_eq!(host_read(&mut host, 3), b"ack");
@@ -644,7 +653,7 @@ mod tests {
         let (mut c, mut host) = established();
         let mut buf = vec![0u8; 64];
         // Nothing there: the connection stops looking until told.
-        assert_eq!(c.to_guest(&mut buf), ToGuest::Nothing);
+        assert_eq!(c.next_for_guest(&mut buf), ToGuest::Nothing);
         assert!(!c.has_data_for_guest());
         host_write(&mut host, b"now");
         assert_eq!(
@@ -655,6 +664,6 @@ mod tests {
             Next::Stay
         );
         assert!(c.has_data_for_guest());
-        assert!(matches!(c.to_guest(&mut buf), ToGuest::Data(h) if h.len == 3));
+        assert!(matches!(c.next_for_guest(&mut buf), ToGuest::Data(h) if h.len == 3));
     }
 }

@@ -241,7 +241,10 @@ mod tests {
         dev.queue_notify(poll.registry(), TX);
         let sent = &dev.backend().sent;
         assert_eq!(sent.len(), 3);
-        assert_eq!(sent[0], (guest_rw(FIRST_HOST_PORT, b"hello"), b"hello".to_vec()));
+        assert_eq!(
+            sent[0],
+            (guest_rw(FIRST_HOST_PORT, b"hello"), b"hello".to_vec())
+        );
         assert_eq!(sent[1].0.op, OP_CREDIT_REQUEST);
         assert_eq!(&sent[2].1, b"one");
         assert_eq!(guest.tx.take_used(), [(0, 0), (2, 0), (3, 0)]);
@@ -289,7 +292,9 @@ mod tests {
             ..rst_from_host(GUEST_PORT)
         };
         backend.to_guest.push_back((data, b"first".to_vec()));
-        backend.to_guest.push_back((rst_from_host(GUEST_PORT), Vec::new()));
+        backend
+            .to_guest
+            .push_back((rst_from_host(GUEST_PORT), Vec::new()));
         backend.to_guest.push_back((data, vec![0xab; 4096]));
         let (mut dev, poll) = device(backend);
         guest.activate(&mut dev);
@@ -297,7 +302,9 @@ mod tests {
         // A header buffer, then a data buffer, as Linux posts them.
         guest.rx.add_writable(&[HDR_LEN as u32, 100]);
         // A buffer bigger than a packet: the payload stops at 64 KiB.
-        guest.rx.add_writable(&[HDR_LEN as u32 + MAX_PAYLOAD as u32 + 4096]);
+        guest
+            .rx
+            .add_writable(&[HDR_LEN as u32 + MAX_PAYLOAD as u32 + 4096]);
         dev.queue_notify(poll.registry(), RX);
         let got = guest.received();
         assert_eq!(got.len(), 3);
@@ -449,7 +456,8 @@ mod tests {
 
         fn pump(&mut self) {
             let dev = &mut self.dev;
-            self.host.pump(|reg, tok, ev| dev.handle_event(reg, tok, ev));
+            self.host
+                .pump(|reg, tok, ev| dev.handle_event(reg, tok, ev));
         }
 
         fn kick(&mut self, queue: usize) {

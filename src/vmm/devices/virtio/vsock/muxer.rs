@@ -272,7 +272,7 @@ impl Backend for Muxer {
             .conns
             .get_mut(&tok)
             .expect("port map and connections agree")
-            .from_guest(pkt);
+            .on_guest_packet(pkt);
         self.apply(registry, tok, next);
     }
 
@@ -286,7 +286,7 @@ impl Backend for Muxer {
         }
         let mut failed = None;
         for (&tok, conn) in self.conns.iter_mut() {
-            match conn.to_guest(buf) {
+            match conn.next_for_guest(buf) {
                 ToGuest::Data(h) | ToGuest::Eof(h) => return Some(h),
                 ToGuest::Nothing => {}
                 ToGuest::Failed => {
@@ -371,7 +371,9 @@ mod tests {
 
         /// The next packet for the guest.
         fn recv(&mut self) -> Option<(Header, Vec<u8>)> {
-            let h = self.mux.recv_pkt(self.host.poll.registry(), &mut self.buf)?;
+            let h = self
+                .mux
+                .recv_pkt(self.host.poll.registry(), &mut self.buf)?;
             Some((h, self.buf[..h.len as usize].to_vec()))
         }
 
@@ -464,7 +466,10 @@ mod tests {
         host_write(&mut s, b"ping");
         rig.pump();
         let (h, payload) = rig.recv().expect("no data");
-        assert_eq!((h.op, h.dst_port, &payload[..]), (OP_RW, GUEST_PORT, &b"ping"[..]));
+        assert_eq!(
+            (h.op, h.dst_port, &payload[..]),
+            (OP_RW, GUEST_PORT, &b"ping"[..])
+        );
         rig.send(guest_rw(FIRST_HOST_PORT, b"pong"), b"pong");
         assert_eq!(host_read(&mut s, 4), b"pong");
         // A second stream gets the next port.
@@ -495,7 +500,11 @@ mod tests {
     #[test]
     fn a_bad_connect_line_gets_an_error_and_is_closed() {
         let mut rig = Rig::new();
-        for line in [&b"HELLO 52\n"[..], b"CONNECT 52x\n", b"CONNECT 99999999999\n"] {
+        for line in [
+            &b"HELLO 52\n"[..],
+            b"CONNECT 52x\n",
+            b"CONNECT 99999999999\n",
+        ] {
             let (mut s, req) = rig.connect(line);
             assert_eq!(req, None, "{line:?}");
             assert_eq!(host_read_to_end(&mut s), CONNECT_ERR, "{line:?}");
@@ -585,10 +594,7 @@ mod tests {
         let (h, payload) = rig.recv().unwrap();
         assert_eq!((h.op, &payload[..]), (OP_RW, &b"bye"[..]));
         let (h, _) = rig.recv().unwrap();
-        assert_eq!(
-            (h.op, h.flags),
-            (OP_SHUTDOWN, SHUTDOWN_RCV | SHUTDOWN_SEND)
-        );
+        assert_eq!((h.op, h.flags), (OP_SHUTDOWN, SHUTDOWN_RCV | SHUTDOWN_SEND));
         assert_eq!(rig.recv(), None);
         let bye = Header {
             flags: SHUTDOWN_RCV | SHUTDOWN_SEND,

@@ -185,10 +185,7 @@ mod tests {
 
     #[test]
     fn short_and_malformed_packets_are_typed_errors() {
-        assert_eq!(
-            Packet::parse(&[]),
-            Err(PacketError::ShortHeader { len: 0 })
-        );
+        assert_eq!(Packet::parse(&[]), Err(PacketError::ShortHeader { len: 0 }));
         assert_eq!(
             Packet::parse(&rw(0).encode()[..HDR_LEN - 1]),
             Err(PacketError::ShortHeader { len: HDR_LEN - 1 })

@@ -123,7 +123,10 @@ impl Backend for TestBackend {
     fn recv_pkt(&mut self, _registry: &Registry, buf: &mut [u8]) -> Option<Header> {
         self.rooms.push(buf.len());
         let (mut hdr, payload) = self.to_guest.pop_front()?;
-        assert!(payload.len() <= buf.len(), "test packet larger than the room");
+        assert!(
+            payload.len() <= buf.len(),
+            "test packet larger than the room"
+        );
         buf[..payload.len()].copy_from_slice(&payload);
         hdr.len = payload.len() as u32;
         Some(hdr)
@@ -221,7 +224,10 @@ impl<'a> GuestQueue<'a> {
                 .write_slice(part, GuestAddress(self.buffers + u64::from(idx) * SLOT))
                 .unwrap();
         }
-        let descs: Vec<_> = parts.iter().map(|p| (None, p.len() as u32, false)).collect();
+        let descs: Vec<_> = parts
+            .iter()
+            .map(|p| (None, p.len() as u32, false))
+            .collect();
         self.add_chain(&descs)
     }
 
@@ -316,7 +322,10 @@ impl<'a> GuestDriver<'a> {
             .take_used()
             .into_iter()
             .map(|(head, len)| {
-                assert!(len as usize >= HDR_LEN, "an RX buffer used without a packet");
+                assert!(
+                    len as usize >= HDR_LEN,
+                    "an RX buffer used without a packet"
+                );
                 let bytes = self.rx.written(head, len);
                 let hdr = Header::decode(bytes[..HDR_LEN].try_into().unwrap());
                 assert_eq!(hdr.len as usize, bytes.len() - HDR_LEN, "{hdr:?}");
@@ -336,10 +345,8 @@ pub struct TempDir(pub PathBuf);
 
 impl TempDir {
     pub fn new() -> TempDir {
-        let p = std::env::temp_dir().join(format!(
-            "pyro-vsock-{}",
-            crate::engine::paths::random_id(6)
-        ));
+        let p =
+            std::env::temp_dir().join(format!("pyro-vsock-{}", crate::engine::paths::random_id(6)));
         std::fs::create_dir(&p).unwrap();
         TempDir(p)
     }
