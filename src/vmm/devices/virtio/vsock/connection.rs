@@ -46,6 +46,9 @@ pub enum Next {
     Reply(Header),
     /// The stream is over: forget it, and reset the guest's end if `rst`.
     Close { rst: bool },
+    /// Send this control packet, then close with an RST: the last of a
+    /// finished guest's data went out and earned a CREDIT_UPDATE.
+    ReplyAndClose(Header),
 }
 
 /// What the host side has for the guest.
@@ -221,7 +224,10 @@ impl Connection {
             next = self.credit_update_if_due();
         }
         if self.guest_done && self.to_host.is_empty() {
-            return Next::Close { rst: true };
+            return match next {
+                Next::Reply(h) => Next::ReplyAndClose(h),
+                _ => Next::Close { rst: true },
+            };
         }
         next
     }
@@ -501,32 +507,45 @@ mod tests {
     #[test]
     fn a_slow_host_gets_its_data_when_writable_and_the_guest_its_credit_back() {
         let (mut c, mut host) = established();
-        // Fill the host socket until the connection has to keep data.
-        let chunk = vec![1u8; 32 * 1024];
+        // Fill the host socket, then keep 64 KiB more: the guest may, its
+        // credit allows four times that.
+        let chunk = vec![1u8; 16 * 1024];
         let mut sent = 0;
-        while c.to_host.is_empty() {
-            send(&mut c, guest_rw(LOCAL, &chunk), &chunk);
+        while c.to_host.len() < 64 * 1024 {
+            assert!(matches!(
+                send(&mut c, guest_rw(LOCAL, &chunk), &chunk),
+                Next::Stay | Next::Reply(_)
+            ));
             sent += chunk.len();
         }
         let kept = c.to_host.len();
         assert_eq!(c.fwd_cnt as usize, sent - kept);
-        // The host reads everything; the writable event flushes the rest,
-        // and what was passed on is reported.
-        let got = std::thread::spawn(move || host_read(&mut host, sent));
-        let mut next = Next::Stay;
-        while !c.to_host.is_empty() {
-            std::thread::sleep(Duration::from_millis(5));
-            next = c.host_event(Readiness {
-                writable: true,
-                ..Default::default()
-            });
-        }
-        assert_eq!(got.join().unwrap().len(), sent);
+        // The guest asks where we are, and hears it.
+        let Next::Reply(h) = send(&mut c, from_guest(OP_CREDIT_REQUEST, LOCAL), b"") else {
+            panic!("no credit update");
+        };
+        assert_eq!(h.fwd_cnt as usize, sent - kept);
+        // The host drains its socket; the writable event sends what we
+        // kept (it fits the emptied socket) and the guest gets its credit
+        // back.
+        assert_eq!(host_read(&mut host, sent - kept).len(), sent - kept);
+        let next = c.host_event(Readiness {
+            writable: true,
+            ..Default::default()
+        });
+        assert!(c.to_host.is_empty());
         assert_eq!(c.fwd_cnt as usize, sent);
         let Next::Reply(h) = next else {
             panic!("no credit update after the flush: {next:?}");
         };
         assert_eq!((h.op, h.fwd_cnt as usize), (OP_CREDIT_UPDATE, sent));
+        assert_eq!(host_read(&mut host, kept).len(), kept);
+        // Nothing more to flush, nothing more to say.
+        let idle = Readiness {
+            writable: true,
+            ..Default::default()
+        };
+        assert_eq!(c.host_event(idle), Next::Stay);
     }
 
     #[test]
@@ -595,19 +614,22 @@ mod tests {
         };
         // Data still waits for the host: the stream stays until it is out.
         assert_eq!(send(&mut c, bye, b""), Next::Stay);
-        let got = std::thread::spawn(move || host_read(&mut host, sent));
-        let next = loop {
-            std::thread::sleep(Duration::from_millis(5));
-            match c.host_event(Readiness {
-                writable: true,
-                ..Default::default()
-            }) {
-                Next::Stay | Next::Reply(_) => continue,
-                close => break close,
-            }
+        // The guest last heard of our progress a quarter buffer ago, so
+        // the flush that ends the stream earns a CREDIT_UPDATE first.
+        c.last_fwd_cnt_sent = c.fwd_cnt.wrapping_sub(CONN_BUF_ALLOC / 4);
+        // The host drains its socket; what we kept (under 32 KiB) then
+        // goes in one write.
+        let kept = c.to_host.len();
+        assert_eq!(host_read(&mut host, sent - kept).len(), sent - kept);
+        let next = c.host_event(Readiness {
+            writable: true,
+            ..Default::default()
+        });
+        let Next::ReplyAndClose(h) = next else {
+            panic!("{next:?}");
         };
-        assert_eq!(next, Next::Close { rst: true });
-        assert_eq!(got.join().unwrap().len(), sent);
+        assert_eq!((h.op, h.fwd_cnt as usize), (OP_CREDIT_UPDATE, sent));
+        assert_eq!(host_read(&mut host, kept).len(), kept);
     }
 
     #[test]

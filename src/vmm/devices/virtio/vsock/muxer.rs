@@ -214,6 +214,10 @@ impl Muxer {
             Next::Stay => {}
             Next::Reply(h) => self.control.push_back(h),
             Next::Close { rst } => self.close(registry, tok, rst),
+            Next::ReplyAndClose(h) => {
+                self.control.push_back(h);
+                self.close(registry, tok, true);
+            }
         }
     }
 
