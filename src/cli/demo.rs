@@ -1,38 +1,53 @@
 //! `pyro demo`: the one-shot lifecycle, narrated with timings.
 
-use super::{fail, print_json, usage_error};
+use super::flags::{self, json_flag, Command, Opt};
+use super::{fail, print_json};
 use crate::engine::run::{self, RunRequest};
-use lexopt::prelude::*;
 use std::time::Instant;
 
-pub const USAGE: &str = "\
-Usage: pyro demo [--environment NAME] [--json]
+pub struct DemoArgs {
+    environment: String,
+    json: bool,
+}
 
-Creates a microVM, boots it, runs `git --version` in it, and deletes it,
-printing each step with how long it took. Proves the whole path works.
-";
-
-pub fn main(mut parser: lexopt::Parser) -> i32 {
-    let mut json = false;
-    let mut environment = "debian:12".to_string();
-    loop {
-        match parser.next() {
-            Ok(Some(Long("json"))) => json = true,
-            Ok(Some(Long("environment"))) => match parser.value() {
-                Ok(v) => environment = v.to_string_lossy().into_owned(),
-                Err(e) => return usage_error(&e.to_string(), USAGE),
-            },
-            Ok(Some(Long("help"))) | Ok(Some(Short('h'))) => {
-                print!("{USAGE}");
-                return 0;
-            }
-            Ok(None) => break,
-            Ok(Some(other)) => {
-                return usage_error(&format!("unexpected {}", super::describe(&other)), USAGE)
-            }
-            Err(e) => return usage_error(&e.to_string(), USAGE),
+impl Default for DemoArgs {
+    fn default() -> Self {
+        DemoArgs {
+            environment: "debian:12".to_string(),
+            json: false,
         }
     }
+}
+
+json_flag!(DemoArgs);
+
+pub static DEMO: Command<DemoArgs> = Command {
+    path: "demo",
+    about: "narrated create/start/exec/delete lifecycle",
+    doc: "Creates a microVM, boots it, runs `git --version` in it, and deletes it,\n\
+          printing each step with how long it took. Proves the whole path works.",
+    args: &[],
+    opts: &[
+        Opt::value(
+            "environment",
+            "NAME",
+            "the environment to boot",
+            |a: &mut DemoArgs, v| {
+                a.environment = flags::text(v)?;
+                Ok(())
+            },
+        )
+        .default(|a| a.environment.clone()),
+        flags::json("print the steps and the result as one JSON object"),
+    ],
+    check: None,
+    examples: &["pyro demo", "pyro demo --environment debian:12-base --json"],
+    run: main,
+};
+
+fn main(a: DemoArgs) -> i32 {
+    let json = a.json;
+    let environment = a.environment;
     super::signals::install();
     let start = Instant::now();
     let mut steps = Vec::new();

@@ -1,33 +1,31 @@
 //! `pyro doctor`
 
-use super::{print_json, usage_error};
-use lexopt::prelude::*;
+use super::flags::{self, json_flag, Command};
+use super::print_json;
 
-pub const USAGE: &str = "\
-Usage: pyro doctor [--json]
+#[derive(Default)]
+pub struct DoctorArgs {
+    json: bool,
+}
 
-Checks that this host can boot pyro guests: /dev/kvm present and usable,
-which kind of KVM it is (hardware, PVM, none) and what that means, TUN and
-IP forwarding for guest networking, a writable state directory, and
-installed environments. Exits 0 only when `pyro run` can work here.
-";
+json_flag!(DoctorArgs);
 
-pub fn main(mut parser: lexopt::Parser) -> i32 {
-    let mut json = false;
-    loop {
-        match parser.next() {
-            Ok(Some(Long("json"))) => json = true,
-            Ok(Some(Long("help"))) | Ok(Some(Short('h'))) => {
-                print!("{USAGE}");
-                return 0;
-            }
-            Ok(None) => break,
-            Ok(Some(other)) => {
-                return usage_error(&format!("unexpected {}", super::describe(&other)), USAGE)
-            }
-            Err(e) => return usage_error(&e.to_string(), USAGE),
-        }
-    }
+pub static DOCTOR: Command<DoctorArgs> = Command {
+    path: "doctor",
+    about: "check that this host can run guests",
+    doc: "Checks that this host can boot pyro guests: /dev/kvm present and usable,\n\
+          which kind of KVM it is (hardware, PVM, none) and what that means, TUN and\n\
+          IP forwarding for guest networking, a writable state directory, and\n\
+          installed environments. Exits 0 only when `pyro run` can work here.",
+    args: &[],
+    opts: &[flags::json("print the report as JSON")],
+    check: None,
+    examples: &["pyro doctor", "pyro doctor --json"],
+    run: main,
+};
+
+fn main(a: DoctorArgs) -> i32 {
+    let json = a.json;
     let report = crate::engine::doctor::report();
     let ready = report["ready"] == true;
     if json {

@@ -1,77 +1,135 @@
-//! `pyro env list|inspect|pull|prune|import`
+//! `pyro env list|inspect|pull|prune|import`: the guest environments.
 
-use super::{fail, print_json, usage_error};
+use super::flags::{self, json_flag, Arg, Command, Entry, Group, Opt};
+use super::{fail, print_json};
 use crate::engine::environments;
-use lexopt::prelude::*;
 use std::path::PathBuf;
 
-pub const USAGE: &str = "\
-Usage: pyro env <list|inspect NAME|pull NAME|prune> [--json]
+pub static ENV: Group = Group {
+    path: "env",
+    about: "manage guest environments",
+    doc: "Environments: debian:12-base, debian:12, debian:12-build.",
+    entries: &[
+        Entry::command("list", &LIST),
+        Entry::command("inspect", &INSPECT),
+        Entry::command("pull", &PULL),
+        Entry::command("prune", &PRUNE),
+        Entry::command("import", &IMPORT),
+    ],
+    examples: &["pyro env list", "pyro env inspect debian:12"],
+    version: None,
+};
 
-  list            the catalog, and which environments are installed
-  inspect NAME    one environment's details and install manifest
-  pull NAME       install NAME into the local store
-  prune           remove partial or unknown entries from the store
-  import NAME --image-dir DIR --kernel FILE
-                  install a locally built image (what `make envs` runs)
+#[derive(Default)]
+pub struct EnvArgs {
+    name: String,
+    image_dir: PathBuf,
+    kernel: PathBuf,
+    json: bool,
+}
 
-Environments: debian:12-base, debian:12, debian:12-build.
-";
+json_flag!(EnvArgs);
 
-pub fn main(mut parser: lexopt::Parser) -> i32 {
-    let mut positional = Vec::new();
-    let mut json = false;
-    let mut image_dir: Option<PathBuf> = None;
-    let mut kernel: Option<PathBuf> = None;
-    loop {
-        match parser.next() {
-            Ok(Some(Long("json"))) => json = true,
-            Ok(Some(Long("image-dir"))) => match parser.value() {
-                Ok(v) => image_dir = Some(v.into()),
-                Err(e) => return usage_error(&e.to_string(), USAGE),
+const NAME: Arg<EnvArgs> = Arg::required(
+    "NAME",
+    "environment NAME",
+    "an environment of the catalog, e.g. debian:12",
+    |a: &mut EnvArgs, v| {
+        a.name = flags::text(v)?;
+        Ok(())
+    },
+);
+
+const JSON: Opt<EnvArgs> = flags::json("print JSON");
+
+static LIST: Command<EnvArgs> = Command {
+    path: "env list",
+    about: "the catalog, and which environments are installed",
+    doc: "",
+    args: &[],
+    opts: &[JSON],
+    check: None,
+    examples: &[],
+    run: |a| finish("list", a.json, Ok(environments::list())),
+};
+
+static INSPECT: Command<EnvArgs> = Command {
+    path: "env inspect",
+    about: "one environment's details and install manifest",
+    doc: "",
+    args: &[NAME],
+    opts: &[JSON],
+    check: None,
+    examples: &["pyro env inspect debian:12-build"],
+    run: |a| finish("inspect", a.json, environments::inspect(&a.name)),
+};
+
+static PULL: Command<EnvArgs> = Command {
+    path: "env pull",
+    about: "install NAME into the local store",
+    doc: "",
+    args: &[NAME],
+    opts: &[JSON],
+    check: None,
+    examples: &[],
+    run: |a| finish("pull", a.json, pull(&a.name)),
+};
+
+static PRUNE: Command<EnvArgs> = Command {
+    path: "env prune",
+    about: "remove partial or unknown entries from the store",
+    doc: "",
+    args: &[],
+    opts: &[JSON],
+    check: None,
+    examples: &[],
+    run: |a| finish("prune", a.json, environments::prune()),
+};
+
+static IMPORT: Command<EnvArgs> = Command {
+    path: "env import",
+    about: "install a locally built image (what `make envs` runs)",
+    doc: "",
+    args: &[NAME],
+    opts: &[
+        Opt::value(
+            "image-dir",
+            "DIR",
+            "directory of the built image",
+            |a: &mut EnvArgs, v| {
+                a.image_dir = v.into();
+                Ok(())
             },
-            Ok(Some(Long("kernel"))) => match parser.value() {
-                Ok(v) => kernel = Some(v.into()),
-                Err(e) => return usage_error(&e.to_string(), USAGE),
+        )
+        .required(),
+        Opt::value(
+            "kernel",
+            "FILE",
+            "the guest kernel to install with it",
+            |a: &mut EnvArgs, v| {
+                a.kernel = v.into();
+                Ok(())
             },
-            Ok(Some(Long("help"))) | Ok(Some(Short('h'))) => {
-                print!("{USAGE}");
-                return 0;
-            }
-            Ok(Some(Value(v))) => positional.push(v.to_string_lossy().into_owned()),
-            Ok(None) => break,
-            Ok(Some(other)) => {
-                return usage_error(&format!("unexpected {}", super::describe(&other)), USAGE)
-            }
-            Err(e) => return usage_error(&e.to_string(), USAGE),
-        }
-    }
-    let sub = positional.first().map(String::as_str);
-    let name = positional.get(1).map(String::as_str);
-    let result = match (sub, name) {
-        (Some("list"), None) => Ok(environments::list()),
-        (Some("inspect"), Some(n)) => environments::inspect(n),
-        (Some("pull"), Some(n)) => pull(n),
-        (Some("prune"), None) => environments::prune(),
-        (Some("import"), Some(n)) => match (&image_dir, &kernel) {
-            (Some(d), Some(k)) => environments::import(n, d, k),
-            _ => return usage_error("import needs --image-dir DIR and --kernel FILE", USAGE),
-        },
-        (Some("inspect" | "pull" | "import"), None) => {
-            return usage_error("missing environment NAME", USAGE)
-        }
-        (Some(s), _) => {
-            return usage_error(&format!("unknown or malformed env command {s:?}"), USAGE)
-        }
-        (None, _) => return usage_error("missing env command", USAGE),
-    };
+        )
+        .required(),
+        JSON,
+    ],
+    check: None,
+    examples: &[],
+    run: |a| {
+        let r = environments::import(&a.name, &a.image_dir, &a.kernel);
+        finish("import", a.json, r)
+    },
+};
+
+fn finish(sub: &str, json: bool, result: crate::engine::Result<serde_json::Value>) -> i32 {
     match result {
         Ok(v) if json => {
             print_json(&v);
             0
         }
         Ok(v) => {
-            print_human(sub.unwrap(), &v);
+            print_human(sub, &v);
             0
         }
         Err(e) => fail(&e, json),

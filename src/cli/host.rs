@@ -1,175 +1,181 @@
 //! `pyro host connect|print-config|doctor|repair`: set up chat hosts.
 
-use super::{print_json, usage_error};
+use super::flags::{self, json_flag, Arg, Command, Entry, Group, Opt};
+use super::print_json;
 use crate::hostcfg::{self, Host, Registration, HOST_NAMES};
 use crate::mcp::tools::{Profile, PROFILE_NAMES};
-use lexopt::prelude::*;
+use std::ffi::OsString;
 
-pub const USAGE: &str = "\
-Usage: pyro host connect claude-code|codex [--profile P] [--project-path DIR] [--json]
-       pyro host print-config opencode [--profile P] [--project-path DIR]
-       pyro host doctor [--json]
-       pyro host repair claude-code|codex|opencode [--json]
+pub static HOST: Group = Group {
+    path: "host",
+    about: "register pyro with Claude Code, Codex, OpenCode",
+    doc: "Registers this pyro binary's MCP server (`pyro mcp serve`) with a chat host.\n\
+          \n\
+          Running the same command twice changes nothing the second time. Entries of\n\
+          other servers are never touched, and a config file is backed up\n\
+          (FILE.pyro-backup-TIME) before pyro changes it.",
+    entries: &[
+        Entry::command("connect", &CONNECT),
+        Entry::command("print-config", &PRINT_CONFIG),
+        Entry::command("doctor", &DOCTOR),
+        Entry::command("repair", &REPAIR),
+    ],
+    examples: &[
+        "pyro host connect claude-code",
+        "pyro host connect codex --profile workspace-full",
+        "pyro host print-config opencode > opencode-pyro.json",
+        "pyro host doctor",
+    ],
+    version: None,
+};
 
-Registers this pyro binary's MCP server (`pyro mcp serve`) with a chat host.
-
-  connect        uses the host's own CLI (`claude mcp add --scope user`,
-                 `codex mcp add`) when it is on PATH, else edits the host's
-                 config file (~/.claude.json, ~/.codex/config.toml) directly
-  print-config   prints an opencode.json snippet to merge into your config
-  doctor         for each host: CLI found, pyro registered, command still valid
-  repair         re-points a stale or broken entry at this binary, keeping
-                 its flags
-
-Running the same command twice changes nothing the second time. Entries of
-other servers are never touched, and a config file is backed up
-(FILE.pyro-backup-TIME) before pyro changes it.
-
-Options:
-  --profile P        add `--profile P` to the server command (vm-run,
-                     workspace-core, workspace-full; default: workspace-core)
-  --project-path DIR add `--project-path DIR` (for hosts that do not start
-                     servers in the project directory)
-  --json             print JSON
-  -h, --help         show this help
-";
-
-struct Opts {
-    positional: Vec<String>,
+#[derive(Default)]
+pub struct HostArgs {
+    /// Set by the required HOST argument.
+    host: Option<Host>,
+    /// Flags added to the registered server command, in the order given.
     extra: Vec<String>,
     json: bool,
 }
 
-fn parse(mut parser: lexopt::Parser) -> Result<Option<Opts>, String> {
-    let mut o = Opts {
-        positional: Vec::new(),
-        extra: Vec::new(),
-        json: false,
-    };
-    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
-        match arg {
-            Long("json") => o.json = true,
-            Long("profile") => {
-                let p = parser
-                    .value()
-                    .map_err(|e| e.to_string())?
-                    .string()
-                    .map_err(|_| "bad --profile".to_string())?;
-                if Profile::parse(&p).is_none() {
-                    return Err(format!(
-                        "unknown profile {p:?}; choose one of: {}",
-                        PROFILE_NAMES.join(", ")
-                    ));
-                }
-                o.extra.extend(["--profile".to_string(), p]);
-            }
-            Long("project-path") => {
-                let p = parser
-                    .value()
-                    .map_err(|e| e.to_string())?
-                    .string()
-                    .map_err(|_| "bad --project-path".to_string())?;
-                if !std::path::Path::new(&p).is_absolute() {
-                    return Err(format!("--project-path must be absolute, got {p:?}"));
-                }
-                o.extra.extend(["--project-path".to_string(), p]);
-            }
-            Long("help") | Short('h') => return Ok(None),
-            Value(v) => o.positional.push(
-                v.string()
-                    .map_err(|_| "arguments must be UTF-8".to_string())?,
-            ),
-            other => return Err(format!("unexpected {}", super::describe(&other))),
+json_flag!(HostArgs);
+
+/// HOST, one of `among`.
+fn host(a: &mut HostArgs, v: OsString, among: &[Host]) -> Result<(), String> {
+    let name = flags::text(v)?;
+    let names: Vec<&str> = among.iter().map(|h| h.name()).collect();
+    match Host::parse(&name) {
+        Some(h) if among.contains(&h) => {
+            a.host = Some(h);
+            Ok(())
         }
+        Some(h) => Err(format!(
+            "{} is not supported by this command; it supports: {}",
+            h.name(),
+            names.join(", ")
+        )),
+        None => Err(format!(
+            "{name:?} is not a known host; known hosts: {}",
+            HOST_NAMES.join(", ")
+        )),
     }
-    Ok(Some(o))
 }
 
-pub fn main(parser: lexopt::Parser) -> i32 {
-    let o = match parse(parser) {
-        Ok(Some(o)) => o,
-        Ok(None) => {
-            print!("{USAGE}");
-            return 0;
+const PROFILE: Opt<HostArgs> = Opt::value(
+    "profile",
+    "P",
+    "add `--profile P` to the server command (vm-run,\n\
+     workspace-core, workspace-full; default: workspace-core)",
+    |a, v| {
+        let p = flags::text(v)?;
+        if Profile::parse(&p).is_none() {
+            return Err(format!(
+                "must be one of {}, got {p:?}",
+                PROFILE_NAMES.join(", ")
+            ));
         }
-        Err(e) => return usage_error(&e, USAGE),
-    };
-    let (verb, rest) = match o.positional.split_first() {
-        Some((v, r)) => (v.as_str(), r),
-        None => {
-            return usage_error(
-                "missing subcommand (connect, print-config, doctor, repair)",
-                USAGE,
-            )
+        a.extra.extend(["--profile".to_string(), p]);
+        Ok(())
+    },
+);
+
+const PROJECT_PATH: Opt<HostArgs> = Opt::value(
+    "project-path",
+    "DIR",
+    "add `--project-path DIR` (for hosts that do not start\n\
+     servers in the project directory)",
+    |a, v| {
+        let p = flags::text(v)?;
+        if !std::path::Path::new(&p).is_absolute() {
+            return Err(format!("must be absolute, got {p:?}"));
         }
-    };
-    let host = |wanted: &[Host]| -> Result<Host, i32> {
-        let names: Vec<&str> = wanted.iter().map(|h| h.name()).collect();
-        match rest {
-            [name] => match Host::parse(name) {
-                Some(h) if wanted.contains(&h) => Ok(h),
-                Some(h) => Err(usage_error(
-                    &format!(
-                        "`pyro host {verb}` does not support {}; it supports: {}",
-                        h.name(),
-                        names.join(", ")
-                    ),
-                    USAGE,
-                )),
-                None => Err(usage_error(
-                    &format!(
-                        "unknown host {name:?}; known hosts: {}",
-                        HOST_NAMES.join(", ")
-                    ),
-                    USAGE,
-                )),
-            },
-            [] => Err(usage_error(
-                &format!("missing HOST ({})", names.join(", ")),
-                USAGE,
-            )),
-            _ => Err(usage_error("expected exactly one HOST", USAGE)),
+        a.extra.extend(["--project-path".to_string(), p]);
+        Ok(())
+    },
+);
+
+const JSON: Opt<HostArgs> = flags::json("print JSON");
+
+static CONNECT: Command<HostArgs> = Command {
+    path: "host connect",
+    about: "register pyro with a host",
+    doc: "Registers pyro with HOST through the host's own CLI (`claude mcp add --scope\n\
+          user`, `codex mcp add`) when it is on PATH, else by editing the host's config\n\
+          file (~/.claude.json, ~/.codex/config.toml) directly.",
+    args: &[Arg::required(
+        "HOST",
+        "HOST (claude-code, codex)",
+        "claude-code or codex",
+        |a, v| host(a, v, &[Host::ClaudeCode, Host::Codex]),
+    )],
+    opts: &[PROFILE, PROJECT_PATH, JSON],
+    check: None,
+    examples: &[
+        "pyro host connect claude-code",
+        "pyro host connect codex --project-path /home/me/src/app",
+    ],
+    run: |a| {
+        report(
+            hostcfg::connect(a.host.expect("HOST is required"), &a.extra),
+            a.json,
+        )
+    },
+};
+
+static PRINT_CONFIG: Command<HostArgs> = Command {
+    path: "host print-config",
+    about: "print an opencode.json snippet to merge into your config",
+    doc: "Prints the opencode.json snippet that registers pyro; merge it into your\n\
+          OpenCode config. The output is JSON with or without --json.",
+    args: &[Arg::required(
+        "HOST",
+        "HOST (opencode)",
+        "opencode",
+        |a, v| host(a, v, &[Host::OpenCode]),
+    )],
+    opts: &[PROFILE, PROJECT_PATH, JSON],
+    check: None,
+    examples: &["pyro host print-config opencode --profile workspace-full"],
+    run: |a| match Registration::this_binary(&a.extra) {
+        Ok(reg) => {
+            print_json(&hostcfg::opencode_config(&reg));
+            0
         }
-    };
-    match verb {
-        "connect" => match host(&[Host::ClaudeCode, Host::Codex]) {
-            Ok(h) => report(hostcfg::connect(h, &o.extra), o.json),
-            Err(code) => code,
-        },
-        "repair" => {
-            if !o.extra.is_empty() {
-                return usage_error(
-                    "repair keeps the entry's own flags; use connect to change them",
-                    USAGE,
-                );
-            }
-            match host(&Host::all()) {
-                Ok(h) => report(hostcfg::repair(h), o.json),
-                Err(code) => code,
-            }
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
         }
-        "print-config" => match host(&[Host::OpenCode]) {
-            Ok(_) => match Registration::this_binary(&o.extra) {
-                Ok(reg) => {
-                    print_json(&hostcfg::opencode_config(&reg));
-                    0
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    1
-                }
-            },
-            Err(code) => code,
-        },
-        "doctor" => {
-            if !rest.is_empty() || !o.extra.is_empty() {
-                return usage_error("doctor takes no arguments besides --json", USAGE);
-            }
-            doctor(o.json)
-        }
-        other => usage_error(&format!("unknown subcommand {other:?}"), USAGE),
-    }
-}
+    },
+};
+
+static DOCTOR: Command<HostArgs> = Command {
+    path: "host doctor",
+    about: "for each host: CLI found, pyro registered, command still valid",
+    doc: "For each host: whether its CLI is on PATH, whether pyro is registered, and\n\
+          whether the registered command still works. Exits 1 when one is broken.",
+    args: &[],
+    opts: &[JSON],
+    check: None,
+    examples: &[],
+    run: |a| doctor(a.json),
+};
+
+static REPAIR: Command<HostArgs> = Command {
+    path: "host repair",
+    about: "re-point a stale or broken entry at this binary",
+    doc: "Re-points HOST's stale or broken pyro entry at this binary, keeping the\n\
+          entry's own flags (use `pyro host connect` to change them).",
+    args: &[Arg::required(
+        "HOST",
+        "HOST (claude-code, codex, opencode)",
+        "claude-code, codex or opencode",
+        |a, v| host(a, v, &Host::all()),
+    )],
+    opts: &[JSON],
+    check: None,
+    examples: &["pyro host repair claude-code"],
+    run: |a| report(hostcfg::repair(a.host.expect("HOST is required")), a.json),
+};
 
 fn report(r: Result<hostcfg::Change, hostcfg::HostError>, json: bool) -> i32 {
     match r {

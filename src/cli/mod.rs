@@ -1,105 +1,103 @@
-//! Command-line front end: parse, call the engine, print. Human output by
-//! default, the engine's JSON with `--json`.
+//! Command-line front end: parse, call the engine, print. Every command is
+//! a `flags::Command` table (its arguments and options, each defined once)
+//! that both parses its command line into typed args and writes its
+//! `--help`; [`TOP`] lists them. Human output by default, the engine's JSON
+//! with `--json`. Exit codes: 0 done, 1 the work failed, 2 the command line
+//! was wrong (`run` and `workspace exec` exit with the command's own code).
 
 mod demo;
 mod doctor;
 mod env;
+mod flags;
 mod host;
 mod mcp;
 mod run;
 pub mod signals;
+mod vmm;
 mod workspace;
 
 use crate::engine::EngineError;
-use lexopt::prelude::*;
+use flags::{Arg, Command, Entry, Group, Node, Takes};
 
-pub const USAGE: &str = "\
-pyro: disposable microVM sandboxes for coding agents
+/// `pyro` itself: every command, and the help that lists them.
+static TOP: Group = Group {
+    path: "",
+    about: "disposable microVM sandboxes for coding agents",
+    doc: "Start with `pyro doctor`, then `pyro run debian:12 -- git --version`.",
+    entries: &[
+        Entry::command("run", &run::RUN),
+        Entry::group("env", &env::ENV),
+        Entry::group("workspace", &workspace::WORKSPACE),
+        Entry::command("doctor", &doctor::DOCTOR),
+        Entry::command("demo", &demo::DEMO),
+        Entry::group("mcp", &mcp::MCP),
+        Entry::group("host", &host::HOST),
+        Entry::command("help", &HELP),
+        // The VMM role `pyro` starts for each VM; not for people.
+        Entry {
+            name: "vmm",
+            node: Node::Raw(vmm::main),
+            hidden: true,
+        },
+    ],
+    examples: &[
+        "pyro doctor",
+        "pyro run debian:12 -- git --version",
+        "id=$(pyro workspace create debian:12 --seed-path . --id-only)",
+        "pyro host connect claude-code",
+    ],
+    version: Some(concat!("pyro ", env!("CARGO_PKG_VERSION"))),
+};
 
-Usage: pyro <command> [options]
+#[derive(Default)]
+struct HelpArgs {
+    topic: Vec<String>,
+}
 
-Commands:
-  run ENV [options] -- CMD...   boot ENV, run CMD in it, tear it down
-  env list|inspect|pull|prune   manage guest environments
-  workspace create|exec|...     persistent workspaces (`pyro help workspace`)
-  doctor                        check that this host can run guests
-  demo                          narrated create/start/exec/delete lifecycle
-  mcp serve [--profile P]       serve MCP tools on stdio for chat hosts
-  host connect|print-config|doctor|repair
-                                register pyro with Claude Code, Codex, OpenCode
-  help [command]                show help for a command
-
-Options:
-  --version                     print the version
-  -h, --help                    show this help
-
-Start with `pyro doctor`, then `pyro run debian:12 -- git --version`.
-";
+static HELP: Command<HelpArgs> = Command {
+    path: "help",
+    about: "show the help of a command",
+    doc: "Shows the help of COMMAND (`pyro help workspace exec`), the same as\n\
+          `pyro COMMAND --help`; without one, the list of commands.",
+    args: &[Arg::optional(
+        "COMMAND",
+        "a command, with its subcommand words",
+        |a: &mut HelpArgs, v| {
+            a.topic.push(flags::text(v)?);
+            Ok(())
+        },
+    )
+    .rest(Takes::Rest)],
+    opts: &[],
+    check: None,
+    examples: &["pyro help workspace", "pyro help workspace file read"],
+    run: |a| {
+        print!("{}", TOP.help_for(&a.topic));
+        0
+    },
+};
 
 pub fn main() -> i32 {
-    let mut parser = lexopt::Parser::from_env();
-    let cmd = match parser.next() {
-        Ok(Some(Value(v))) => v.string().unwrap_or_default(),
-        Ok(Some(Long("version"))) | Ok(Some(Short('V'))) => {
-            println!("pyro {}", env!("CARGO_PKG_VERSION"));
-            return 0;
-        }
-        Ok(Some(Long("help"))) | Ok(Some(Short('h'))) | Ok(None) => {
-            print!("{USAGE}");
-            return 0;
-        }
-        Ok(Some(other)) => return usage_error(&format!("unexpected {}", describe(&other)), USAGE),
-        Err(e) => return usage_error(&e.to_string(), USAGE),
-    };
-    match cmd.as_str() {
-        "run" => run::main(parser),
-        "env" => env::main(parser),
-        "doctor" => doctor::main(parser),
-        "demo" => demo::main(parser),
-        "mcp" => mcp::main(parser),
-        "host" => host::main(parser),
-        "workspace" => workspace::main(parser),
-        "vmm" => crate::vmm_main(parser),
-        "help" => {
-            let topic = parser.next().ok().flatten().and_then(|a| match a {
-                Value(v) => v.string().ok(),
-                _ => None,
-            });
-            match topic.as_deref() {
-                Some("run") => print!("{}", run::USAGE),
-                Some("env") => print!("{}", env::USAGE),
-                Some("doctor") => print!("{}", doctor::USAGE),
-                Some("demo") => print!("{}", demo::USAGE),
-                Some("mcp") => print!("{}", mcp::USAGE),
-                Some("host") => print!("{}", host::USAGE),
-                Some("workspace") => print!("{}", workspace::USAGE),
-                _ => print!("{USAGE}"),
-            }
-            0
-        }
-        other => usage_error(&format!("unknown command {other:?}"), USAGE),
-    }
+    TOP.main(lexopt::Parser::from_env())
 }
 
-pub fn describe(arg: &lexopt::Arg) -> String {
-    match arg {
-        Long(l) => format!("option --{l}"),
-        Short(s) => format!("option -{s}"),
-        Value(v) => format!("argument {:?}", v.to_string_lossy()),
-    }
-}
+/// Exit code of a command that could not do its work, whatever the reason
+/// (a command line pyro cannot understand exits [`flags::EXIT_USAGE`]).
+pub const EXIT_FAILURE: i32 = 1;
 
-/// Prints a usage error (and where to get help) and returns exit code 2.
+/// Prints a usage error (and where to get help) and returns exit code 2,
+/// for `pyro vmm`, which parses its own arguments.
 pub fn usage_error(msg: &str, usage: &str) -> i32 {
     let first = usage
         .lines()
         .find(|l| l.starts_with("Usage:"))
         .unwrap_or("");
     eprintln!("error: {msg}\n{first}\nRun with --help for details.");
-    2
+    flags::EXIT_USAGE
 }
 
-/// Prints an engine error as the CLI does everywhere.
+/// Prints an engine error as the CLI does everywhere; returns
+/// [`EXIT_FAILURE`]: the command line was understood, the work failed.
 pub fn fail(e: &EngineError, json: bool) -> i32 {
     if let Some(sig) = signals::interrupted() {
         // The error is the teardown the interrupt caused, not news.
@@ -113,7 +111,7 @@ pub fn fail(e: &EngineError, json: bool) -> i32 {
     } else {
         eprintln!("error: {e}");
     }
-    e.exit_code()
+    EXIT_FAILURE
 }
 
 pub fn print_json(v: &serde_json::Value) {
@@ -123,13 +121,98 @@ pub fn print_json(v: &serde_json::Value) {
     let _ = writeln!(std::io::stdout().lock(), "{text}");
 }
 
-/// Parses a numeric option value with a message naming the option.
-pub fn parse_num<T: std::str::FromStr>(
-    parser: &mut lexopt::Parser,
-    name: &str,
-) -> Result<T, String> {
-    let v = parser.value().map_err(|e| e.to_string())?;
-    let s = v.string().map_err(|_| format!("--{name} needs a number"))?;
-    s.parse()
-        .map_err(|_| format!("--{name} needs a number, got {s:?}"))
+#[cfg(test)]
+mod tests {
+    use super::flags::{Group, Node};
+    use super::TOP;
+    use std::collections::BTreeSet;
+
+    /// Walks `g`: the commands it lists, and what is wrong in its tables.
+    fn walk(g: &Group, commands: &mut Vec<String>, problems: &mut Vec<String>) {
+        let mut names = BTreeSet::new();
+        let below = |name: &str| {
+            if g.path.is_empty() {
+                name.to_string()
+            } else {
+                format!("{} {name}", g.path)
+            }
+        };
+        for e in g.entries {
+            if !names.insert(e.name) {
+                problems.push(format!("`pyro {}`: {} given twice", g.path, e.name));
+            }
+            match e.node {
+                Node::Command(c) => {
+                    problems.extend(c.problems());
+                    if !e.hidden {
+                        if c.path() != below(e.name) {
+                            problems.push(format!("{} listed as {}", c.path(), below(e.name)));
+                        }
+                        commands.push(c.path().to_string());
+                    }
+                }
+                Node::Group(sub) => {
+                    if sub.path != below(e.name) {
+                        problems.push(format!("{} listed as {}", sub.path, below(e.name)));
+                    }
+                    walk(sub, commands, problems);
+                }
+                Node::Raw(_) => {}
+            }
+        }
+    }
+
+    #[test]
+    fn every_command_is_defined_once_and_its_help_shows_every_option() {
+        let mut commands = Vec::new();
+        let mut problems = Vec::new();
+        walk(&TOP, &mut commands, &mut problems);
+        assert!(problems.is_empty(), "{problems:#?}");
+        assert_eq!(
+            commands,
+            [
+                "run",
+                "env list",
+                "env inspect",
+                "env pull",
+                "env prune",
+                "env import",
+                "workspace create",
+                "workspace list",
+                "workspace status",
+                "workspace update",
+                "workspace exec",
+                "workspace sync push",
+                "workspace file list",
+                "workspace file read",
+                "workspace file write",
+                "workspace patch apply",
+                "workspace diff",
+                "workspace export",
+                "workspace logs",
+                "workspace summary",
+                "workspace reset",
+                "workspace delete",
+                "doctor",
+                "demo",
+                "mcp serve",
+                "host connect",
+                "host print-config",
+                "host doctor",
+                "host repair",
+                "help",
+            ]
+        );
+    }
+
+    #[test]
+    fn help_finds_commands_by_their_words() {
+        let words = |w: &[&str]| TOP.help_for(&w.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert!(words(&[]).starts_with("pyro: "));
+        assert!(words(&["workspace", "file", "read"])
+            .starts_with("Usage: pyro workspace file read ID PATH [options]"));
+        assert!(words(&["workspace", "sync-push"]).starts_with("Usage: pyro workspace sync push"));
+        // An unknown word stops at the deepest group it reached.
+        assert!(words(&["workspace", "nope"]).starts_with("Usage: pyro workspace <command>"));
+    }
 }

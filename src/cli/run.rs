@@ -1,102 +1,116 @@
 //! `pyro run ENV [options] -- CMD...`
 
-use super::{fail, parse_num, print_json, usage_error};
+use super::flags::{self, json_flag, Arg, Command, Opt, Takes};
+use super::{fail, print_json};
 use crate::engine::run::{self, RunRequest};
 use crate::engine::EngineError;
-use lexopt::prelude::*;
 
-pub const USAGE: &str = "\
-Usage: pyro run ENV [options] -- CMD [ARGS...]
+pub struct RunArgs {
+    /// Environment and VM settings; the command is joined from `argv`.
+    req: RunRequest,
+    argv: Vec<String>,
+    json: bool,
+}
 
-Boots a fresh microVM from environment ENV, runs CMD in /workspace, prints
-its output, and always tears the VM down. Exits with CMD's exit code
-(124 when it timed out).
-
-Options:
-  --vcpu-count N        vCPUs (default 1)
-  --mem-mib M           guest memory in MiB (default 1024)
-  --timeout-seconds S   kill CMD after S seconds (default 30)
-  --ttl-seconds S       accepted for compatibility; one-shot VMs never outlive the run
-  --network             give the guest network access (not available yet)
-  --allow-host-compat   if no guest can boot here, run CMD on the host, unisolated
-  --json                print one JSON object instead of the output
-  -h, --help            show this help
-
-Examples:
-  pyro run debian:12 -- git --version
-  pyro run debian:12-build --timeout-seconds 300 -- sh -c 'make -j2 && make test'
-";
-
-pub fn main(mut parser: lexopt::Parser) -> i32 {
-    let mut env: Option<String> = None;
-    let mut argv: Vec<String> = Vec::new();
-    let mut req = RunRequest::new("", "");
-    let mut json = false;
-    loop {
-        let arg = match parser.next() {
-            Ok(Some(a)) => a,
-            Ok(None) => break,
-            Err(e) => return usage_error(&e.to_string(), USAGE),
-        };
-        let r: Result<(), String> = match arg {
-            Long("vcpu-count") => parse_num(&mut parser, "vcpu-count").map(|v| req.vcpu_count = v),
-            Long("mem-mib") => parse_num(&mut parser, "mem-mib").map(|v| req.mem_mib = v),
-            Long("timeout-seconds") => {
-                parse_num(&mut parser, "timeout-seconds").map(|v| req.timeout_seconds = v)
-            }
-            Long("ttl-seconds") => {
-                parse_num(&mut parser, "ttl-seconds").map(|v| req.ttl_seconds = v)
-            }
-            Long("network") => {
-                req.network = true;
-                Ok(())
-            }
-            Long("allow-host-compat") => {
-                req.allow_host_compat = true;
-                Ok(())
-            }
-            Long("json") => {
-                json = true;
-                Ok(())
-            }
-            Long("help") | Short('h') => {
-                print!("{USAGE}");
-                return 0;
-            }
-            Value(v) if env.is_none() => {
-                env = Some(v.to_string_lossy().into_owned());
-                Ok(())
-            }
-            Value(v) => {
-                // Everything after `--` arrives as values; the first stray
-                // value before it is an error.
-                argv.push(v.to_string_lossy().into_owned());
-                argv.extend(
-                    parser
-                        .raw_args()
-                        .map(|mut r| {
-                            r.by_ref()
-                                .map(|a| a.to_string_lossy().into_owned())
-                                .collect::<Vec<_>>()
-                        })
-                        .unwrap_or_default(),
-                );
-                Ok(())
-            }
-            other => Err(format!("unexpected {}", super::describe(&other))),
-        };
-        if let Err(e) = r {
-            return usage_error(&e, USAGE);
+impl Default for RunArgs {
+    fn default() -> Self {
+        RunArgs {
+            req: RunRequest::new("", ""),
+            argv: Vec::new(),
+            json: false,
         }
     }
-    let Some(env) = env else {
-        return usage_error("missing ENV (e.g. debian:12)", USAGE);
-    };
-    if argv.is_empty() {
-        return usage_error("missing command after `--`", USAGE);
-    }
-    req.environment = env;
-    req.command = shell_join(&argv);
+}
+
+json_flag!(RunArgs);
+
+pub static RUN: Command<RunArgs> = Command {
+    path: "run",
+    about: "boot ENV, run CMD in it, tear it down",
+    doc: "Boots a fresh microVM from environment ENV, runs CMD in /workspace, prints\n\
+          its output, and always tears the VM down. Exits with CMD's exit code\n\
+          (124 when it timed out).",
+    args: &[
+        Arg::required(
+            "ENV",
+            "ENV (e.g. debian:12)",
+            "guest environment (`pyro env list`)",
+            |a: &mut RunArgs, v| {
+                a.req.environment = flags::text(v)?;
+                Ok(())
+            },
+        ),
+        Arg::required(
+            "CMD",
+            "command after `--`",
+            "the command and its arguments (all of them, options too)",
+            |a: &mut RunArgs, v| {
+                a.argv.push(flags::text(v)?);
+                Ok(())
+            },
+        )
+        .rest(Takes::RawRest),
+    ],
+    opts: &[
+        Opt::value("vcpu-count", "N", "vCPUs", |a: &mut RunArgs, v| {
+            a.req.vcpu_count = flags::number(v)?;
+            Ok(())
+        })
+        .default(|a| a.req.vcpu_count.to_string()),
+        Opt::value(
+            "mem-mib",
+            "M",
+            "guest memory in MiB",
+            |a: &mut RunArgs, v| {
+                a.req.mem_mib = flags::number(v)?;
+                Ok(())
+            },
+        )
+        .default(|a| a.req.mem_mib.to_string()),
+        Opt::value(
+            "timeout-seconds",
+            "S",
+            "kill CMD after S seconds (exit code 124)",
+            |a: &mut RunArgs, v| {
+                a.req.timeout_seconds = flags::number(v)?;
+                Ok(())
+            },
+        )
+        .default(|a| a.req.timeout_seconds.to_string()),
+        Opt::value(
+            "ttl-seconds",
+            "S",
+            "accepted for compatibility; one-shot VMs never outlive the run",
+            |a: &mut RunArgs, v| {
+                a.req.ttl_seconds = flags::number(v)?;
+                Ok(())
+            },
+        ),
+        Opt::switch(
+            "network",
+            "give the guest network access (not available yet)",
+            |a| a.req.network = true,
+        ),
+        Opt::switch(
+            "allow-host-compat",
+            "if no guest can boot here, run CMD on the host, unisolated",
+            |a| a.req.allow_host_compat = true,
+        ),
+        flags::json("print one JSON object instead of the output"),
+    ],
+    check: None,
+    examples: &[
+        "pyro run debian:12 -- git --version",
+        "pyro run debian:12-build --timeout-seconds 300 -- sh -c 'make -j2 && make test'",
+        "pyro run debian:12 --json -- uname -a",
+    ],
+    run: main,
+};
+
+fn main(a: RunArgs) -> i32 {
+    let mut req = a.req;
+    let json = a.json;
+    req.command = shell_join(&a.argv);
     super::signals::install();
     let mut progress = |phase: &str, details: serde_json::Value| {
         if phase == "host_compat" {

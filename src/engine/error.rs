@@ -51,12 +51,4 @@ impl EngineError {
         Self::check_range("vcpu_count", vcpu_count.into(), 1, 32)?;
         Self::check_range("mem_mib", mem_mib.into(), 256, 65536)
     }
-
-    /// Process exit code for the CLI: 2 for usage errors, 1 otherwise.
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            EngineError::Invalid(_) => 2,
-            _ => 1,
-        }
-    }
 }

@@ -108,7 +108,8 @@ impl VmProcess {
             serial_log: dir.join("serial.log"),
             control_socket: Some(control),
         };
-        cfg.validate().map_err(EngineError::Invalid)?;
+        cfg.validate()
+            .map_err(|e| EngineError::Invalid(e.to_string()))?;
         let cfg_path = dir.join("vm.json");
         let body = serde_json::to_vec_pretty(&cfg).expect("config serializes");
         super::paths::write_atomic(&cfg_path, &body)

@@ -15,26 +15,46 @@ const KERNEL_HDR_MAGIC: u32 = 0x5372_6448; // "HdrS"
 const KERNEL_LOADER_OTHER: u8 = 0xff;
 const KERNEL_MIN_ALIGNMENT: u32 = 0x0100_0000;
 
+/// Why the guest could not be made ready to boot.
 #[derive(Debug)]
 pub enum BootError {
     OpenKernel(std::path::PathBuf, std::io::Error),
-    LoadKernel(String),
+    /// The kernel file is neither an ELF vmlinux nor a bzImage: what each
+    /// loader said.
+    LoadKernel {
+        elf: linux_loader::loader::Error,
+        bzimage: linux_loader::loader::Error,
+    },
     CmdlineTooLong(usize),
+    /// A boot structure (named) did not fit guest memory.
     WriteMemory(&'static str),
+    MpTable(vm_memory::GuestMemoryError),
 }
 
 impl std::fmt::Display for BootError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             BootError::OpenKernel(p, e) => write!(f, "cannot open kernel {}: {e}", p.display()),
-            BootError::LoadKernel(e) => write!(
+            BootError::LoadKernel { elf, bzimage } => write!(
                 f,
-                "cannot load kernel (neither ELF vmlinux nor bzImage): {e}"
+                "cannot load kernel (neither ELF vmlinux nor bzImage): elf: {elf}; bzImage: {bzimage}"
             ),
             BootError::CmdlineTooLong(n) => {
                 write!(f, "kernel command line is {n} bytes, over {CMDLINE_MAX}")
             }
             BootError::WriteMemory(what) => write!(f, "cannot write {what} into guest memory"),
+            BootError::MpTable(e) => write!(f, "writing MP table: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for BootError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            BootError::OpenKernel(_, e) => Some(e),
+            BootError::LoadKernel { elf, .. } => Some(elf),
+            BootError::MpTable(e) => Some(e),
+            _ => None,
         }
     }
 }
@@ -54,9 +74,10 @@ pub fn load(
             // The 64-bit entry of a bzImage is 0x200 past its load address.
             Ok(r) => (r.kernel_load.0 + 0x200, r.setup_header),
             Err(bz_err) => {
-                return Err(BootError::LoadKernel(format!(
-                    "elf: {elf_err}; bzImage: {bz_err}"
-                )))
+                return Err(BootError::LoadKernel {
+                    elf: elf_err,
+                    bzimage: bz_err,
+                })
             }
         },
     };
@@ -203,6 +224,7 @@ mod tests {
         std::fs::write(&tmp, b"definitely not a kernel").unwrap();
         let err = load(&mem, &tmp, "console=ttyS0", 64 << 20).unwrap_err();
         std::fs::remove_file(&tmp).unwrap();
+        assert!(matches!(err, BootError::LoadKernel { .. }), "{err:?}");
         assert!(
             err.to_string().contains("neither ELF vmlinux nor bzImage"),
             "{err}"

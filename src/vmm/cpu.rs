@@ -6,17 +6,48 @@ use super::layout::*;
 use kvm_bindings::{kvm_fpu, kvm_msr_entry, kvm_regs, kvm_segment, CpuId, Msrs};
 use kvm_ioctls::VcpuFd;
 
+/// Why a vCPU could not be set up.
 #[derive(Debug)]
-pub struct CpuError(pub String);
+pub enum CpuError {
+    /// The named vCPU ioctl failed.
+    Kvm(&'static str, kvm_ioctls::Error),
+    MsrList(vmm_sys_util::fam::Error),
+    /// KVM took only the first `set` of `total` MSRs; `refused` is the next.
+    MsrRefused {
+        set: usize,
+        total: usize,
+        refused: u32,
+    },
+}
 
 impl std::fmt::Display for CpuError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            CpuError::Kvm(ioctl, e) => write!(f, "{ioctl}: {e}"),
+            CpuError::MsrList(e) => write!(f, "MSR list: {e:?}"),
+            CpuError::MsrRefused {
+                set,
+                total,
+                refused,
+            } => write!(
+                f,
+                "KVM_SET_MSRS set {set} of {total} MSRs (MSR {refused:#x} refused)"
+            ),
+        }
     }
 }
 
-fn kvm_err(what: &'static str) -> impl Fn(kvm_ioctls::Error) -> CpuError {
-    move |e| CpuError(format!("{what}: {e}"))
+impl std::error::Error for CpuError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            CpuError::Kvm(_, e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+fn kvm_err(ioctl: &'static str) -> impl Fn(kvm_ioctls::Error) -> CpuError {
+    move |e| CpuError::Kvm(ioctl, e)
 }
 
 pub fn configure(
@@ -134,14 +165,14 @@ fn set_msrs(vcpu: &VcpuFd) -> Result<(), CpuError> {
         entry(0x1a0, 1),             // MISC_ENABLE: fast strings
         entry(0x2ff, (1 << 11) | 6), // MTRR default type: enabled, write-back
     ];
-    let msrs = Msrs::from_entries(&list).map_err(|e| CpuError(format!("MSR list: {e:?}")))?;
+    let msrs = Msrs::from_entries(&list).map_err(CpuError::MsrList)?;
     let n = vcpu.set_msrs(&msrs).map_err(kvm_err("KVM_SET_MSRS"))?;
     if n != list.len() {
-        return Err(CpuError(format!(
-            "KVM_SET_MSRS set {n} of {} MSRs (MSR {:#x} refused)",
-            list.len(),
-            list[n].index
-        )));
+        return Err(CpuError::MsrRefused {
+            set: n,
+            total: list.len(),
+            refused: list[n].index,
+        });
     }
     Ok(())
 }

@@ -2,10 +2,12 @@
 //! sockets, the reset line, signals and the control socket; devices that
 //! block on host I/O get a thread of their own (`spawn_io_thread`).
 
-use super::vcpu::ExitNote;
-use super::{err, DeviceSlot, VmmError};
+use super::exit::{ExitReport, VmExit};
+use super::vm::DeviceSlot;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
+use std::fmt;
+use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,11 +21,50 @@ const CONTROL: Token = Token(3);
 /// `base + q`, the device's own sources sit above.
 const DEVICE_SHIFT: usize = 20;
 
+/// Why the event loop could not serve the VM.
+#[derive(Debug)]
+pub enum EventLoopError {
+    Epoll(io::Error),
+    Register(io::Error),
+    ControlSocket(PathBuf, io::Error),
+    ControlNonblocking(io::Error),
+    DeviceSources(io::Error),
+    Wait(io::Error),
+    SpawnIoThread(io::Error),
+}
+
+impl fmt::Display for EventLoopError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EventLoopError::Epoll(e) => write!(f, "epoll: {e}"),
+            EventLoopError::Register(e) => write!(f, "register: {e}"),
+            EventLoopError::ControlSocket(p, e) => write!(f, "control socket {}: {e}", p.display()),
+            EventLoopError::ControlNonblocking(e) => write!(f, "control socket: {e}"),
+            EventLoopError::DeviceSources(e) => write!(f, "device sources: {e}"),
+            EventLoopError::Wait(e) => write!(f, "epoll_wait: {e}"),
+            EventLoopError::SpawnIoThread(e) => write!(f, "spawning device I/O thread: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for EventLoopError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            EventLoopError::Epoll(e)
+            | EventLoopError::Register(e)
+            | EventLoopError::ControlSocket(_, e)
+            | EventLoopError::ControlNonblocking(e)
+            | EventLoopError::DeviceSources(e)
+            | EventLoopError::Wait(e)
+            | EventLoopError::SpawnIoThread(e) => Some(e),
+        }
+    }
+}
+
 pub struct Loop {
     pub signals: OwnedFd,
     pub reset_evt: EventFd,
-    pub exit_evt: Arc<EventFd>,
-    pub note: ExitNote,
+    pub exits: Arc<ExitReport>,
     pub slots: Vec<DeviceSlot>,
     pub control_socket: Option<PathBuf>,
     /// The locked disk's `<dev>:<ino>`, for the control socket's ping.
@@ -51,34 +92,36 @@ pub fn block_signals() -> std::io::Result<OwnedFd> {
     }
 }
 
-pub fn run(mut lp: Loop) -> Result<String, VmmError> {
-    let mut poll = Poll::new().map_err(err("epoll"))?;
-    let reg = poll.registry().try_clone().map_err(err("epoll"))?;
+/// Serves the devices until the VM ends; returns how it ended.
+pub fn run(mut lp: Loop) -> Result<VmExit, EventLoopError> {
+    let mut poll = Poll::new().map_err(EventLoopError::Epoll)?;
+    let reg = poll.registry().try_clone().map_err(EventLoopError::Epoll)?;
     reg.register(
         &mut SourceFd(&lp.signals.as_raw_fd()),
         SIGNALS,
         Interest::READABLE,
     )
-    .map_err(err("register"))?;
+    .map_err(EventLoopError::Register)?;
     reg.register(
         &mut SourceFd(&lp.reset_evt.as_raw_fd()),
         RESET,
         Interest::READABLE,
     )
-    .map_err(err("register"))?;
+    .map_err(EventLoopError::Register)?;
     reg.register(
-        &mut SourceFd(&lp.exit_evt.as_raw_fd()),
+        &mut SourceFd(&lp.exits.as_raw_fd()),
         VCPU_EXIT,
         Interest::READABLE,
     )
-    .map_err(err("register"))?;
+    .map_err(EventLoopError::Register)?;
     let control = match &lp.control_socket {
         Some(p) => {
-            let l = super::listen_unix(p)
-                .map_err(|e| VmmError(format!("control socket {}: {e}", p.display())))?;
-            l.set_nonblocking(true).map_err(err("control socket"))?;
+            let l =
+                super::listen_unix(p).map_err(|e| EventLoopError::ControlSocket(p.clone(), e))?;
+            l.set_nonblocking(true)
+                .map_err(EventLoopError::ControlNonblocking)?;
             reg.register(&mut SourceFd(&l.as_raw_fd()), CONTROL, Interest::READABLE)
-                .map_err(err("register"))?;
+                .map_err(EventLoopError::Register)?;
             Some(l)
         }
         None => None,
@@ -86,7 +129,7 @@ pub fn run(mut lp: Loop) -> Result<String, VmmError> {
     for (i, slot) in lp.slots.iter().enumerate() {
         let base = (i + 1) << DEVICE_SHIFT;
         if slot.transport.lock().unwrap().device().own_io_thread() {
-            spawn_io_thread(i, slot, lp.exit_evt.clone(), lp.note.clone())?;
+            spawn_io_thread(i, slot, lp.exits.clone())?;
             continue;
         }
         for (q, evt) in slot.notify.iter().enumerate() {
@@ -95,14 +138,14 @@ pub fn run(mut lp: Loop) -> Result<String, VmmError> {
                 Token(base + q),
                 Interest::READABLE,
             )
-            .map_err(err("register"))?;
+            .map_err(EventLoopError::Register)?;
         }
         slot.transport
             .lock()
             .unwrap()
             .device_mut()
             .register_sources(&reg, base)
-            .map_err(err("device sources"))?;
+            .map_err(EventLoopError::DeviceSources)?;
     }
 
     let mut events = Events::with_capacity(64);
@@ -111,7 +154,7 @@ pub fn run(mut lp: Loop) -> Result<String, VmmError> {
             if e.kind() == std::io::ErrorKind::Interrupted {
                 continue;
             }
-            return Err(VmmError(format!("epoll_wait: {e}")));
+            return Err(EventLoopError::Wait(e));
         }
         for ev in events.iter() {
             match ev.token() {
@@ -126,22 +169,19 @@ pub fn run(mut lp: Loop) -> Result<String, VmmError> {
                         )
                     };
                     let sig = if n > 0 { info.ssi_signo as i32 } else { 0 };
-                    return Ok(format!("stopped by signal {sig}"));
+                    return Ok(VmExit::Signal(sig));
                 }
-                RESET => return Ok("guest requested reset (poweroff)".into()),
+                RESET => return Ok(VmExit::GuestReset),
                 VCPU_EXIT => {
-                    let why = lp
-                        .note
-                        .lock()
-                        .unwrap()
-                        .take()
-                        .unwrap_or_else(|| "vcpu exited".into());
-                    return Ok(why);
+                    // Every wake-up follows a report.
+                    if let Some(exit) = lp.exits.take() {
+                        return Ok(exit);
+                    }
                 }
                 CONTROL => {
                     if let Some(l) = &control {
                         if super::control::serve(l, &lp.disk_identity) {
-                            return Ok("stopped by control socket".into());
+                            return Ok(VmExit::ControlStop);
                         }
                     }
                 }
@@ -172,10 +212,9 @@ pub fn run(mut lp: Loop) -> Result<String, VmmError> {
 fn spawn_io_thread(
     index: usize,
     slot: &DeviceSlot,
-    exit_evt: Arc<EventFd>,
-    note: ExitNote,
-) -> Result<(), VmmError> {
-    let mut poll = Poll::new().map_err(err("epoll"))?;
+    exits: Arc<ExitReport>,
+) -> Result<(), EventLoopError> {
+    let mut poll = Poll::new().map_err(EventLoopError::Epoll)?;
     for (q, evt) in slot.notify.iter().enumerate() {
         poll.registry()
             .register(
@@ -183,7 +222,7 @@ fn spawn_io_thread(
                 Token(q),
                 Interest::READABLE,
             )
-            .map_err(err("register"))?;
+            .map_err(EventLoopError::Register)?;
     }
     let (transport, notify) = (slot.transport.clone(), slot.notify.clone());
     std::thread::Builder::new()
@@ -195,9 +234,7 @@ fn spawn_io_thread(
                     if e.kind() == std::io::ErrorKind::Interrupted {
                         continue;
                     }
-                    *note.lock().unwrap() =
-                        Some(format!("device I/O thread io{index}: epoll_wait: {e}"));
-                    let _ = exit_evt.write(1);
+                    exits.report(VmExit::DeviceThread { index, source: e });
                     return;
                 }
                 for ev in events.iter() {
@@ -207,6 +244,6 @@ fn spawn_io_thread(
                 }
             }
         })
-        .map_err(err("spawning device I/O thread"))?;
+        .map_err(EventLoopError::SpawnIoThread)?;
     Ok(())
 }

@@ -8,17 +8,23 @@ pub mod vsock;
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
+use virtio_bindings::{virtio_config, virtio_mmio::VIRTIO_MMIO_INT_VRING};
 use virtio_queue::Queue;
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;
 
-pub const VIRTIO_F_VERSION_1: u64 = 1 << 32;
-pub const TYPE_BLOCK: u32 = 2;
-pub const TYPE_RNG: u32 = 4;
-pub const TYPE_VSOCK: u32 = 19;
+/// A feature bit number from the spec (`virtio_bindings`) as the mask the
+/// feature registers carry.
+pub const fn feature(bit: u32) -> u64 {
+    1 << bit
+}
 
-/// Interrupt status bit: a used ring changed.
-pub const INT_VRING: u32 = 1;
+/// The one feature every device here offers and every driver must accept:
+/// the transport speaks virtio 1.x only, never the legacy interface.
+pub const F_VERSION_1: u64 = feature(virtio_config::VIRTIO_F_VERSION_1);
+
+/// The vsock device's type, for the vsock files.
+pub const TYPE_VSOCK: u32 = virtio_bindings::virtio_ids::VIRTIO_ID_VSOCK;
 
 /// A device's interrupt: the status bits the driver reads back, and the
 /// irqfd that raises the line.
@@ -30,7 +36,8 @@ pub struct Interrupt {
 
 impl Interrupt {
     pub fn signal_used(&self) {
-        self.status.fetch_or(INT_VRING, Ordering::SeqCst);
+        self.status
+            .fetch_or(VIRTIO_MMIO_INT_VRING, Ordering::SeqCst);
         if let Err(e) = self.evt.write(1) {
             log_device_error("interrupt", &format!("cannot raise interrupt: {e}"));
         }
@@ -44,13 +51,34 @@ pub struct Activation {
     pub interrupt: Interrupt,
 }
 
+/// Why a device refused the activation the driver asked for (the
+/// transport then sets FAILED in the device status).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActivateError {
+    /// The device serves exactly `expected` queues.
+    QueueCount { expected: usize, got: usize },
+}
+
+impl std::fmt::Display for ActivateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ActivateError::QueueCount { expected, got } => {
+                let s = if *expected == 1 { "" } else { "s" };
+                write!(f, "expected {expected} queue{s}, got {got}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ActivateError {}
+
 /// One virtio device model behind the transport.
 pub trait VirtioDevice: Send {
     fn device_type(&self) -> u32;
     fn queue_max_sizes(&self) -> &[u16];
     fn features(&self) -> u64;
     fn read_config(&self, offset: u64, data: &mut [u8]);
-    fn activate(&mut self, act: Activation) -> Result<(), String>;
+    fn activate(&mut self, act: Activation) -> Result<(), ActivateError>;
     /// The driver notified queue `index`.
     fn queue_notify(&mut self, registry: &mio::Registry, index: usize);
     /// The driver reset the device: drop the queues and any device state.
@@ -205,7 +233,7 @@ mod tests {
     use virtio_queue::desc::split::Descriptor;
     use vm_memory::GuestAddress;
 
-    const WRITE: u16 = 2;
+    const WRITE: u16 = virtio_bindings::virtio_ring::VRING_DESC_F_WRITE as u16;
 
     fn mem() -> GuestMemoryMmap {
         GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 1 << 16)]).unwrap()

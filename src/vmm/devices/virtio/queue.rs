@@ -106,7 +106,10 @@ mod tests {
             assert_eq!(len, i as u32 + 1);
         }
         assert_eq!(irq.evt.read().unwrap(), 1);
-        assert_eq!(irq.status.load(Ordering::SeqCst), super::super::INT_VRING);
+        assert_eq!(
+            irq.status.load(Ordering::SeqCst),
+            virtio_bindings::virtio_mmio::VIRTIO_MMIO_INT_VRING
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! virtio-rng: fills guest buffers from the host's getrandom.
 
 use super::queue::{self, Served};
-use super::{log_device_error, Activation, VirtioDevice, TYPE_RNG};
+use super::{log_device_error, ActivateError, Activation, VirtioDevice};
+use virtio_bindings::virtio_ids::VIRTIO_ID_RNG;
 use virtio_queue::Queue;
 use vm_memory::{Bytes, GuestMemoryMmap};
 
@@ -64,7 +65,7 @@ impl Rng {
 
 impl VirtioDevice for Rng {
     fn device_type(&self) -> u32 {
-        TYPE_RNG
+        VIRTIO_ID_RNG
     }
     fn queue_max_sizes(&self) -> &[u16] {
         &[64]
@@ -75,8 +76,11 @@ impl VirtioDevice for Rng {
     fn read_config(&self, _offset: u64, data: &mut [u8]) {
         data.fill(0);
     }
-    fn activate(&mut self, act: Activation) -> Result<(), String> {
-        let queue = act.queues.into_iter().next().ok_or("no queue")?;
+    fn activate(&mut self, act: Activation) -> Result<(), ActivateError> {
+        let got = act.queues.len();
+        let Ok([queue]) = <[Queue; 1]>::try_from(act.queues) else {
+            return Err(ActivateError::QueueCount { expected: 1, got });
+        };
         self.active = Some((act.mem, queue, act.interrupt));
         Ok(())
     }
@@ -94,6 +98,7 @@ mod tests {
     use crate::vmm::devices::virtio::Interrupt;
     use std::sync::atomic::AtomicU32;
     use std::sync::Arc;
+    use virtio_bindings::virtio_ring::{VRING_DESC_F_NEXT, VRING_DESC_F_WRITE};
     use virtio_queue::desc::{split::Descriptor, RawDescriptor};
     use virtio_queue::mock::MockSplitQueue;
     use vm_memory::GuestAddress;
@@ -107,7 +112,8 @@ mod tests {
         // MAX_CHUNK bytes lie in memory).
         let chain: Vec<RawDescriptor> = (0..3u16)
             .map(|i| {
-                let flags = 2 | if i < 2 { 1 } else { 0 };
+                let next = if i < 2 { VRING_DESC_F_NEXT } else { 0 };
+                let flags = (VRING_DESC_F_WRITE | next) as u16;
                 RawDescriptor::from(Descriptor::new(0x40000, u32::MAX, flags, i + 1))
             })
             .collect();
@@ -125,5 +131,28 @@ mod tests {
         dev.queue_notify(mio::Poll::new().unwrap().registry(), 0);
         let used_len: u32 = mem.read_obj(GuestAddress(vq.used_addr().0 + 8)).unwrap();
         assert_eq!(used_len as usize, MAX_CHUNK);
+    }
+
+    #[test]
+    fn activation_without_its_one_queue_is_refused() {
+        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
+        let err = Rng::default()
+            .activate(Activation {
+                mem,
+                queues: Vec::new(),
+                interrupt: Interrupt {
+                    status: Arc::new(AtomicU32::new(0)),
+                    evt: Arc::new(EventFd::new(0).unwrap()),
+                },
+            })
+            .unwrap_err();
+        assert_eq!(
+            err,
+            ActivateError::QueueCount {
+                expected: 1,
+                got: 0
+            }
+        );
+        assert_eq!(err.to_string(), "expected 1 queue, got 0");
     }
 }

@@ -7,8 +7,8 @@ use super::packet::{Packet, HDR_LEN, MAX_PAYLOAD};
 use super::{Backend, Readiness};
 use crate::vmm::devices::virtio::queue::{self, Served};
 use crate::vmm::devices::virtio::{
-    gather, log_device_error, read_config_bytes, scatter, writable_len, Activation, Interrupt,
-    VirtioDevice, TYPE_VSOCK,
+    gather, log_device_error, read_config_bytes, scatter, writable_len, ActivateError, Activation,
+    Interrupt, VirtioDevice, TYPE_VSOCK,
 };
 use mio::Registry;
 use std::io;
@@ -171,9 +171,12 @@ impl<B: Backend> VirtioDevice for Vsock<B> {
     fn read_config(&self, offset: u64, data: &mut [u8]) {
         read_config_bytes(&self.config, offset, data);
     }
-    fn activate(&mut self, act: Activation) -> Result<(), String> {
+    fn activate(&mut self, act: Activation) -> Result<(), ActivateError> {
         if act.queues.len() != QUEUE_SIZES.len() {
-            return Err(format!("expected 3 queues, got {}", act.queues.len()));
+            return Err(ActivateError::QueueCount {
+                expected: QUEUE_SIZES.len(),
+                got: act.queues.len(),
+            });
         }
         self.active = Some(Active {
             mem: act.mem,
@@ -422,7 +425,14 @@ mod tests {
                 interrupt: guest.irq.clone(),
             })
             .unwrap_err();
-        assert_eq!(err, "expected 3 queues, got 1");
+        assert_eq!(
+            err,
+            ActivateError::QueueCount {
+                expected: 3,
+                got: 1
+            }
+        );
+        assert_eq!(err.to_string(), "expected 3 queues, got 1");
     }
 
     #[test]

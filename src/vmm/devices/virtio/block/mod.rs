@@ -1,30 +1,31 @@
-//! virtio-blk: one file-backed disk, read-only or writable.
+//! virtio-blk: one file-backed disk, read-only or writable. Each chain is
+//! parsed into a [`Request`] (`request.rs`), then served on the disk file
+//! straight from and into guest memory.
+
+mod request;
 
 use super::queue::{self, Served};
-use super::{log_device_error, read_config_bytes, Activation, VirtioDevice, TYPE_BLOCK};
+use super::{
+    feature, log_device_error, read_config_bytes, ActivateError, Activation, VirtioDevice,
+};
+use request::{Request, RequestError};
+use std::fmt;
 use std::fs::File;
 use std::os::fd::AsRawFd;
+use virtio_bindings::virtio_blk::*;
+use virtio_bindings::virtio_ids::VIRTIO_ID_BLOCK;
 use virtio_queue::Queue;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
+/// The unit of the request header's sector and of the capacity, whatever
+/// the disk's own block size.
 const SECTOR: u64 = 512;
-const F_RO: u64 = 1 << 5;
-const F_FLUSH: u64 = 1 << 9;
-const T_IN: u32 = 0;
-const T_OUT: u32 = 1;
-const T_FLUSH: u32 = 4;
-const T_GET_ID: u32 = 8;
-const S_OK: u8 = 0;
-const S_IOERR: u8 = 1;
-const S_UNSUPP: u8 = 2;
-/// Largest single data segment we accept; the kernel's default max segment
-/// size is far below this, so only a hostile driver hits it.
-const MAX_SEGMENT: u32 = 4 << 20;
-/// Largest whole request; Linux stays near 1 MiB, this bounds the I/O a
-/// hostile driver can ask for in one go.
-const MAX_REQUEST: u64 = 32 << 20;
+// The status byte's values, as the byte the guest reads.
+const S_OK: u8 = VIRTIO_BLK_S_OK as u8;
+const S_IOERR: u8 = VIRTIO_BLK_S_IOERR as u8;
+const S_UNSUPP: u8 = VIRTIO_BLK_S_UNSUPP as u8;
 const QUEUE_SIZE: u16 = 256;
-const ID_LEN: usize = 20;
+const ID_LEN: usize = VIRTIO_BLK_ID_BYTES as usize;
 
 /// The backing file and what the guest may do with it.
 struct Disk {
@@ -85,9 +86,10 @@ impl Block {
         queue::drain("virtio-blk", queue, mem, irq, |descs| {
             let (status, written) = match disk.handle_request(mem, descs) {
                 Ok(w) => (S_OK, w),
-                Err((status, msg)) => {
+                Err(e) => {
+                    let status = e.status();
                     if status == S_IOERR {
-                        log_device_error("virtio-blk", &msg);
+                        log_device_error("virtio-blk", &e.to_string());
                     }
                     (status, 0)
                 }
@@ -120,104 +122,98 @@ fn status_addr(last: &virtio_queue::desc::split::Descriptor) -> Option<GuestAddr
         .map(GuestAddress)
 }
 
-impl Disk {
-    /// Serves one request; returns the number of data bytes written to the guest.
-    fn handle_request(&self, mem: &GuestMemoryMmap, descs: &DescList) -> Result<u32, (u8, String)> {
-        let (file, read_only, flush, capacity, id) = (
-            &self.file,
-            self.read_only,
-            self.flush,
-            self.capacity_bytes,
-            &self.id,
-        );
-        let bad = |m: &str| (S_IOERR, format!("malformed request: {m}"));
-        if descs.len() < 2 {
-            return Err(bad("fewer than two descriptors"));
+/// Why a request failed: the chain was not a request this device serves,
+/// or serving it failed.
+#[derive(Debug)]
+enum BlockError {
+    Request(RequestError),
+    WriteReadOnly,
+    /// A data buffer lies (partly) outside guest memory.
+    BufferOutsideMemory,
+    Read(std::io::Error),
+    Write(std::io::Error),
+    Flush(std::io::Error),
+}
+
+impl BlockError {
+    /// The status byte the guest gets.
+    fn status(&self) -> u8 {
+        match self {
+            BlockError::Request(RequestError::Unsupported(_)) => S_UNSUPP,
+            _ => S_IOERR,
         }
-        let hdr = &descs[0];
-        if hdr.is_write_only() || hdr.len() < 16 {
-            return Err(bad("header descriptor"));
-        }
-        let mut raw = [0u8; 16];
-        mem.read_slice(&mut raw, hdr.addr())
-            .map_err(|_| bad("header outside guest memory"))?;
-        let req_type = u32::from_le_bytes(raw[0..4].try_into().unwrap());
-        let sector = u64::from_le_bytes(raw[8..16].try_into().unwrap());
-        let status = descs.last().unwrap();
-        if !status.is_write_only() || status.len() < 1 {
-            return Err(bad("status descriptor"));
-        }
-        // Data descriptors sit between header and status; a status descriptor
-        // longer than one byte is not used for data.
-        let data = &descs[1..descs.len() - 1];
-        match req_type {
-            T_IN | T_OUT => {
-                let offset = sector
-                    .checked_mul(SECTOR)
-                    .ok_or_else(|| bad("sector overflow"))?;
-                // Check every segment first, then one pread/pwrite for the
-                // whole request: the segments are contiguous on disk.
-                let mut total = 0u64;
-                for d in data {
-                    if d.len() > MAX_SEGMENT {
-                        return Err(bad("segment too large"));
-                    }
-                    if d.is_write_only() != (req_type == T_IN) {
-                        return Err(bad(if req_type == T_IN {
-                            "read into a device-readable buffer"
-                        } else {
-                            "write from a device-writable buffer"
-                        }));
-                    }
-                    total += d.len() as u64;
-                    if total > MAX_REQUEST {
-                        return Err(bad("request too large"));
-                    }
-                }
-                let end = offset
-                    .checked_add(total)
-                    .ok_or_else(|| bad("length overflow"))?;
-                if end > capacity {
-                    return Err((
-                        S_IOERR,
-                        format!("access past end of disk ({end} > {capacity})"),
-                    ));
-                }
-                if req_type == T_OUT && read_only {
-                    return Err((S_IOERR, "write to a read-only disk".into()));
-                }
-                let mut iov =
-                    guest_iovecs(mem, data).ok_or_else(|| bad("buffer outside guest memory"))?;
-                if req_type == T_IN {
-                    io_at(file, &mut iov, offset, false)
-                        .map_err(|e| (S_IOERR, format!("read: {e}")))?;
-                    Ok(total as u32)
-                } else {
-                    self.dirty.set(true);
-                    io_at(file, &mut iov, offset, true)
-                        .map_err(|e| (S_IOERR, format!("write: {e}")))?;
-                    Ok(0)
-                }
+    }
+}
+
+impl fmt::Display for BlockError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BlockError::Request(e) => write!(f, "{e}"),
+            BlockError::WriteReadOnly => f.write_str("write to a read-only disk"),
+            BlockError::BufferOutsideMemory => {
+                f.write_str("malformed request: buffer outside guest memory")
             }
-            T_FLUSH => {
-                if !read_only && flush && self.dirty.get() {
-                    file.sync_data()
-                        .map_err(|e| (S_IOERR, format!("flush: {e}")))?;
+            BlockError::Read(e) => write!(f, "read: {e}"),
+            BlockError::Write(e) => write!(f, "write: {e}"),
+            BlockError::Flush(e) => write!(f, "flush: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for BlockError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            BlockError::Request(e) => Some(e),
+            BlockError::Read(e) | BlockError::Write(e) | BlockError::Flush(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<RequestError> for BlockError {
+    fn from(e: RequestError) -> Self {
+        BlockError::Request(e)
+    }
+}
+
+impl Disk {
+    /// Serves one chain; returns the number of data bytes written to the guest.
+    fn handle_request(&self, mem: &GuestMemoryMmap, descs: &DescList) -> Result<u32, BlockError> {
+        let request = Request::parse(descs, mem, self.capacity_bytes)?;
+        self.execute(mem, request)
+    }
+
+    fn execute(&self, mem: &GuestMemoryMmap, request: Request) -> Result<u32, BlockError> {
+        match request {
+            // One preadv/pwritev for the whole request: the segments are
+            // contiguous on disk.
+            Request::In { offset, len, data } => {
+                let mut iov = guest_iovecs(mem, data).ok_or(BlockError::BufferOutsideMemory)?;
+                io_at(&self.file, &mut iov, offset, false).map_err(BlockError::Read)?;
+                Ok(len)
+            }
+            Request::Out { offset, data } => {
+                if self.read_only {
+                    return Err(BlockError::WriteReadOnly);
+                }
+                let mut iov = guest_iovecs(mem, data).ok_or(BlockError::BufferOutsideMemory)?;
+                self.dirty.set(true);
+                io_at(&self.file, &mut iov, offset, true).map_err(BlockError::Write)?;
+                Ok(0)
+            }
+            Request::Flush => {
+                if !self.read_only && self.flush && self.dirty.get() {
+                    self.file.sync_data().map_err(BlockError::Flush)?;
                     self.dirty.set(false);
                 }
                 Ok(0)
             }
-            T_GET_ID => {
-                let d = data.first().ok_or_else(|| bad("GET_ID without buffer"))?;
-                if !d.is_write_only() {
-                    return Err(bad("GET_ID into a device-readable buffer"));
-                }
-                let n = (d.len() as usize).min(ID_LEN);
-                mem.write_slice(&id[..n], d.addr())
-                    .map_err(|_| bad("buffer outside guest memory"))?;
+            Request::GetId { buffer } => {
+                let n = (buffer.len() as usize).min(ID_LEN);
+                mem.write_slice(&self.id[..n], buffer.addr())
+                    .map_err(|_| BlockError::BufferOutsideMemory)?;
                 Ok(n as u32)
             }
-            _ => Err((S_UNSUPP, String::new())),
         }
     }
 }
@@ -298,21 +294,32 @@ fn io_at(
 
 impl VirtioDevice for Block {
     fn device_type(&self) -> u32 {
-        TYPE_BLOCK
+        VIRTIO_ID_BLOCK
     }
     fn queue_max_sizes(&self) -> &[u16] {
         &self.queue_sizes
     }
     fn features(&self) -> u64 {
-        let ro = if self.disk.read_only { F_RO } else { 0 };
-        let flush = if self.disk.flush { F_FLUSH } else { 0 };
+        let ro = if self.disk.read_only {
+            feature(VIRTIO_BLK_F_RO)
+        } else {
+            0
+        };
+        let flush = if self.disk.flush {
+            feature(VIRTIO_BLK_F_FLUSH)
+        } else {
+            0
+        };
         ro | flush
     }
     fn read_config(&self, offset: u64, data: &mut [u8]) {
         read_config_bytes(&self.config, offset, data);
     }
-    fn activate(&mut self, act: Activation) -> Result<(), String> {
-        let queue = act.queues.into_iter().next().ok_or("no queue")?;
+    fn activate(&mut self, act: Activation) -> Result<(), ActivateError> {
+        let got = act.queues.len();
+        let Ok([queue]) = <[Queue; 1]>::try_from(act.queues) else {
+            return Err(ActivateError::QueueCount { expected: 1, got });
+        };
         self.active = Some((act.mem, queue, act.interrupt));
         self.process();
         Ok(())
@@ -338,8 +345,10 @@ mod tests {
     use virtio_queue::mock::MockSplitQueue;
     use vmm_sys_util::eventfd::EventFd;
 
-    const NEXT: u16 = 1;
-    const WRITE: u16 = 2;
+    use virtio_bindings::virtio_ring::{VRING_DESC_F_NEXT, VRING_DESC_F_WRITE};
+
+    const NEXT: u16 = VRING_DESC_F_NEXT as u16;
+    const WRITE: u16 = VRING_DESC_F_WRITE as u16;
 
     struct Rig {
         mem: GuestMemoryMmap,
@@ -433,7 +442,7 @@ mod tests {
         let rig = Rig::new(&disk);
         let (status, used) = rig.request(
             false,
-            (T_IN, 1),
+            (VIRTIO_BLK_T_IN, 1),
             &[(0x1000, 16, 0), (0x2000, 512, WRITE), (0x3000, 1, WRITE)],
         );
         assert_eq!((status, used), (S_OK, 513));
@@ -446,7 +455,7 @@ mod tests {
             .unwrap();
         let (status, _) = rig.request(
             false,
-            (T_OUT, 7),
+            (VIRTIO_BLK_T_OUT, 7),
             &[(0x1000, 16, 0), (0x4000, 512, 0), (0x3000, 1, WRITE)],
         );
         assert_eq!(status, S_OK);
@@ -469,7 +478,7 @@ mod tests {
             .unwrap();
         let (status, _) = rig.request(
             false,
-            (T_OUT, 2),
+            (VIRTIO_BLK_T_OUT, 2),
             &[
                 (0x1000, 16, 0),
                 (0x4000, 512, 0),
@@ -486,7 +495,7 @@ mod tests {
         // Read it back scattered the other way round.
         let (status, used) = rig.request(
             false,
-            (T_IN, 2),
+            (VIRTIO_BLK_T_IN, 2),
             &[
                 (0x1000, 16, 0),
                 (0xa000, 1536, WRITE),
@@ -502,7 +511,7 @@ mod tests {
         let before = std::fs::read(&rig.path).unwrap();
         let (status, _) = rig.request(
             false,
-            (T_OUT, 10),
+            (VIRTIO_BLK_T_OUT, 10),
             &[
                 (0x1000, 16, 0),
                 (0x4000, 512, 0),
@@ -515,7 +524,7 @@ mod tests {
         // Mixed directions in one request are refused.
         let (status, _) = rig.request(
             false,
-            (T_IN, 0),
+            (VIRTIO_BLK_T_IN, 0),
             &[
                 (0x1000, 16, 0),
                 (0xa000, 512, WRITE),
@@ -532,14 +541,14 @@ mod tests {
         // Past the end of the disk.
         let (s, _) = rig.request(
             false,
-            (T_IN, 8),
+            (VIRTIO_BLK_T_IN, 8),
             &[(0x1000, 16, 0), (0x2000, 512, WRITE), (0x3000, 1, WRITE)],
         );
         assert_eq!(s, S_IOERR);
         // Sector number that overflows when turned into a byte offset.
         let (s, _) = rig.request(
             false,
-            (T_IN, u64::MAX),
+            (VIRTIO_BLK_T_IN, u64::MAX),
             &[(0x1000, 16, 0), (0x2000, 512, WRITE), (0x3000, 1, WRITE)],
         );
         assert_eq!(s, S_IOERR);
@@ -547,7 +556,7 @@ mod tests {
         // writes nothing.
         let (s, _) = rig.request(
             false,
-            (T_OUT, 0),
+            (VIRTIO_BLK_T_OUT, 0),
             &[(0x1000, 16, 0), (0xff000, 8192, 0), (0x3000, 1, WRITE)],
         );
         assert_eq!(s, S_IOERR);
@@ -555,7 +564,7 @@ mod tests {
         // Data buffer outside guest memory.
         let (s, _) = rig.request(
             false,
-            (T_IN, 0),
+            (VIRTIO_BLK_T_IN, 0),
             &[
                 (0x1000, 16, 0),
                 (0x7fff_0000, 512, WRITE),
@@ -566,14 +575,14 @@ mod tests {
         // Header shorter than a request header.
         let (s, _) = rig.request(
             false,
-            (T_IN, 0),
+            (VIRTIO_BLK_T_IN, 0),
             &[(0x1000, 8, 0), (0x2000, 512, WRITE), (0x3000, 1, WRITE)],
         );
         assert_eq!(s, S_IOERR);
         // A write to a read-only disk leaves the file untouched.
         let (s, _) = rig.request(
             true,
-            (T_OUT, 0),
+            (VIRTIO_BLK_T_OUT, 0),
             &[(0x1000, 16, 0), (0x2000, 512, 0), (0x3000, 1, WRITE)],
         );
         assert_eq!(s, S_IOERR);
@@ -581,7 +590,7 @@ mod tests {
         // Reading into a device-readable buffer is refused.
         let (s, _) = rig.request(
             false,
-            (T_IN, 0),
+            (VIRTIO_BLK_T_IN, 0),
             &[(0x1000, 16, 0), (0x2000, 512, 0), (0x3000, 1, WRITE)],
         );
         assert_eq!(s, S_IOERR);
@@ -597,7 +606,7 @@ mod tests {
         // the read itself was valid, so the chain completes with its data.
         let (s, used) = rig.request(
             false,
-            (T_IN, 0),
+            (VIRTIO_BLK_T_IN, 0),
             &[
                 (0x1000, 16, 0),
                 (0x2000, 512, WRITE),
@@ -625,7 +634,7 @@ mod tests {
         // A device-readable data buffer: refused, left as it was.
         let (s, used) = rig.request(
             false,
-            (T_GET_ID, 0),
+            (VIRTIO_BLK_T_GET_ID, 0),
             &[(0x1000, 16, 0), (0x2000, 20, 0), (0x3000, 1, WRITE)],
         );
         assert_eq!((s, used), (S_IOERR, 1));
@@ -635,7 +644,7 @@ mod tests {
         // A device-writable one gets the serial, NUL-padded to 20 bytes.
         let (s, used) = rig.request(
             false,
-            (T_GET_ID, 0),
+            (VIRTIO_BLK_T_GET_ID, 0),
             &[(0x1000, 16, 0), (0x2000, 20, WRITE), (0x3000, 1, WRITE)],
         );
         assert_eq!((s, used), (S_OK, 21));
