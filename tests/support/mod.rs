@@ -12,6 +12,9 @@
 //!   failure) and the leak check (no `pyro vmm` process, run directory or
 //!   socket left behind);
 //! - [`mcp`]: one MCP client over a `pyro mcp serve` child;
+//! - [`golden`]: golden files (compare, or re-bless with `PYRO_BLESS=1`)
+//!   and the helpers that make output comparable (transcripts, JSON
+//!   shapes, run-to-run values normalized);
 //! - [`raw_tar`]: tar archives with hostile members (also included by the
 //!   engine's and the agent's unit tests, so it depends on nothing here);
 //! - [`sparse`]: a sparse file copy (the test host's busybox has none).
@@ -19,6 +22,7 @@
 //! Each test binary uses part of this, so unused items are expected.
 #![allow(dead_code)]
 
+pub mod golden;
 pub mod mcp;
 pub mod raw_tar;
 pub mod sparse;
