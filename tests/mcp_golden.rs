@@ -8,9 +8,8 @@
 mod support;
 
 use serde_json::{json, Value};
-use std::process::Stdio;
 use support::golden;
-use support::mcp::{serve, Mcp, PROTOCOL_VERSION};
+use support::mcp::{serve_in, Mcp, PROTOCOL_VERSION};
 use support::{pyro, TempDir};
 
 const PROFILES: [&str; 3] = ["vm-run", "workspace-core", "workspace-full"];
@@ -20,12 +19,7 @@ const PROFILES: [&str; 3] = ["vm-run", "workspace-core", "workspace-full"];
 /// path reads `<cwd>` in the first).
 fn session_lines(profile: &str) -> (String, String) {
     let home = TempDir::new(&format!("mcp-golden-{profile}"));
-    let mut m = Mcp::spawn(
-        serve(pyro(), &["--profile", profile])
-            .current_dir(&home)
-            .env("PYRO_HOME", home.path())
-            .stderr(Stdio::null()),
-    );
+    let mut m = Mcp::spawn(&mut serve_in(pyro(), &home, &home, &["--profile", profile]));
     let (_, init) = m.request_line(
         "initialize",
         json!({"protocolVersion": PROTOCOL_VERSION, "capabilities": {},

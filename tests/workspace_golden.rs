@@ -31,11 +31,11 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use support::golden::{self, normalize, shape, transcript};
-use support::mcp::{serve as mcp_serve, Mcp};
+use support::mcp::{serve_in, Mcp};
 use support::vm::lock_like_a_vmm;
 use support::{now, pyro, pyro_cmd, write_file, TempDir};
 
@@ -295,28 +295,18 @@ fn indented_shape(v: &Value) -> String {
     lines.join("\n")
 }
 
-/// `pyro mcp serve ARGS` in `cwd` with `home` as its state directory,
-/// past the handshake.
-fn mcp_session(home: &Path, cwd: &Path, args: &[&str]) -> Mcp {
-    let mut m = Mcp::spawn(
-        mcp_serve(pyro(), args)
-            .current_dir(cwd)
-            .env("PYRO_HOME", home)
-            .stderr(Stdio::null()),
-    );
-    m.initialize();
-    m
-}
-
 #[test]
 fn workspace_tools_and_commands_match_their_golden_files() {
     // The MCP tools.
     let mut rig = Rig::new("mcp");
-    let mut mcp = mcp_session(
+    let host = rig.root.join("host");
+    let mut mcp = Mcp::spawn(&mut serve_in(
+        pyro(),
+        &host,
         &rig.home(),
-        &rig.root.join("host"),
         &["--allow-path", &rig.host("")],
-    );
+    ));
+    mcp.initialize();
     let id = json!(ID);
     let calls: Vec<(&str, Value)> = vec![
         ("workspace_list", json!({})),
@@ -524,7 +514,13 @@ fn one_shot_runs_on_the_host_match_their_golden_file() {
         o.stderr = strip_reason(&String::from_utf8_lossy(&o.stderr)).into_bytes();
         shown.push_str(&transcript(&format!("pyro {}", argv.join(" ")), &o));
     }
-    let mut mcp = mcp_session(&root.join("home"), &root, &["--allow-host-compat"]);
+    let mut mcp = Mcp::spawn(&mut serve_in(
+        pyro(),
+        &root,
+        &root.join("home"),
+        &["--allow-host-compat"],
+    ));
+    mcp.initialize();
     let args = json!({"environment": "debian:12", "command": "echo out; echo err >&2; exit 3",
                       "allow_host_compat": true});
     let (structured, text) = mcp.call_shown("vm_run", args.clone());

@@ -34,6 +34,17 @@ pub fn serve(pyro: &Path, args: &[&str]) -> Command {
     c
 }
 
+/// [`serve`] in `cwd` with `home` as its state directory (`PYRO_HOME`)
+/// and its stderr dropped: a server of a test's own, in a project
+/// directory of the test's choosing.
+pub fn serve_in(pyro: &Path, cwd: &Path, home: &Path, args: &[&str]) -> Command {
+    let mut c = serve(pyro, args);
+    c.current_dir(cwd)
+        .env("PYRO_HOME", home)
+        .stderr(Stdio::null());
+    c
+}
+
 pub struct Mcp {
     child: Child,
     stdin: Option<ChildStdin>,
