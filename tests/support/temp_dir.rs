@@ -1,7 +1,7 @@
 //! A temporary directory that cleans up after itself: the one every test
-//! uses, integration tests (through tests/support/mod.rs) and the crate's
-//! unit tests alike (src/main.rs includes this file), so it depends on
-//! nothing but std.
+//! uses, integration tests (through tests/support/mod.rs) and unit tests
+//! alike (src/main.rs and guest/src/lib.rs include this file, as does
+//! guest/tests/agent.rs), so it depends on nothing but std.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
