@@ -31,6 +31,8 @@ pub mod sparse;
 mod temp_dir;
 pub mod vm;
 
+// Unused in the benchmarks, like much here (see dead_code above).
+#[allow(unused_imports)]
 pub use temp_dir::TempDir;
 
 use serde_json::Value;
