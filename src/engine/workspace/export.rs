@@ -703,20 +703,12 @@ fn reap_siblings(dir: &Path) {
 mod tests {
     use super::super::raw_tar::{header_only, raw_tar};
     use super::*;
-
-    fn tmp(tag: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!(
-            "pyro-export-{tag}-{}",
-            crate::engine::paths::random_id(4)
-        ));
-        std::fs::create_dir_all(&d).unwrap();
-        d
-    }
+    use crate::temp_dir::TempDir;
 
     #[test]
     fn hostile_guest_streams_cannot_escape() {
         use tar::EntryType::*;
-        let d = tmp("hostile");
+        let d = TempDir::new("export-hostile");
         let cases: Vec<(Vec<u8>, &str)> = vec![
             (raw_tar(&[("../evil", Regular, b"x", "")]), "'..'"),
             (raw_tar(&[("/tmp/evil", Regular, b"x", "")]), "absolute"),
@@ -763,12 +755,11 @@ mod tests {
         assert!(!d.join("evil").exists());
         // Nothing of the chain is left to follow.
         assert!(std::fs::symlink_metadata(d.join("r6/leak")).is_err());
-        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]
     fn a_terabyte_sparse_file_is_refused_from_its_header_and_nothing_is_written() {
-        let d = tmp("sparse");
+        let d = TempDir::new("export-sparse");
         // What the guest sends for `truncate -s 1T big`: a header, then
         // zeros it would stream for hours. Only the header is here: the
         // refusal must not need the content.
@@ -782,13 +773,12 @@ mod tests {
         );
         assert!(e.contains("export a smaller path"), "{e}");
         assert_eq!(std::fs::read_dir(&d).unwrap().count(), 0);
-        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]
     fn export_limits_on_bytes_entries_and_metadata_are_enforced() {
         use tar::EntryType::*;
-        let d = tmp("limits");
+        let d = TempDir::new("export-limits");
         // A 1 GiB long name claim: refused before anything is read.
         let bomb = header_only("././@LongLink", GNULongName, 1 << 30);
         let e = extract_confined(bomb.as_slice(), &d, EXPORT_LIMITS)
@@ -832,13 +822,12 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("more than 2 members"), "{e}");
-        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]
     fn runs_of_zeros_become_holes_and_the_content_is_intact() {
         use std::os::unix::fs::MetadataExt;
-        let d = tmp("holes");
+        let d = TempDir::new("export-holes");
         let mut data = vec![0u8; 4 << 20];
         data[1_000_000..1_000_010].copy_from_slice(b"0123456789");
         let mut tail = data.clone();
@@ -855,13 +844,12 @@ mod tests {
         // filesystem has holes at all).
         let m = std::fs::metadata(d.join("zeros")).unwrap();
         assert!(m.blocks() * 512 <= 64 * 1024, "{} blocks", m.blocks());
-        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]
     fn a_single_exported_symlink_may_not_climb() {
         use tar::EntryType::*;
-        let d = tmp("single");
+        let d = TempDir::new("export-single");
         for (target, ok) in [
             ("x/y", true),
             (".", true),
@@ -878,7 +866,6 @@ mod tests {
             );
             assert_eq!(r.is_ok(), ok, "{target}: {r:?}");
         }
-        std::fs::remove_dir_all(&d).unwrap();
     }
 
     /// Set in the child process of the SIGKILL test: the stage's commit
@@ -942,9 +929,9 @@ mod tests {
     }
 
     /// Runs the child above with the kill armed; returns its directory.
-    fn killed_between_renames(tag: &str) -> PathBuf {
+    fn killed_between_renames(tag: &str) -> TempDir {
         use std::os::unix::process::ExitStatusExt;
-        let d = tmp(tag);
+        let d = TempDir::new(&format!("export-{tag}"));
         original(&d);
         let status = std::process::Command::new(std::env::current_exe().unwrap())
             .args([
@@ -953,7 +940,7 @@ mod tests {
                 "--test-threads=1",
                 "--nocapture",
             ])
-            .env(CHILD_DIR, &d)
+            .env(CHILD_DIR, d.path())
             .env(KILL_BETWEEN_RENAMES, "1")
             .stdout(std::process::Stdio::null())
             .status()
@@ -979,7 +966,6 @@ mod tests {
         assert!(!d.join("out/new.txt").exists());
         assert!(stages(&d).is_empty());
         assert_eq!(std::fs::read_dir(d.join("journal")).unwrap().count(), 0);
-        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]
@@ -992,12 +978,11 @@ mod tests {
         // The journal entry left behind is dropped once its stage is gone.
         reap_journal(&d.join("journal"));
         assert_eq!(std::fs::read_dir(d.join("journal")).unwrap().count(), 0);
-        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]
     fn a_running_export_stage_is_left_alone_and_a_finished_one_leaves_nothing() {
-        let d = tmp("busy");
+        let d = TempDir::new("export-busy");
         original(&d);
         let journals = d.join("journal");
         let stage = Stage::create(&d, OsStr::new("out"), &journals).unwrap();
@@ -1016,12 +1001,11 @@ mod tests {
         assert!(!d.join("out/a.txt").exists());
         assert!(stages(&d).is_empty());
         assert_eq!(std::fs::read_dir(&journals).unwrap().count(), 0);
-        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]
     fn an_abandoned_stage_after_both_renames_keeps_the_new_copy() {
-        let d = tmp("after");
+        let d = TempDir::new("export-after");
         put(&d.join("out/new.txt"), "new\n");
         let stage = d.join(stage_name(OsStr::new("out"), "0123456789ab"));
         put(&stage.join("old/a.txt"), "original a\n");
@@ -1031,12 +1015,11 @@ mod tests {
             "new\n"
         );
         assert!(!stage.exists());
-        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]
     fn a_new_destination_is_never_replaced_by_surprise() {
-        let d = tmp("noreplace");
+        let d = TempDir::new("export-noreplace");
         let stage = Stage::create(&d, OsStr::new("out"), &d.join("journal")).unwrap();
         let made = stage.dir.join("tree");
         put(&made, "new\n");
@@ -1048,12 +1031,11 @@ mod tests {
             "someone else's\n"
         );
         stage.finish(&d.join("out")).unwrap();
-        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]
     fn finishing_a_stage_never_deletes_an_original_left_in_it() {
-        let d = tmp("stranded");
+        let d = TempDir::new("export-stranded");
         original(&d);
         let stage = Stage::create(&d, OsStr::new("out"), &d.join("journal")).unwrap();
         // As if the new copy's rename and the way back had both failed.
@@ -1061,7 +1043,6 @@ mod tests {
         stage.finish(&d.join("out")).unwrap();
         assert_original(&d);
         assert!(stages(&d).is_empty());
-        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]
@@ -1082,7 +1063,7 @@ mod tests {
 
     #[test]
     fn a_confined_export_does_not_replace_a_tree_with_hidden_entries() {
-        let d = tmp("hidden");
+        let d = TempDir::new("export-hidden");
         put(&d.join("plain/a/b.txt"), "x");
         assert!(refuse_hidden_inside(&d.join("plain"), "plain").is_ok());
         put(&d.join("repo/src/deep/.git/HEAD"), "ref");
@@ -1090,6 +1071,5 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("src/deep/.git"), "{e}");
-        std::fs::remove_dir_all(&d).unwrap();
     }
 }

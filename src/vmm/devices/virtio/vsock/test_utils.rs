@@ -340,28 +340,10 @@ impl<'a> GuestDriver<'a> {
     }
 }
 
-/// A directory removed with everything in it when dropped.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new() -> TempDir {
-        let p =
-            std::env::temp_dir().join(format!("pyro-vsock-{}", crate::engine::paths::random_id(6)));
-        std::fs::create_dir(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// The host's side: a path for the device's Unix socket, a poller the
 /// device registers with, and blocking client streams.
 pub struct Host {
-    pub dir: TempDir,
+    pub dir: crate::temp_dir::TempDir,
     pub poll: Poll,
     events: Events,
 }
@@ -369,14 +351,14 @@ pub struct Host {
 impl Host {
     pub fn new() -> Host {
         Host {
-            dir: TempDir::new(),
+            dir: crate::temp_dir::TempDir::new("vsock"),
             poll: Poll::new().unwrap(),
             events: Events::with_capacity(64),
         }
     }
 
     pub fn socket_path(&self) -> PathBuf {
-        self.dir.0.join("vsock.sock")
+        self.dir.join("vsock.sock")
     }
 
     /// A client of the device's socket, as the engine connects.
