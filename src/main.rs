@@ -9,6 +9,12 @@ mod render;
 mod signals;
 mod vmm;
 
+/// The test harness's temporary directory, for unit tests too.
+#[cfg(test)]
+#[allow(dead_code)]
+#[path = "../tests/support/temp_dir.rs"]
+mod temp_dir;
+
 fn main() {
     std::process::exit(cli::main());
 }

@@ -4,6 +4,7 @@
 mod support;
 
 use serde_json::Value;
+use support::vm::lock_like_a_vmm;
 use support::{json_stdout, pyro_cmd, TempDir};
 
 /// `pyro ARGS`, run to the end.
@@ -112,19 +113,6 @@ fn run_without_usable_kvm_refuses_or_runs_host_compat_loudly() {
     assert_eq!(v["execution_mode"], "host_compat");
     assert_eq!(v["stdout"], "hi\n");
     assert!(String::from_utf8_lossy(&out.stderr).contains("NOT ISOLATED"));
-}
-
-/// Takes the lock a VMM holds on its writable disk (an exclusive open
-/// file description lock over the whole file, src/vmm/disk_lock.rs).
-fn lock_like_a_vmm(f: &std::fs::File) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: flock is plain data; all-zero is a valid value.
-    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
-    fl.l_type = libc::F_WRLCK as libc::c_short;
-    fl.l_whence = libc::SEEK_SET as libc::c_short;
-    // SAFETY: fcntl on our descriptor with a pointer to a live flock.
-    let r = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_OFD_SETLK, &fl) };
-    assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
 }
 
 #[test]

@@ -8,95 +8,36 @@
 //! When a change is intended, regenerate with
 //! `PYRO_BLESS=1 cargo test --test cli_golden` and review the diff.
 
-use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod support;
 
-const PYRO: &str = env!("CARGO_BIN_EXE_pyro");
+use std::path::Path;
+use support::golden::{self, shape, transcript};
+use support::{json_stdout, pyro_cmd, write_file, TempDir};
 
-fn check_golden(name: &str, actual: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(name);
-    if std::env::var_os("PYRO_BLESS").is_some() {
-        std::fs::write(&path, actual).unwrap();
-        return;
-    }
-    let want = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; generate it with PYRO_BLESS=1 cargo test --test cli_golden",
-            path.display()
-        )
-    });
-    if want != actual {
-        let (w, a): (Vec<&str>, Vec<&str>) = (want.lines().collect(), actual.lines().collect());
-        let first = w
-            .iter()
-            .zip(&a)
-            .position(|(x, y)| x != y)
-            .unwrap_or(w.len().min(a.len()));
-        panic!(
-            "{} differs from line {} on:\n  golden: {:?}\n  actual: {:?}\n\
-             (if intended: PYRO_BLESS=1 cargo test --test cli_golden, then review the diff)",
-            path.display(),
-            first + 1,
-            w.get(first),
-            a.get(first)
-        );
-    }
-}
-
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(tag: &str) -> Dir {
-        let d = std::env::temp_dir().join(format!("pyro-cli-golden-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        Dir(d)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Runs `pyro ARGS` with `home` as its state directory; returns what it
-/// printed, the test directory written as `<root>`.
+/// Runs `pyro ARGS` with `ROOT/home` as its state directory; returns its
+/// transcript, the test directory written as `<root>`.
 fn pyro(root: &Path, args: &[&str]) -> String {
-    let o = Command::new(PYRO)
+    let o = pyro_cmd()
         .args(args)
         .env("PYRO_HOME", root.join("home"))
         .output()
         .unwrap();
-    format!(
-        "==== pyro {}\nexit {}\n--- stdout\n{}--- stderr\n{}",
-        args.join(" "),
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-    .replace(root.to_str().unwrap(), "<root>")
+    transcript(&format!("pyro {}", args.join(" ")), &o).replace(root.to_str().unwrap(), "<root>")
 }
 
 #[test]
 fn env_commands_match_their_golden_file() {
-    let dir = Dir::new("env");
-    let root = &dir.0;
+    let root = &TempDir::new("cli-golden-env");
     // A locally built image, as `make envs` leaves one.
     let image = root.join("image");
-    std::fs::create_dir_all(&image).unwrap();
     for f in ["rootfs.ext4", "scratch.ext4"] {
-        std::fs::write(image.join(f), b"disk").unwrap();
+        write_file(&image.join(f), b"disk");
     }
-    std::fs::write(
-        image.join("environment.json"),
+    write_file(
+        &image.join("environment.json"),
         r#"{"name": "debian:12", "built_by": "cli_golden.rs"}"#,
-    )
-    .unwrap();
-    std::fs::write(root.join("vmlinux"), b"kernel").unwrap();
+    );
+    write_file(&root.join("vmlinux"), b"kernel");
     let (image, kernel) = (
         image.to_str().unwrap().to_string(),
         root.join("vmlinux").to_str().unwrap().to_string(),
@@ -130,50 +71,14 @@ fn env_commands_match_their_golden_file() {
     shown.push_str(&pyro(root, &["env", "prune"]));
     std::fs::create_dir_all(root.join("home/environments/junk")).unwrap();
     shown.push_str(&pyro(root, &["env", "prune", "--json"]));
-    check_golden("env_cli.txt", &shown);
-}
-
-/// `name: type` for every field of `v`, depth first (arrays by their
-/// first element).
-fn shape(v: &Value, path: &str, out: &mut Vec<String>) {
-    let kind = match v {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(n) if n.is_f64() => "number",
-        Value::Number(_) => "integer",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    };
-    if !path.is_empty() {
-        out.push(format!("{path}: {kind}"));
-    }
-    match v {
-        Value::Object(m) => {
-            for (k, x) in m {
-                let p = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
-                };
-                shape(x, &p, out);
-            }
-        }
-        Value::Array(a) => {
-            if let Some(first) = a.first() {
-                shape(first, &format!("{path}[]"), out);
-            }
-        }
-        _ => {}
-    }
+    golden::check("env_cli.txt", &shown);
 }
 
 #[test]
 fn doctor_prints_what_its_json_says() {
-    let dir = Dir::new("doctor");
-    let root = &dir.0;
+    let root = &TempDir::new("cli-golden-doctor");
     let run = |json: bool| {
-        let mut c = Command::new(PYRO);
+        let mut c = pyro_cmd();
         c.arg("doctor").env("PYRO_HOME", root.join("home"));
         if json {
             c.arg("--json");
@@ -182,7 +87,7 @@ fn doctor_prints_what_its_json_says() {
     };
     let j = run(true);
     let h = run(false);
-    let v: Value = serde_json::from_slice(&j.stdout).unwrap();
+    let v = json_stdout(&j, &"pyro doctor --json");
     assert_eq!(j.status.code(), h.status.code());
     let ready = v["ready"] == true;
     assert_eq!(h.status.code(), Some(if ready { 0 } else { 1 }));
@@ -211,8 +116,7 @@ fn doctor_prints_what_its_json_says() {
     });
     assert_eq!(String::from_utf8_lossy(&h.stdout), want);
     // Which checks, and the JSON's shape (values are the host's).
-    let mut lines = Vec::new();
-    shape(&v, "", &mut lines);
+    let mut lines = shape(&v);
     // Whether any environment is installed decides one array's shape.
     lines.retain(|l| !l.starts_with("installed_environments[]"));
     let names: Vec<&str> = v["checks"]
@@ -221,8 +125,52 @@ fn doctor_prints_what_its_json_says() {
         .iter()
         .map(|c| c["name"].as_str().unwrap())
         .collect();
-    check_golden(
+    golden::check(
         "doctor_json_shape.txt",
         &format!("checks: {}\n{}\n", names.join(", "), lines.join("\n")),
+    );
+}
+
+/// The golden check itself (tests/support/golden.rs), tested once here: a
+/// one-character change fails naming the line and showing both versions;
+/// an equal file passes; a missing file says how to create it.
+#[test]
+fn a_golden_file_that_differs_by_one_character_fails_showing_where() {
+    let dir = TempDir::new("cli-golden-check");
+    let file = dir.join("pinned.txt");
+    let pinned = "one\ntwo\nthree\nfour\nfive\nsix\nseven\neight\n";
+    write_file(&file, pinned);
+    assert_eq!(golden::compare(&file, pinned), Ok(()));
+
+    let err = golden::compare(&file, &pinned.replace("six", "sax")).unwrap_err();
+    let shown = err.lines().skip(1).take(9).collect::<Vec<_>>().join("\n");
+    assert_eq!(
+        shown,
+        "@@ from line 6: 1 golden line(s) (-), 1 actual line(s) (+) @@\n  three\n  four\n  five\n- six\n+ sax\n  seven\n  eight\n(if the change is intended: PYRO_BLESS=1 cargo test --test cli_golden, then review the diff)",
+        "{err}"
+    );
+    assert!(
+        err.starts_with(&format!("{} differs", file.display())),
+        "{err}"
+    );
+
+    // A line added at the end, and one whose trailing blank is all that
+    // changed (shown quoted so that the blank can be seen).
+    let err = golden::compare(&file, &format!("{pinned}nine\n")).unwrap_err();
+    assert!(
+        err.contains("from line 9: 0 golden line(s) (-), 1 actual line(s) (+)"),
+        "{err}"
+    );
+    assert!(err.contains("\n+ nine\n"), "{err}");
+    let err = golden::compare(&file, &pinned.replace("two", "two ")).unwrap_err();
+    assert!(err.contains("\n+ \"two \"\n"), "{err}");
+    // Only the final newline differs.
+    let err = golden::compare(&file, pinned.trim_end()).unwrap_err();
+    assert!(err.contains("the same lines, different line ends"), "{err}");
+
+    let err = golden::compare(&dir.join("missing.txt"), "x").unwrap_err();
+    assert!(
+        err.contains("generate it with PYRO_BLESS=1 cargo test --test cli_golden"),
+        "{err}"
     );
 }

@@ -12,7 +12,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
-use support::mcp::{serve, Mcp};
+use support::mcp::{serve, serve_in, Mcp};
 use support::vm::{vmm_pids_of, VmGuard};
 use support::{pyro, pyro_cmd, pyro_home, TempDir};
 
@@ -308,12 +308,7 @@ impl Scratch {
     /// `initialize` result. Each of these tests makes many failing calls:
     /// what they say is in the replies, not worth a log line each.
     fn serve(&self, args: &[&str]) -> (Mcp, Value) {
-        let mut s = Mcp::spawn(
-            serve(pyro(), args)
-                .current_dir(&self.proj)
-                .env("PYRO_HOME", &*self.home)
-                .stderr(Stdio::null()),
-        );
+        let mut s = Mcp::spawn(&mut serve_in(pyro(), &self.proj, &self.home, args));
         let init = s.initialize();
         (s, init)
     }

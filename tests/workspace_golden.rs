@@ -20,20 +20,25 @@
 //! before comparing. When a change is intended, regenerate the files with
 //! `PYRO_BLESS=1 cargo test --test workspace_golden` and review the diff.
 
+mod support;
+
 use pyro_proto::{read_frame, write_frame, Request, Response};
 use serde_json::{json, Value};
 use sha2::Digest;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::Output;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use support::golden::{self, normalize, shape, transcript};
+use support::mcp::{serve_in, Mcp};
+use support::vm::lock_like_a_vmm;
+use support::{now, pyro, pyro_cmd, write_file, TempDir};
 
-const PYRO: &str = env!("CARGO_BIN_EXE_pyro");
 /// The running workspace every command works on.
 const ID: &str = "badc0ffee001";
 /// A workspace whose metadata is damaged beyond repair (listed as such).
@@ -49,126 +54,12 @@ const T0: f64 = 1_795_996_800.0;
 
 const PATCH: &str = "--- a/src/app.py\n+++ b/src/app.py\n@@ -1 +1 @@\n-print(1)\n+print(2)\n";
 
-// ---- golden files ---------------------------------------------------------
-
-fn check_golden(name: &str, actual: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(name);
-    if std::env::var_os("PYRO_BLESS").is_some() {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, actual).unwrap();
-        return;
-    }
-    let want = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; generate it with PYRO_BLESS=1 cargo test --test workspace_golden",
-            path.display()
-        )
-    });
-    if want != actual {
-        let (w, a): (Vec<&str>, Vec<&str>) = (want.lines().collect(), actual.lines().collect());
-        let first = w
-            .iter()
-            .zip(&a)
-            .position(|(x, y)| x != y)
-            .unwrap_or(w.len().min(a.len()));
-        panic!(
-            "{} differs from line {} on:\n  golden: {:?}\n  actual: {:?}\n\
-             (if intended: PYRO_BLESS=1 cargo test --test workspace_golden, then review the diff)",
-            path.display(),
-            first + 1,
-            w.get(first),
-            a.get(first)
-        );
-    }
-}
-
-/// `name: type` for every field of `v`, depth first, objects' keys in
-/// order; an array shows its first element's shape (`name[]`).
-fn shape(v: &Value, path: &str, out: &mut Vec<String>) {
-    let kind = match v {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(n) if n.is_f64() => "number",
-        Value::Number(_) => "integer",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    };
-    if !path.is_empty() {
-        out.push(format!("  {path}: {kind}"));
-    }
-    match v {
-        Value::Object(m) => {
-            for (k, x) in m {
-                let p = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
-                };
-                shape(x, &p, out);
-            }
-        }
-        Value::Array(a) => {
-            if let Some(first) = a.first() {
-                shape(first, &format!("{path}[]"), out);
-            }
-        }
-        _ => {}
-    }
-}
-
-/// The text with what changes between runs replaced: the test's
-/// directory, timestamps (ten or more digits, with their fraction), and
-/// durations and allocated bytes (numbers after `..._ms` and
-/// `allocated_bytes` keys and `Disk:`, and before ` ms`).
-fn normalize(text: &str, root: &Path) -> String {
-    let text = text.replace(root.to_str().unwrap(), "<root>");
-    let mut out = String::with_capacity(text.len());
-    let b = text.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        let after = |p: &str| out.ends_with(p);
-        if b[i].is_ascii_digit() && !out.ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
-        {
-            let start = i;
-            while i < b.len() && b[i].is_ascii_digit() {
-                i += 1;
-            }
-            let digits = i - start;
-            if i + 1 < b.len() && b[i] == b'.' && b[i + 1].is_ascii_digit() {
-                i += 1;
-                while i < b.len() && b[i].is_ascii_digit() {
-                    i += 1;
-                }
-            }
-            let volatile = ["_ms\": ", "_ms=", "allocated_bytes\": ", "Disk: "]
-                .iter()
-                .any(|p| after(p))
-                || text[i..].starts_with(" ms");
-            if digits >= 10 {
-                out.push_str("<t>");
-            } else if volatile {
-                out.push('N');
-            } else {
-                out.push_str(&text[start..i]);
-            }
-            continue;
-        }
-        let c = text[i..].chars().next().unwrap();
-        out.push(c);
-        i += c.len_utf8();
-    }
-    out
-}
-
 // ---- the fabricated workspaces and the fake agent --------------------------
 
 /// One test directory: `$PYRO_HOME`, the guest's `/workspace`, and host
 /// directories for sync and export.
 struct Rig {
-    root: PathBuf,
+    root: TempDir,
     /// The disk lock standing in for a running VMM.
     vmm: Option<File>,
     stop: Arc<AtomicBool>,
@@ -177,9 +68,9 @@ struct Rig {
     agent: Option<std::thread::JoinHandle<()>>,
 }
 
+/// Writes a state file as pyro does: readable by its owner only.
 fn write_private(p: &Path, body: &[u8]) {
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, body).unwrap();
+    write_file(p, body);
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
@@ -217,16 +108,11 @@ fn record(id: &str, state: &str, now: f64) -> Value {
 
 impl Rig {
     fn new(tag: &str) -> Rig {
-        let root =
-            std::env::temp_dir().join(format!("pyro-golden-ws-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
+        let root = TempDir::new(&format!("golden-ws-{tag}"));
         let home = root.join("home");
         std::fs::create_dir_all(&home).unwrap();
         std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).unwrap();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs_f64();
+        let now = now();
 
         // The seeded tree, in the guest and as the baseline.
         let ws = root.join("ws");
@@ -235,9 +121,7 @@ impl Rig {
                                        "size_bytes": 0, "mode": 0o755})];
         let mut tar = tar::Builder::new(Vec::new());
         for (path, body) in files {
-            let p = ws.join(path);
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(&p, body).unwrap();
+            write_file(&ws.join(path), body);
             let mut h = tar::Header::new_gnu();
             h.set_size(body.len() as u64);
             h.set_mode(0o644);
@@ -270,13 +154,7 @@ impl Rig {
             .write(true)
             .open(&disk)
             .unwrap();
-        // SAFETY: flock is plain data; all-zero is a valid value.
-        let mut fl: libc::flock = unsafe { std::mem::zeroed() };
-        fl.l_type = libc::F_WRLCK as libc::c_short;
-        fl.l_whence = libc::SEEK_SET as libc::c_short;
-        // SAFETY: fcntl on our descriptor with a pointer to a live flock.
-        let locked = unsafe { libc::fcntl(vmm.as_raw_fd(), libc::F_OFD_SETLK, &fl) };
-        assert_eq!(locked, 0);
+        lock_like_a_vmm(&vmm);
 
         // An expired workspace, and one whose metadata cannot be read.
         let mut expired = record(EXPIRED_ID, "expired", T0 + 60.0);
@@ -307,9 +185,7 @@ impl Rig {
         );
 
         // Host directories: a tree to sync in, a place to export to.
-        let sync = root.join("host/sync");
-        std::fs::create_dir_all(sync.join("docs")).unwrap();
-        std::fs::write(sync.join("docs/guide.txt"), "read me\n").unwrap();
+        write_file(&root.join("host/sync/docs/guide.txt"), "read me\n");
         std::fs::create_dir_all(root.join("host/out")).unwrap();
 
         // The agent serves this rig's /workspace (read by pyro_guest::ops
@@ -370,7 +246,6 @@ impl Drop for Rig {
         if let Some(t) = self.agent.take() {
             let _ = t.join();
         }
-        let _ = std::fs::remove_dir_all(&self.root);
     }
 }
 
@@ -413,85 +288,25 @@ fn serve(mut s: UnixStream, ws: &Path) -> io::Result<()> {
 
 // ---- the MCP server ----------------------------------------------------------
 
-struct Mcp {
-    child: Child,
-    stdin: ChildStdin,
-    out: BufReader<ChildStdout>,
-    next: u64,
-}
-
-impl Mcp {
-    fn start(rig: &Rig) -> Mcp {
-        let mut child = Command::new(PYRO)
-            .args(["mcp", "serve", "--allow-path", &rig.host("")])
-            .current_dir(rig.root.join("host"))
-            .env("PYRO_HOME", rig.home())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut m = Mcp {
-            stdin: child.stdin.take().unwrap(),
-            out: BufReader::new(child.stdout.take().unwrap()),
-            child,
-            next: 0,
-        };
-        m.request(
-            "initialize",
-            json!({"protocolVersion": "2025-11-25", "capabilities": {},
-                   "clientInfo": {"name": "workspace_golden.rs", "version": "0"}}),
-        );
-        writeln!(
-            m.stdin,
-            "{}",
-            json!({"jsonrpc": "2.0", "method": "notifications/initialized"})
-        )
-        .unwrap();
-        m
-    }
-
-    fn request(&mut self, method: &str, params: Value) -> Value {
-        self.next += 1;
-        let id = self.next;
-        writeln!(
-            self.stdin,
-            "{}",
-            json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
-        )
-        .unwrap();
-        loop {
-            let mut line = String::new();
-            assert!(self.out.read_line(&mut line).unwrap() > 0, "server closed");
-            let v: Value = serde_json::from_str(&line).unwrap();
-            if v["id"] == id {
-                return v;
-            }
-        }
-    }
-
-    /// Calls `tool`; returns its structured content and text.
-    fn call(&mut self, tool: &str, args: Value) -> (Value, String) {
-        let r = self.request("tools/call", json!({"name": tool, "arguments": args}));
-        let r = &r["result"];
-        let text = r["content"][0]["text"].as_str().unwrap_or("").to_string();
-        assert_eq!(r["isError"], false, "{tool} failed: {text}");
-        (r["structuredContent"].clone(), text)
-    }
-}
-
-impl Drop for Mcp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The shape of a structured result as the golden files list it: one
+/// indented `name: type` line per field (see [`shape`]).
+fn indented_shape(v: &Value) -> String {
+    let lines: Vec<String> = shape(v).iter().map(|l| format!("  {l}")).collect();
+    lines.join("\n")
 }
 
 #[test]
 fn workspace_tools_and_commands_match_their_golden_files() {
     // The MCP tools.
     let mut rig = Rig::new("mcp");
-    let mut mcp = Mcp::start(&rig);
+    let host = rig.root.join("host");
+    let mut mcp = Mcp::spawn(&mut serve_in(
+        pyro(),
+        &host,
+        &rig.home(),
+        &["--allow-path", &rig.host("")],
+    ));
+    mcp.initialize();
     let id = json!(ID);
     let calls: Vec<(&str, Value)> = vec![
         ("workspace_list", json!({})),
@@ -550,24 +365,22 @@ fn workspace_tools_and_commands_match_their_golden_files() {
     let mut shapes = String::new();
     let mut texts = String::new();
     let mut record = |tool: &str, args: &Value, (structured, text): (Value, String)| {
-        let mut lines = Vec::new();
-        shape(&structured, "", &mut lines);
-        shapes.push_str(&format!("{tool}:\n{}\n", lines.join("\n")));
+        shapes.push_str(&format!("{tool}:\n{}\n", indented_shape(&structured)));
         texts.push_str(&format!("==== {tool} {args}\n{text}\n"));
     };
     for (tool, args) in &calls {
-        let r = mcp.call(tool, args.clone());
+        let r = mcp.call_shown(tool, args.clone());
         record(tool, args, r);
     }
     rig.stop_vmm();
     let args = json!({"workspace_id": id});
-    let r = mcp.call("workspace_delete", args.clone());
+    let r = mcp.call_shown("workspace_delete", args.clone());
     record("workspace_delete", &args, r);
-    let r = mcp.call("workspace_list", json!({}));
+    let r = mcp.call_shown("workspace_list", json!({}));
     record("workspace_list", &json!({}), r);
-    drop(mcp);
-    check_golden("workspace_tools.shapes.txt", &shapes);
-    check_golden("workspace_tools.text.txt", &normalize(&texts, &rig.root));
+    mcp.close();
+    golden::check("workspace_tools.shapes.txt", &shapes);
+    golden::check("workspace_tools.text.txt", &normalize(&texts, &rig.root));
     drop(rig);
 
     // The same operations from the terminal, without --json.
@@ -618,18 +431,15 @@ fn workspace_tools_and_commands_match_their_golden_files() {
     let mut shown = String::new();
     let home = rig.home();
     let mut run = |argv: &[&str]| {
-        let o = Command::new(PYRO)
+        let o = pyro_cmd()
             .arg("workspace")
             .args(argv)
             .env("PYRO_HOME", &home)
             .output()
             .unwrap();
-        shown.push_str(&format!(
-            "==== pyro workspace {}\nexit {}\n--- stdout\n{}--- stderr\n{}",
-            argv.join(" "),
-            o.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
+        shown.push_str(&transcript(
+            &format!("pyro workspace {}", argv.join(" ")),
+            &o,
         ));
     };
     for argv in &commands {
@@ -638,7 +448,7 @@ fn workspace_tools_and_commands_match_their_golden_files() {
     rig.stop_vmm();
     run(&["delete", ID]);
     run(&["list"]);
-    check_golden("workspace_cli.txt", &normalize(&shown, &rig.root));
+    golden::check("workspace_cli.txt", &normalize(&shown, &rig.root));
 }
 
 /// `vm_run` and `pyro run` where no guest can boot and the operator
@@ -647,11 +457,9 @@ fn workspace_tools_and_commands_match_their_golden_files() {
 /// would need an installed environment), so the test says so and passes.
 #[test]
 fn one_shot_runs_on_the_host_match_their_golden_file() {
-    let root = std::env::temp_dir().join(format!("pyro-golden-run-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    std::fs::create_dir_all(&root).unwrap();
+    let root = TempDir::new("golden-run");
     let run = |args: &[&str]| {
-        Command::new(PYRO)
+        pyro_cmd()
             .args(args)
             .current_dir(&root)
             .env("PYRO_HOME", root.join("home"))
@@ -669,7 +477,6 @@ fn one_shot_runs_on_the_host_match_their_golden_file() {
     let v: Value = serde_json::from_slice(&probe.stdout).unwrap_or_default();
     if v["execution_mode"] != "host_compat" {
         eprintln!("this host can boot guests: no host-compat run to compare");
-        let _ = std::fs::remove_dir_all(&root);
         return;
     }
     // The reason no guest boots is the host's; the rest is pinned.
@@ -703,45 +510,24 @@ fn one_shot_runs_on_the_host_match_their_golden_file() {
             "no newline",
         ],
     ] {
-        let o = run(&argv);
-        shown.push_str(&format!(
-            "==== pyro {}\nexit {}\n--- stdout\n{}--- stderr\n{}",
-            argv.join(" "),
-            o.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&o.stdout),
-            strip_reason(&String::from_utf8_lossy(&o.stderr))
-        ));
+        let mut o: Output = run(&argv);
+        o.stderr = strip_reason(&String::from_utf8_lossy(&o.stderr)).into_bytes();
+        shown.push_str(&transcript(&format!("pyro {}", argv.join(" ")), &o));
     }
-    let mut child = Command::new(PYRO)
-        .args(["mcp", "serve", "--allow-host-compat"])
-        .current_dir(&root)
-        .env("PYRO_HOME", root.join("home"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut mcp = Mcp {
-        stdin: child.stdin.take().unwrap(),
-        out: BufReader::new(child.stdout.take().unwrap()),
-        child,
-        next: 0,
-    };
-    mcp.request(
-        "initialize",
-        json!({"protocolVersion": "2025-11-25", "capabilities": {},
-        "clientInfo": {"name": "workspace_golden.rs", "version": "0"}}),
-    );
+    let mut mcp = Mcp::spawn(&mut serve_in(
+        pyro(),
+        &root,
+        &root.join("home"),
+        &["--allow-host-compat"],
+    ));
+    mcp.initialize();
     let args = json!({"environment": "debian:12", "command": "echo out; echo err >&2; exit 3",
                       "allow_host_compat": true});
-    let (structured, text) = mcp.call("vm_run", args.clone());
-    drop(mcp);
-    let mut lines = Vec::new();
-    shape(&structured, "", &mut lines);
+    let (structured, text) = mcp.call_shown("vm_run", args.clone());
+    mcp.close();
     shown.push_str(&format!(
         "==== vm_run {args}\n{text}\n==== vm_run structuredContent\n{}\n",
-        lines.join("\n")
+        indented_shape(&structured)
     ));
-    check_golden("run_host_compat.txt", &normalize(&shown, &root));
-    let _ = std::fs::remove_dir_all(&root);
+    golden::check("run_host_compat.txt", &normalize(&shown, &root));
 }

@@ -453,17 +453,13 @@ pub(crate) mod tests {
     use pyro_proto::{base64_encode, FileWrite};
     use std::path::{Path, PathBuf};
 
-    pub struct TempRoot(pub PathBuf);
+    /// A temporary directory holding `ws`, the workspace root under test
+    /// (what is beside it stands for the rest of the guest's file system).
+    pub struct TempRoot(pub crate::temp_dir::TempDir);
 
     impl TempRoot {
         pub fn new(tag: &str) -> TempRoot {
-            static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-            let p = std::env::temp_dir().join(format!(
-                "pyro-guest-{tag}-{}-{}",
-                std::process::id(),
-                N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-            ));
-            let _ = std::fs::remove_dir_all(&p);
+            let p = crate::temp_dir::TempDir::new(&format!("guest-{tag}"));
             std::fs::create_dir_all(p.join("ws")).unwrap();
             TempRoot(p)
         }
@@ -472,12 +468,6 @@ pub(crate) mod tests {
         }
         pub fn root(&self) -> Root {
             Root::open(&self.ws()).unwrap()
-        }
-    }
-
-    impl Drop for TempRoot {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
         }
     }
 

@@ -6,3 +6,9 @@ pub mod beneath;
 pub mod exec;
 pub mod files;
 pub mod ops;
+
+/// The test harness's temporary directory, for unit tests too.
+#[cfg(test)]
+#[allow(dead_code)]
+#[path = "../../tests/support/temp_dir.rs"]
+mod temp_dir;

@@ -4,6 +4,9 @@
 
 #[path = "../../tests/support/raw_tar.rs"]
 mod raw_tar;
+#[path = "../../tests/support/temp_dir.rs"]
+#[allow(dead_code)]
+mod temp_dir;
 
 use pyro_proto::{
     base64_decode, base64_encode, read_frame, write_frame, ApplyRequest, ArtifactType, ChunkReader,
@@ -17,7 +20,8 @@ use std::time::{Duration, Instant};
 
 struct Agent {
     child: Child,
-    dir: PathBuf,
+    /// Its socket and workspace root; removed after the agent is stopped.
+    dir: temp_dir::TempDir,
 }
 
 impl Agent {
@@ -28,8 +32,7 @@ impl Agent {
     /// The agent run by `cmd` (the agent binary itself, or a wrapper that
     /// ends by exec'ing it).
     fn start_in(tag: &str, mut cmd: Command) -> Agent {
-        let dir = std::env::temp_dir().join(format!("pyro-agent-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = temp_dir::TempDir::new(&format!("agent-{tag}"));
         std::fs::create_dir_all(dir.join("ws")).unwrap();
         let child = cmd
             .env("PYRO_AGENT_UNIX", dir.join("agent.sock"))
@@ -63,7 +66,6 @@ impl Drop for Agent {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

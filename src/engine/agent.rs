@@ -112,13 +112,16 @@ mod tests {
     /// A fake agent behind a VMM's vsock socket: it completes the
     /// handshake, reads the request, then trickles an answer one byte per
     /// second and never finishes. Reports on `ended` when the host side
-    /// closed the connection.
-    fn trickling_agent(tag: &str) -> (std::path::PathBuf, mpsc::Receiver<Instant>) {
-        let dir = std::env::temp_dir().join(format!(
-            "pyro-agent-{tag}-{}",
-            crate::engine::paths::random_id(4)
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
+    /// closed the connection. Its socket's directory goes with the
+    /// returned guard.
+    fn trickling_agent(
+        tag: &str,
+    ) -> (
+        crate::temp_dir::TempDir,
+        std::path::PathBuf,
+        mpsc::Receiver<Instant>,
+    ) {
+        let dir = crate::temp_dir::TempDir::new(&format!("agent-{tag}"));
         let path = dir.join("vsock.sock");
         let l = UnixListener::bind(&path).unwrap();
         let (tx, ended) = mpsc::channel();
@@ -145,12 +148,12 @@ mod tests {
             }
             let _ = tx.send(Instant::now());
         });
-        (path, ended)
+        (dir, path, ended)
     }
 
     #[test]
     fn a_trickling_agent_is_cut_off_at_the_operations_deadline() {
-        let (path, _ended) = trickling_agent("deadline");
+        let (_dir, path, _ended) = trickling_agent("deadline");
         let start = Instant::now();
         let e = request(
             &path,
@@ -165,12 +168,11 @@ mod tests {
             took >= Duration::from_millis(2400) && took < Duration::from_millis(4000),
             "{took:?}"
         );
-        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
     }
 
     #[test]
     fn cancelling_closes_the_agent_stream_promptly() {
-        let (path, ended) = trickling_agent("cancel");
+        let (_dir, path, ended) = trickling_agent("cancel");
         let token = CancelToken::new();
         let caller = {
             let (path, token) = (path.clone(), token.clone());
@@ -210,6 +212,5 @@ mod tests {
                 .kind(),
             io::ErrorKind::ConnectionAborted
         );
-        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
     }
 }

@@ -102,11 +102,7 @@ mod tests {
 
     #[test]
     fn copies_data_and_keeps_holes() {
-        let dir = std::env::temp_dir().join(format!(
-            "pyro-sparse-{}",
-            crate::engine::paths::random_id(4)
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::temp_dir::TempDir::new("sparse");
         let src = dir.join("src");
         let f = File::create(&src).unwrap();
         f.set_len(64 << 20).unwrap();
@@ -121,6 +117,5 @@ mod tests {
             "copy must stay sparse"
         );
         assert!(copy_sparse(&src, &dst).is_err(), "never overwrites");
-        std::fs::remove_dir_all(dir).unwrap();
     }
 }

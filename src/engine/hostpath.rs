@@ -681,22 +681,13 @@ impl Roots {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::temp_dir::TempDir;
     use std::os::unix::fs::symlink;
-
-    /// A fresh directory, canonical (the temp dir may sit behind a symlink).
-    fn tmp(tag: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!(
-            "pyro-hostpath-{tag}-{}",
-            super::super::paths::random_id(4)
-        ));
-        std::fs::create_dir_all(&d).unwrap();
-        std::fs::canonicalize(d).unwrap()
-    }
 
     /// `base/proj` (the project, with a `.git/hooks`), `base/outside/secret`
     /// and `base/extra` (for --allow-path).
-    fn layout(tag: &str) -> (PathBuf, Roots) {
-        let d = tmp(tag);
+    fn layout(tag: &str) -> (TempDir, Roots) {
+        let d = TempDir::new(&format!("hostpath-{tag}"));
         std::fs::create_dir_all(d.join("proj/src")).unwrap();
         std::fs::create_dir_all(d.join("proj/.git/hooks")).unwrap();
         std::fs::create_dir_all(d.join("outside")).unwrap();
@@ -724,7 +715,6 @@ mod tests {
         // The project itself may be read (a seed of the whole tree).
         assert_eq!(roots.resolve_read(".").unwrap().path(), d.join("proj"));
         assert_eq!(roots.base(), Some(d.join("proj").as_path()));
-        std::fs::remove_dir_all(d).unwrap();
     }
 
     #[test]
@@ -773,7 +763,6 @@ mod tests {
             a.to_string().replace("secret", "X"),
             b.to_string().replace("nothing", "X")
         );
-        std::fs::remove_dir_all(d).unwrap();
     }
 
     #[test]
@@ -835,12 +824,11 @@ mod tests {
                 ..
             }
         ));
-        std::fs::remove_dir_all(d).unwrap();
     }
 
     #[test]
     fn reads_need_an_existing_path_and_report_it_plainly() {
-        let (d, roots) = layout("missing");
+        let (_dir, roots) = layout("missing");
         assert!(matches!(
             roots.resolve_read("nope").unwrap_err(),
             HostPathError::NotFound { .. }
@@ -851,7 +839,6 @@ mod tests {
         ));
         assert_eq!(roots.resolve_read("").unwrap_err(), HostPathError::Empty);
         assert_eq!(roots.resolve_read("a\0b").unwrap_err(), HostPathError::Nul);
-        std::fs::remove_dir_all(d).unwrap();
     }
 
     #[test]
@@ -906,7 +893,6 @@ mod tests {
             roots.resolve_write("src/a.txt/x").unwrap_err(),
             HostPathError::NotADirectory { .. }
         ));
-        std::fs::remove_dir_all(d).unwrap();
     }
 
     #[test]
@@ -916,7 +902,6 @@ mod tests {
         symlink(d.join("outside/secret"), proj.join("result")).unwrap();
         let w = roots.resolve_write("result").unwrap();
         assert_eq!(w.path(), proj.join("result"));
-        std::fs::remove_dir_all(d).unwrap();
     }
 
     #[test]
@@ -952,7 +937,6 @@ mod tests {
             roots.resolve_read("f").unwrap_err(),
             HostPathError::RelativeWithoutBase { .. }
         ));
-        std::fs::remove_dir_all(d).unwrap();
     }
 
     #[test]
@@ -970,13 +954,12 @@ mod tests {
             Roots::confined(None, &[PathBuf::from("/nonexistent/pyro-root")]).unwrap_err(),
             HostPathError::NotFound { .. }
         ));
-        let d = tmp("fileroot");
+        let d = TempDir::new("hostpath-fileroot");
         std::fs::write(d.join("f"), "").unwrap();
         assert!(matches!(
             Roots::confined(None, &[d.join("f")]).unwrap_err(),
             HostPathError::NotADirectory { .. }
         ));
-        std::fs::remove_dir_all(d).unwrap();
     }
 
     #[test]
@@ -991,7 +974,6 @@ mod tests {
         assert_eq!(w.path(), d.join("outside/new/f"));
         assert_eq!(w.dir(), d.join("outside/new"));
         assert!(w.check_link(Path::new("/anything")).is_ok());
-        std::fs::remove_dir_all(d).unwrap();
     }
 
     #[test]
@@ -1012,12 +994,11 @@ mod tests {
             HostPathError::Changed { .. }
         ));
         assert!(w.create_dirs().is_err());
-        std::fs::remove_dir_all(d).unwrap();
     }
 
     #[test]
     fn symlinks_an_mcp_export_makes_must_lead_where_it_could_write() {
-        let (d, roots) = layout("mklink");
+        let (_dir, roots) = layout("mklink");
         let w = roots.resolve_write("out/link").unwrap();
         w.create_dirs().unwrap();
         assert!(w.check_link(Path::new("../src/a.txt")).is_ok());
@@ -1026,6 +1007,5 @@ mod tests {
         for bad in ["../../outside/secret", "/etc/passwd", "../.git/hooks"] {
             assert!(w.check_link(Path::new(bad)).is_err(), "{bad}");
         }
-        std::fs::remove_dir_all(d).unwrap();
     }
 }

@@ -95,8 +95,7 @@ mod tests {
 
     #[test]
     fn locks_exclude_each_other_within_one_process() {
-        let d = std::env::temp_dir().join(format!("pyro-lock-{}", paths::random_id(4)));
-        std::fs::create_dir_all(&d).unwrap();
+        let d = crate::temp_dir::TempDir::new("store-lock");
         let p = d.join("lock");
         let held = lock_path(&p, "exec `sleep 9`", Duration::ZERO).unwrap();
         let e = lock_path(&p, "status", Duration::from_millis(50))
@@ -106,6 +105,5 @@ mod tests {
         assert!(e.contains("exec `sleep 9`"), "{e}");
         drop(held);
         assert!(lock_path(&p, "status", Duration::ZERO).is_ok());
-        std::fs::remove_dir_all(d).unwrap();
     }
 }

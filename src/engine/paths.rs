@@ -231,12 +231,7 @@ fn replace(path: &Path, data: &[u8], mode: u32, durable: bool) -> std::io::Resul
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn tmp(tag: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("pyro-{tag}-{}", random_id(4)));
-        std::fs::create_dir_all(&d).unwrap();
-        d
-    }
+    use crate::temp_dir::TempDir;
 
     #[test]
     fn ids_are_hex_and_distinct() {
@@ -248,18 +243,17 @@ mod tests {
 
     #[test]
     fn atomic_write_replaces_and_leaves_no_temp() {
-        let dir = tmp("atomic");
+        let dir = TempDir::new("paths-atomic");
         let p = dir.join("meta.json");
         write_atomic(&p, b"one").unwrap();
         write_atomic(&p, b"two").unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"two");
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn atomic_writes_are_private_whatever_the_old_mode() {
-        let dir = tmp("atomic-mode");
+        let dir = TempDir::new("paths-atomic-mode");
         let p = dir.join("workspace.json");
         std::fs::write(&p, b"old").unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -270,12 +264,11 @@ mod tests {
         write_atomic_mode(&q, b"{}", 0o640).unwrap();
         let mode = std::fs::metadata(&q).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o640);
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn a_failed_atomic_write_keeps_the_old_content_and_no_temp() {
-        let dir = tmp("atomic-fail");
+        let dir = TempDir::new("paths-atomic-fail");
         let p = dir.join("meta.json");
         write_atomic(&p, b"old").unwrap();
         // A directory in the way of the rename: the write fails.
@@ -289,12 +282,11 @@ mod tests {
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
         assert!(names.iter().all(|n| !n.contains(".tmp-")), "{names:?}");
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn private_dirs_are_0700_even_when_they_existed() {
-        let dir = tmp("private");
+        let dir = TempDir::new("paths-private");
         let p = dir.join("a/b");
         private_dir(&p).unwrap();
         for d in [dir.join("a"), p.clone()] {
@@ -305,12 +297,11 @@ mod tests {
         private_dir(&p).unwrap();
         let mode = std::fs::metadata(&p).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o700);
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn a_state_dir_others_can_write_or_do_not_own_is_refused_with_the_fix() {
-        let dir = tmp("home");
+        let dir = TempDir::new("paths-home");
         let me = current_uid();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
         let meta = std::fs::metadata(&dir).unwrap();
@@ -337,6 +328,5 @@ mod tests {
         assert!(home_problem(&file, &meta, me)
             .unwrap()
             .contains("not a directory"));
-        std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -166,9 +166,7 @@ mod tests {
 
     #[test]
     fn write_keeps_mode_and_backup_copies() {
-        let d =
-            std::env::temp_dir().join(format!("pyro-files-{}", crate::engine::paths::random_id(4)));
-        fs::create_dir_all(&d).unwrap();
+        let d = crate::temp_dir::TempDir::new("hostcfg-files");
         let p = d.join("c.json");
         fs::write(&p, "{}").unwrap();
         fs::set_permissions(&p, fs::Permissions::from_mode(0o640)).unwrap();
@@ -185,6 +183,5 @@ mod tests {
             fs::metadata(&fresh).unwrap().permissions().mode() & 0o777,
             0o600
         );
-        fs::remove_dir_all(d).unwrap();
     }
 }

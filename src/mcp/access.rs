@@ -144,13 +144,9 @@ mod tests {
 
     #[test]
     fn a_detected_checkout_holding_the_home_directory_is_not_a_root() {
-        let d = std::env::temp_dir().join(format!(
-            "pyro-access-{}",
-            crate::engine::paths::random_id(4)
-        ));
+        let d = crate::temp_dir::TempDir::new("access");
         let home = d.join("home/me");
         std::fs::create_dir_all(home.join("src/app")).unwrap();
-        let d = std::fs::canonicalize(&d).unwrap();
         let detected = |root: PathBuf| ProjectSource::Detected { root, head: None };
         // A dotfiles checkout at ~ (or anything above it): no root.
         for root in [d.join("home/me"), d.join("home"), PathBuf::from("/")] {
@@ -171,7 +167,6 @@ mod tests {
         };
         let a = HostAccess::with_home(&given, &[], false, Some(&home)).unwrap();
         assert_eq!(a.roots.list(), vec![d.join("home/me")]);
-        std::fs::remove_dir_all(d).unwrap();
     }
 
     #[test]

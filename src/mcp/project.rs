@@ -287,19 +287,11 @@ impl ProjectSource {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn tmpdir(tag: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!(
-            "pyro-project-{tag}-{}",
-            crate::engine::paths::random_id(4)
-        ));
-        std::fs::create_dir_all(&d).unwrap();
-        d
-    }
+    use crate::temp_dir::TempDir;
 
     #[test]
     fn detects_the_checkout_around_cwd_and_its_branch() {
-        let d = tmpdir("detect");
+        let d = TempDir::new("project-detect");
         std::fs::create_dir_all(d.join(".git")).unwrap();
         std::fs::write(d.join(".git/HEAD"), "ref: refs/heads/feature/x\n").unwrap();
         std::fs::create_dir_all(d.join("src/deep")).unwrap();
@@ -307,23 +299,21 @@ mod tests {
         assert_eq!(
             got,
             ProjectSource::Detected {
-                root: d.clone(),
+                root: d.to_path_buf(),
                 head: Some(Head::Branch("feature/x".into()))
             }
         );
         assert!(got.describe().contains("branch feature/x"));
-        std::fs::remove_dir_all(d).unwrap();
     }
 
     #[test]
     fn no_checkout_is_reported_not_an_error() {
-        let d = tmpdir("none");
+        let d = TempDir::new("project-none");
         // Only meaningful when no ancestor of the temp dir is a checkout.
         if find_checkout(&d).is_none() {
             let got = resolve(&ProjectArgs::default(), &d).unwrap();
             assert_eq!(got.to_json()["kind"], "none");
         }
-        std::fs::remove_dir_all(d).unwrap();
     }
 
     #[test]
@@ -341,7 +331,7 @@ mod tests {
             resolve(&args("/nonexistent/pyro/x"), cwd),
             Err(ProjectError::Missing(_))
         ));
-        let d = tmpdir("path");
+        let d = TempDir::new("project-path");
         let f = d.join("file");
         std::fs::write(&f, "x").unwrap();
         assert!(matches!(
@@ -350,7 +340,6 @@ mod tests {
         ));
         let got = resolve(&args(d.to_str().unwrap()), cwd).unwrap();
         assert_eq!(got.to_json()["origin"], "--project-path");
-        std::fs::remove_dir_all(d).unwrap();
     }
 
     #[test]

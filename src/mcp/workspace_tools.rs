@@ -260,12 +260,8 @@ mod tests {
             seed(&ProjectSource::None { cwd: "/".into() }),
             SeedSource::Empty
         );
-        let d = std::env::temp_dir().join(format!(
-            "pyro-project-seed-{}",
-            crate::engine::paths::random_id(4)
-        ));
-        std::fs::create_dir_all(&d).unwrap();
-        let d = std::fs::canonicalize(&d).unwrap();
+        let dir = crate::temp_dir::TempDir::new("project-seed");
+        let d = dir.to_path_buf();
         assert_eq!(
             seed(&ProjectSource::Detected {
                 root: d.clone(),
@@ -290,6 +286,5 @@ mod tests {
                 git_ref: Some("v1".into())
             }
         );
-        std::fs::remove_dir_all(d).unwrap();
     }
 }

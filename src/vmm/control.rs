@@ -130,13 +130,12 @@ fn read_line(s: &mut DeadlineStream) -> Option<String> {
 mod tests {
     use super::*;
 
-    fn temp_socket(tag: &str) -> std::path::PathBuf {
-        let d = std::env::temp_dir().join(format!(
-            "pyro-ctl-{tag}-{}",
-            crate::engine::paths::random_id(4)
-        ));
-        std::fs::create_dir_all(&d).unwrap();
-        d.join("control.sock")
+    /// A socket path in a directory of its own (removed with the
+    /// returned guard).
+    fn temp_socket(tag: &str) -> (crate::temp_dir::TempDir, std::path::PathBuf) {
+        let d = crate::temp_dir::TempDir::new(&format!("ctl-{tag}"));
+        let p = d.join("control.sock");
+        (d, p)
     }
 
     #[test]
@@ -164,7 +163,7 @@ mod tests {
 
     #[test]
     fn the_control_socket_answers_ping_and_shutdown() {
-        let path = temp_socket("serve");
+        let (_dir, path) = temp_socket("serve");
         let l = UnixListener::bind(&path).unwrap();
         let server = std::thread::spawn(move || {
             // Serve until asked to stop; `accept` blocks between clients.
@@ -179,12 +178,11 @@ mod tests {
         s.read_to_string(&mut out).unwrap();
         assert_eq!(out, "ok\n");
         server.join().unwrap();
-        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
     }
 
     #[test]
     fn a_trickling_or_flooding_client_cannot_hold_the_control_socket() {
-        let path = temp_socket("trickle");
+        let (_dir, path) = temp_socket("trickle");
         let l = UnixListener::bind(&path).unwrap();
         // As in the VMM: `serve` returns once no client is waiting.
         l.set_nonblocking(true).unwrap();
@@ -217,6 +215,5 @@ mod tests {
         let _ = s.read_to_string(&mut out);
         assert!(out.starts_with("error command longer than"), "{out:?}");
         trickler.join().unwrap();
-        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
     }
 }

@@ -109,20 +109,18 @@ mod tests {
     use super::*;
     use std::fs::OpenOptions;
 
-    fn temp_disk(tag: &str) -> std::path::PathBuf {
-        let d = std::env::temp_dir().join(format!(
-            "pyro-disklock-{tag}-{}",
-            crate::engine::paths::random_id(4)
-        ));
-        std::fs::create_dir_all(&d).unwrap();
+    /// A disk file in a directory of its own (removed with the returned
+    /// guard).
+    fn temp_disk(tag: &str) -> (crate::temp_dir::TempDir, std::path::PathBuf) {
+        let d = crate::temp_dir::TempDir::new(&format!("disklock-{tag}"));
         let p = d.join("scratch.ext4");
         std::fs::write(&p, b"disk").unwrap();
-        p
+        (d, p)
     }
 
     #[test]
     fn a_disk_lock_excludes_a_second_holder_and_is_seen_without_being_taken() {
-        let p = temp_disk("excl");
+        let (_dir, p) = temp_disk("excl");
         assert!(!is_locked(&p).unwrap());
         let a = OpenOptions::new().read(true).write(true).open(&p).unwrap();
         assert!(try_lock(&a).unwrap());
@@ -148,12 +146,11 @@ mod tests {
         assert!(!is_locked(&p).unwrap());
         assert!(!held_by(std::process::id() as i32, &p));
         assert!(try_lock(&b).unwrap());
-        std::fs::remove_dir_all(p.parent().unwrap()).unwrap();
     }
 
     #[test]
     fn closing_another_descriptor_of_the_disk_keeps_the_lock() {
-        let p = temp_disk("keep");
+        let (_dir, p) = temp_disk("keep");
         let a = OpenOptions::new().read(true).write(true).open(&p).unwrap();
         assert!(try_lock(&a).unwrap());
         // A classic POSIX lock would be dropped here.
@@ -166,7 +163,6 @@ mod tests {
         assert!(is_locked(&p).unwrap());
         drop(dup);
         assert!(!is_locked(&p).unwrap());
-        std::fs::remove_dir_all(p.parent().unwrap()).unwrap();
     }
 
     #[test]

@@ -211,11 +211,7 @@ pub fn listen_unix(path: &std::path::Path) -> std::io::Result<std::os::unix::net
 mod tests {
     #[test]
     fn unix_sockets_appear_listening_and_replace_stale_files() {
-        let dir = std::env::temp_dir().join(format!(
-            "pyro-listen-{}",
-            crate::engine::paths::random_id(4)
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::temp_dir::TempDir::new("listen");
         let path = dir.join("ctl.sock");
         std::fs::write(&path, b"stale").unwrap();
         let listener = super::listen_unix(&path).unwrap();
@@ -231,6 +227,5 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600, "the socket is its owner's only");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

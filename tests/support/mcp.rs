@@ -34,6 +34,17 @@ pub fn serve(pyro: &Path, args: &[&str]) -> Command {
     c
 }
 
+/// [`serve`] in `cwd` with `home` as its state directory (`PYRO_HOME`)
+/// and its stderr dropped: a server of a test's own, in a project
+/// directory of the test's choosing.
+pub fn serve_in(pyro: &Path, cwd: &Path, home: &Path, args: &[&str]) -> Command {
+    let mut c = serve(pyro, args);
+    c.current_dir(cwd)
+        .env("PYRO_HOME", home)
+        .stderr(Stdio::null());
+    c
+}
+
 pub struct Mcp {
     child: Child,
     stdin: Option<ChildStdin>,
@@ -135,13 +146,20 @@ impl Mcp {
         if let Some(v) = self.early.remove(&id.to_string()) {
             return v;
         }
+        self.wait_for(&id).0
+    }
+
+    /// Reads until the answer to `id` comes: that answer and its line.
+    /// Notifications and requests from the server are dropped; answers
+    /// to other ids are kept for [`reply`](Mcp::reply).
+    fn wait_for(&mut self, id: &Value) -> (Value, String) {
         loop {
-            let m = self.next();
+            let (m, line) = self.read_line(Some(PATIENCE)).expect("the server answered");
             if m.get("method").is_some() {
                 continue;
             }
             match m.get("id") {
-                Some(got) if *got == id => return m,
+                Some(got) if got == id => return (m, line),
                 Some(other) => {
                     self.early.insert(other.to_string(), m);
                 }
@@ -168,6 +186,14 @@ impl Mcp {
         self.reply(id)
     }
 
+    /// [`request`](Mcp::request), with the answer's line as the server
+    /// wrote it on stdout (without its newline), for tests that pin the
+    /// bytes on the wire.
+    pub fn request_line(&mut self, method: &str, params: Value) -> (Value, String) {
+        let id = self.send(method, params);
+        self.wait_for(&id.into())
+    }
+
     /// `ping`, which must get an empty result.
     pub fn ping(&mut self) {
         let r = self.request("ping", json!({}));
@@ -190,6 +216,16 @@ impl Mcp {
     pub fn call(&mut self, tool: &str, args: Value) -> Value {
         let id = self.start_call(tool, args);
         self.finish(id, tool)
+    }
+
+    /// What a call that must succeed returns and shows: its structured
+    /// result and its text content.
+    pub fn call_shown(&mut self, tool: &str, args: Value) -> (Value, String) {
+        let r = self.request("tools/call", json!({"name": tool, "arguments": args}));
+        let r = &r["result"];
+        let text = r["content"][0]["text"].as_str().unwrap_or("").to_string();
+        assert_eq!(r["isError"], false, "{tool} failed: {text}");
+        (r["structuredContent"].clone(), text)
     }
 
     /// A call's outcome, whatever it is: (isError, the text content).
@@ -233,14 +269,21 @@ impl Mcp {
     /// `patience` (`None`: only what is there now). None at EOF, or when
     /// nothing came in time (a test that needed it fails on that).
     fn read_message(&mut self, patience: Option<Duration>) -> Option<Value> {
+        self.read_line(patience).map(|(v, _)| v)
+    }
+
+    /// [`read_message`](Mcp::read_message), with the line as the server
+    /// wrote it (its newline removed).
+    fn read_line(&mut self, patience: Option<Duration>) -> Option<(Value, String)> {
         let deadline = patience.map(|p| Instant::now() + p);
         loop {
             if let Some(nl) = self.buf.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = self.buf.drain(..=nl).collect();
+                let mut line: Vec<u8> = self.buf.drain(..=nl).collect();
+                line.pop();
                 let line = String::from_utf8(line).expect("stdout is UTF-8");
                 let v = serde_json::from_str(&line)
                     .unwrap_or_else(|e| panic!("stdout carried a non-JSON line {line:?}: {e}"));
-                return Some(v);
+                return Some((v, line));
             }
             if self.eof {
                 assert!(

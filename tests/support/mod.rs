@@ -12,23 +12,33 @@
 //!   failure) and the leak check (no `pyro vmm` process, run directory or
 //!   socket left behind);
 //! - [`mcp`]: one MCP client over a `pyro mcp serve` child;
+//! - [`golden`]: golden files (compare, or re-bless with `PYRO_BLESS=1`)
+//!   and the helpers that make output comparable (transcripts, JSON
+//!   shapes, run-to-run values normalized);
 //! - [`raw_tar`]: tar archives with hostile members (also included by the
 //!   engine's and the agent's unit tests, so it depends on nothing here);
-//! - [`sparse`]: a sparse file copy (the test host's busybox has none).
+//! - [`sparse`]: a sparse file copy (the test host's busybox has none);
+//! - `temp_dir`: [`TempDir`] (also included by the crate's unit tests,
+//!   so it depends on nothing here).
 //!
 //! Each test binary uses part of this, so unused items are expected.
 #![allow(dead_code)]
 
+pub mod golden;
 pub mod mcp;
 pub mod raw_tar;
 pub mod sparse;
+mod temp_dir;
 pub mod vm;
+
+// Unused in the benchmarks, like much here (see dead_code above).
+#[allow(unused_imports)]
+pub use temp_dir::TempDir;
 
 use serde_json::Value;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The `pyro` binary cargo built for these tests.
 pub fn pyro() -> &'static Path {
@@ -53,77 +63,6 @@ pub fn pyro_home() -> PathBuf {
         return PathBuf::from(x).join("pyro");
     }
     PathBuf::from(var("HOME").unwrap_or_else(|| "/root".into())).join(".local/share/pyro")
-}
-
-/// A fresh directory under the system's temporary directory, removed with
-/// everything in it when dropped, passed or failed. Its path is canonical
-/// and unique to this process and call (`pyro-test-TAG-PID-N`).
-///
-/// It derefs to its path, so `d.join("x")` and `&d` work where a `Path`
-/// is wanted.
-pub struct TempDir(PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let p = std::env::temp_dir().join(format!("pyro-test-{tag}-{}-{n}", std::process::id()));
-        // A leftover of an earlier run whose pid this run reuses.
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-        TempDir(std::fs::canonicalize(&p).unwrap())
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl std::ops::Deref for TempDir {
-    type Target = Path;
-    fn deref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl AsRef<Path> for TempDir {
-    fn as_ref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        // A test may bind-mount something inside (tests/workspace.rs mounts
-        // PYRO_HOME there) and fail before unmounting it: removing the tree
-        // would then delete what the mount shows. Keep it instead.
-        if let Some(m) = mount_inside(&self.0) {
-            eprintln!(
-                "note: {} is left in place: {m} is mounted inside it",
-                self.0.display()
-            );
-            return;
-        }
-        // A test may have taken permissions away (tests/state.rs does, on
-        // the directory itself) to check how pyro reacts.
-        let _ = std::fs::set_permissions(&self.0, std::fs::Permissions::from_mode(0o700));
-        if let Err(e) = std::fs::remove_dir_all(&self.0) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                eprintln!("note: cannot remove {}: {e}", self.0.display());
-            }
-        }
-    }
-}
-
-/// The first mount point at or below `dir`, from /proc/self/mountinfo.
-fn mount_inside(dir: &Path) -> Option<String> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    info.lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        // Spaces and the like are octal-escaped (`\040`); a temporary
-        // directory's name has none, so a plain prefix test is exact.
-        .find(|m| Path::new(m).starts_with(dir))
-        .map(str::to_string)
 }
 
 /// Writes `data` to `p`, making its parent directories first.

@@ -2,6 +2,8 @@
 //! machine, the leak check (nothing of a VM outlives the test), and
 //! [`VmGuard`], which every VM-backed test holds so that a failure always
 //! shows the VMM's own logs and never leaves a VM behind for the next test.
+//! Also the disk lock a VMM holds ([`lock_like_a_vmm`]), for tests that
+//! fabricate a running VM without booting one.
 
 use super::pyro_home;
 use serde_json::Value;
@@ -16,6 +18,20 @@ pub struct Vmm {
     pub pid: i32,
     /// Its `--config` argument (`…/vm.json` in the VM's state directory).
     pub config: PathBuf,
+}
+
+/// Takes the lock a VMM holds on its writable disk (an exclusive open
+/// file description lock over the whole file, src/vmm/disk_lock.rs), as
+/// tests that stand in for a running VMM do; held while `f` is open.
+pub fn lock_like_a_vmm(f: &std::fs::File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock is plain data; all-zero is a valid value.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = libc::F_WRLCK as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    // SAFETY: fcntl on our descriptor with a pointer to a live flock.
+    let r = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_OFD_SETLK, &fl) };
+    assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
 }
 
 /// Whether `pid` exists and is not a zombie (dead, not yet reaped).

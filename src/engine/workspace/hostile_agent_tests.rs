@@ -146,7 +146,7 @@ fn handshake(s: &mut UnixStream) -> io::Result<()> {
 /// A fabricated workspace: its directory with an empty baseline, and the
 /// fake agent on its socket.
 struct Rig {
-    home: PathBuf,
+    home: crate::temp_dir::TempDir,
     id: String,
     /// Stopped before the directory (and its socket) goes.
     agent: Option<FakeAgent>,
@@ -154,10 +154,7 @@ struct Rig {
 
 impl Rig {
     fn new(serve: Serve) -> Rig {
-        let home = std::env::temp_dir().join(format!(
-            "pyro-hostile-{}",
-            crate::engine::paths::random_id(6)
-        ));
+        let home = crate::temp_dir::TempDir::new("hostile");
         let id = crate::engine::paths::random_id(6);
         let dir = home.join("workspaces").join(&id);
         std::fs::create_dir_all(dir.join("vm")).unwrap();
@@ -182,7 +179,7 @@ impl Rig {
                 "--nocapture",
                 "--test-threads=1",
             ])
-            .env("PYRO_HOME", &self.home)
+            .env("PYRO_HOME", self.home.path())
             .env(SCENARIO_ENV, scenario)
             .env(ID_ENV, &self.id)
             .stdout(Stdio::piped())
@@ -230,8 +227,8 @@ impl Rig {
 
 impl Drop for Rig {
     fn drop(&mut self) {
+        // The directory (a field) goes after this.
         drop(self.agent.take());
-        let _ = std::fs::remove_dir_all(&self.home);
     }
 }
 

@@ -166,16 +166,16 @@ fn write_sparse<R: Read>(
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::tmp;
     use super::super::EXPORT_LIMITS;
     use super::*;
     use crate::engine::workspace::raw_tar::{header_only, raw_tar};
+    use crate::temp_dir::TempDir;
     use pyro_proto::bounded_tar::MAX_TAR_META_BYTES;
 
     #[test]
     fn hostile_guest_streams_cannot_escape() {
         use tar::EntryType::*;
-        let d = tmp("hostile");
+        let d = TempDir::new("export-hostile");
         let cases: Vec<(Vec<u8>, &str)> = vec![
             (raw_tar(&[("../evil", Regular, b"x", "")]), "'..'"),
             (raw_tar(&[("/tmp/evil", Regular, b"x", "")]), "absolute"),
@@ -222,12 +222,11 @@ mod tests {
         assert!(!d.join("evil").exists());
         // Nothing of the chain is left to follow.
         assert!(std::fs::symlink_metadata(d.join("r6/leak")).is_err());
-        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]
     fn a_terabyte_sparse_file_is_refused_from_its_header_and_nothing_is_written() {
-        let d = tmp("sparse");
+        let d = TempDir::new("export-sparse");
         // What the guest sends for `truncate -s 1T big`: a header, then
         // zeros it would stream for hours. Only the header is here: the
         // refusal must not need the content.
@@ -241,13 +240,12 @@ mod tests {
         );
         assert!(e.contains("export a smaller path"), "{e}");
         assert_eq!(std::fs::read_dir(&d).unwrap().count(), 0);
-        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]
     fn export_limits_on_bytes_entries_and_metadata_are_enforced() {
         use tar::EntryType::*;
-        let d = tmp("limits");
+        let d = TempDir::new("export-limits");
         // A 1 GiB long name claim: refused before anything is read.
         let bomb = header_only("././@LongLink", GNULongName, 1 << 30);
         let e = extract_confined(bomb.as_slice(), &d, EXPORT_LIMITS)
@@ -291,13 +289,12 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("more than 2 members"), "{e}");
-        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]
     fn runs_of_zeros_become_holes_and_the_content_is_intact() {
         use std::os::unix::fs::MetadataExt;
-        let d = tmp("holes");
+        let d = TempDir::new("export-holes");
         let mut data = vec![0u8; 4 << 20];
         data[1_000_000..1_000_010].copy_from_slice(b"0123456789");
         let mut tail = data.clone();
@@ -314,13 +311,12 @@ mod tests {
         // filesystem has holes at all).
         let m = std::fs::metadata(d.join("zeros")).unwrap();
         assert!(m.blocks() * 512 <= 64 * 1024, "{} blocks", m.blocks());
-        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]
     fn a_single_exported_symlink_may_not_climb() {
         use tar::EntryType::*;
-        let d = tmp("single");
+        let d = TempDir::new("export-single");
         for (target, ok) in [
             ("x/y", true),
             (".", true),
@@ -337,6 +333,5 @@ mod tests {
             );
             assert_eq!(r.is_ok(), ok, "{target}: {r:?}");
         }
-        std::fs::remove_dir_all(&d).unwrap();
     }
 }

@@ -248,15 +248,7 @@ fn refuse_hidden_inside(out: &Path, given: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    pub(super) fn tmp(tag: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!(
-            "pyro-export-{tag}-{}",
-            crate::engine::paths::random_id(4)
-        ));
-        std::fs::create_dir_all(&d).unwrap();
-        d
-    }
+    use crate::temp_dir::TempDir;
 
     pub(super) fn put(p: &Path, text: &str) {
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -265,7 +257,7 @@ mod tests {
 
     #[test]
     fn a_confined_export_does_not_replace_a_tree_with_hidden_entries() {
-        let d = tmp("hidden");
+        let d = TempDir::new("export-hidden");
         put(&d.join("plain/a/b.txt"), "x");
         assert!(refuse_hidden_inside(&d.join("plain"), "plain").is_ok());
         put(&d.join("repo/src/deep/.git/HEAD"), "ref");
@@ -273,6 +265,5 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("src/deep/.git"), "{e}");
-        std::fs::remove_dir_all(&d).unwrap();
     }
 }

@@ -317,8 +317,9 @@ pub(super) fn reap_siblings(dir: &Path) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{put, tmp};
+    use super::super::tests::put;
     use super::*;
+    use crate::temp_dir::TempDir;
 
     /// Set in the child process of the SIGKILL test: the stage's commit
     /// kills its own process between the two renames.
@@ -376,9 +377,9 @@ mod tests {
     }
 
     /// Runs the child above with the kill armed; returns its directory.
-    fn killed_between_renames(tag: &str) -> PathBuf {
+    fn killed_between_renames(tag: &str) -> TempDir {
         use std::os::unix::process::ExitStatusExt;
-        let d = tmp(tag);
+        let d = TempDir::new(&format!("export-{tag}"));
         original(&d);
         let status = std::process::Command::new(std::env::current_exe().unwrap())
             .args([
@@ -387,7 +388,7 @@ mod tests {
                 "--test-threads=1",
                 "--nocapture",
             ])
-            .env(CHILD_DIR, &d)
+            .env(CHILD_DIR, d.path())
             .env(KILL_BETWEEN_RENAMES, "1")
             .stdout(std::process::Stdio::null())
             .status()
@@ -413,7 +414,6 @@ mod tests {
         assert!(!d.join("out/new.txt").exists());
         assert!(stages(&d).is_empty());
         assert_eq!(std::fs::read_dir(d.join("journal")).unwrap().count(), 0);
-        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]
@@ -426,12 +426,11 @@ mod tests {
         // The journal entry left behind is dropped once its stage is gone.
         reap_journal(&d.join("journal"));
         assert_eq!(std::fs::read_dir(d.join("journal")).unwrap().count(), 0);
-        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]
     fn a_running_export_stage_is_left_alone_and_a_finished_one_leaves_nothing() {
-        let d = tmp("busy");
+        let d = TempDir::new("export-busy");
         original(&d);
         let journals = d.join("journal");
         let stage = Stage::create(&d, OsStr::new("out"), &journals).unwrap();
@@ -450,12 +449,11 @@ mod tests {
         assert!(!d.join("out/a.txt").exists());
         assert!(stages(&d).is_empty());
         assert_eq!(std::fs::read_dir(&journals).unwrap().count(), 0);
-        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]
     fn an_abandoned_stage_after_both_renames_keeps_the_new_copy() {
-        let d = tmp("after");
+        let d = TempDir::new("export-after");
         put(&d.join("out/new.txt"), "new\n");
         let stage = d.join(stage_name(OsStr::new("out"), "0123456789ab"));
         put(&stage.join("old/a.txt"), "original a\n");
@@ -465,12 +463,11 @@ mod tests {
             "new\n"
         );
         assert!(!stage.exists());
-        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]
     fn a_new_destination_is_never_replaced_by_surprise() {
-        let d = tmp("noreplace");
+        let d = TempDir::new("export-noreplace");
         let stage = Stage::create(&d, OsStr::new("out"), &d.join("journal")).unwrap();
         let made = stage.dir.join("tree");
         put(&made, "new\n");
@@ -482,12 +479,11 @@ mod tests {
             "someone else's\n"
         );
         stage.finish(&d.join("out")).unwrap();
-        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]
     fn finishing_a_stage_never_deletes_an_original_left_in_it() {
-        let d = tmp("stranded");
+        let d = TempDir::new("export-stranded");
         original(&d);
         let stage = Stage::create(&d, OsStr::new("out"), &d.join("journal")).unwrap();
         // As if the new copy's rename and the way back had both failed.
@@ -495,7 +491,6 @@ mod tests {
         stage.finish(&d.join("out")).unwrap();
         assert_original(&d);
         assert!(stages(&d).is_empty());
-        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]

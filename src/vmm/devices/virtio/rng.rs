@@ -1,8 +1,9 @@
 //! virtio-rng: fills guest buffers from the host's getrandom.
 
+use super::queue::{self, Served};
 use super::{log_device_error, ActivateError, Activation, VirtioDevice};
 use virtio_bindings::virtio_ids::VIRTIO_ID_RNG;
-use virtio_queue::{Queue, QueueT};
+use virtio_queue::Queue;
 use vm_memory::{Bytes, GuestMemoryMmap};
 
 /// Cap on the random bytes one request (descriptor chain) gets, so one
@@ -41,11 +42,10 @@ impl Rng {
         let Some((mem, queue, irq)) = self.active.as_mut() else {
             return;
         };
-        let mut used_any = false;
-        while let Some(chain) = queue.pop_descriptor_chain(&*mem) {
-            let head = chain.head_index();
+        let mem = &*mem;
+        queue::drain("virtio-rng", queue, mem, irq, |descs| {
             let mut len = 0usize;
-            for d in chain.filter(|d| d.is_write_only()) {
+            for d in descs.iter().filter(|d| d.is_write_only()) {
                 let n = (d.len() as usize).min(MAX_CHUNK - len);
                 if n == 0 {
                     break;
@@ -58,15 +58,8 @@ impl Rng {
                 len += n;
             }
             // At most MAX_CHUNK, so it fits.
-            let len = len as u32;
-            if queue.add_used(&*mem, head, len).is_err() {
-                log_device_error("virtio-rng", "add_used failed");
-            }
-            used_any = true;
-        }
-        if used_any {
-            irq.signal_used();
-        }
+            Served::Used(len as u32)
+        });
     }
 }
 

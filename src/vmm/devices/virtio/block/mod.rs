@@ -4,6 +4,7 @@
 
 mod request;
 
+use super::queue::{self, Served};
 use super::{
     feature, log_device_error, read_config_bytes, ActivateError, Activation, VirtioDevice,
 };
@@ -13,7 +14,7 @@ use std::fs::File;
 use std::os::fd::AsRawFd;
 use virtio_bindings::virtio_blk::*;
 use virtio_bindings::virtio_ids::VIRTIO_ID_BLOCK;
-use virtio_queue::{Queue, QueueT};
+use virtio_queue::Queue;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
 /// The unit of the request header's sector and of the capacity, whatever
@@ -81,11 +82,9 @@ impl Block {
         let Some((mem, queue, irq)) = self.active.as_mut() else {
             return;
         };
-        let mut used_any = false;
-        while let Some(chain) = queue.pop_descriptor_chain(&*mem) {
-            let head = chain.head_index();
-            let descs: Vec<_> = chain.collect();
-            let (status, written) = match self.disk.handle_request(mem, &descs) {
+        let (mem, disk) = (&*mem, &self.disk);
+        queue::drain("virtio-blk", queue, mem, irq, |descs| {
+            let (status, written) = match disk.handle_request(mem, descs) {
                 Ok(w) => (S_OK, w),
                 Err(e) => {
                     let status = e.status();
@@ -102,14 +101,8 @@ impl Block {
                     len += 1;
                 }
             }
-            if let Err(e) = queue.add_used(&*mem, head, len) {
-                log_device_error("virtio-blk", &format!("add_used: {e}"));
-            }
-            used_any = true;
-        }
-        if used_any {
-            irq.signal_used();
-        }
+            Served::Used(len)
+        });
     }
 }
 
