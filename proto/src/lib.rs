@@ -4,30 +4,32 @@
 //! writes one [`Request`] frame and reads one [`Response`] frame. A frame is
 //! a 4-byte big-endian length followed by that many bytes of JSON. Keeping
 //! both sides on these types is what stops the host and the guest drifting.
+//!
+//! The messages are defined here; `frame` reads and writes them, `chunk`
+//! carries a byte stream (an archive) between frames on one connection,
+//! and `base64` carries file bytes inside the JSON.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::io::{self, Read, Write};
 
 pub mod archive;
+mod base64;
 pub mod bounded_tar;
+mod chunk;
 pub mod client;
 pub mod error;
+mod frame;
 pub mod path;
 pub mod reply;
 
+pub use base64::{base64_decode, base64_encode};
+pub use chunk::{ChunkReader, ChunkWriter, CHUNK_BYTES};
 pub use error::{AgentError, ErrorKind};
+pub use frame::{read_frame, read_frame_limited, read_frame_with, write_frame, MAX_FRAME_BYTES};
 pub use reply::{read_reply, LISTING_REPLY_MAX_BYTES, MAX_LISTING_ENTRIES, SMALL_REPLY_MAX_BYTES};
 
 /// The vsock port the agent listens on.
 pub const AGENT_PORT: u32 = 52;
-
-/// Frames bigger than this are refused on both sides, so a confused peer
-/// cannot make the other allocate without bound. The host asks for less
-/// per request ([`Request::reply_limit`]); this is the ceiling of both.
-/// 64 MiB holds the biggest honest frame (a 200,000-entry manifest, an
-/// exec's 1 MiB of output twice, escaped) with room to spare.
-pub const MAX_FRAME_BYTES: usize = 64 * 1024 * 1024;
 
 /// Bumped whenever a message changes shape. 3: errors carry a kind
 /// ([`ErrorKind`]); a host reads an error without one as `Unknown`.
@@ -310,384 +312,9 @@ pub enum Response {
     },
 }
 
-/// Size of the binary chunks that follow an archive request or answer.
-pub const CHUNK_BYTES: usize = 256 * 1024;
-
-/// Writes a byte stream as chunks: a 4-byte big-endian length and that
-/// many bytes, ended by a zero-length chunk ([`ChunkWriter::finish`]).
-/// Chunks let one connection carry a stream and then more frames.
-pub struct ChunkWriter<W: Write> {
-    inner: W,
-    buf: Vec<u8>,
-}
-
-impl<W: Write> ChunkWriter<W> {
-    pub fn new(inner: W) -> Self {
-        ChunkWriter {
-            inner,
-            buf: Vec::with_capacity(CHUNK_BYTES + 4),
-        }
-    }
-
-    fn emit(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let len = (self.buf.len() as u32).to_be_bytes();
-        self.inner.write_all(&len)?;
-        self.inner.write_all(&self.buf)?;
-        self.buf.clear();
-        Ok(())
-    }
-
-    /// Flushes what is buffered, writes the end marker and returns the
-    /// underlying writer.
-    pub fn finish(mut self) -> io::Result<W> {
-        self.emit()?;
-        self.inner.write_all(&0u32.to_be_bytes())?;
-        self.inner.flush()?;
-        Ok(self.inner)
-    }
-}
-
-impl<W: Write> Write for ChunkWriter<W> {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let room = CHUNK_BYTES - self.buf.len();
-        let n = data.len().min(room);
-        self.buf.extend_from_slice(&data[..n]);
-        if self.buf.len() == CHUNK_BYTES {
-            self.emit()?;
-        }
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.emit()?;
-        self.inner.flush()
-    }
-}
-
-/// Reads the byte stream [`ChunkWriter`] wrote; EOF at the end marker.
-pub struct ChunkReader<R: Read> {
-    inner: R,
-    left: usize,
-    done: bool,
-}
-
-impl<R: Read> ChunkReader<R> {
-    pub fn new(inner: R) -> Self {
-        ChunkReader {
-            inner,
-            left: 0,
-            done: false,
-        }
-    }
-
-    /// Reads and discards the rest of the stream, up to its end marker.
-    pub fn drain(&mut self) -> io::Result<()> {
-        let mut buf = vec![0u8; 64 * 1024];
-        while self.read(&mut buf)? > 0 {}
-        Ok(())
-    }
-
-    pub fn into_inner(self) -> R {
-        self.inner
-    }
-
-    pub fn is_done(&self) -> bool {
-        self.done
-    }
-}
-
-impl<R: Read> Read for ChunkReader<R> {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        if self.done || out.is_empty() {
-            return Ok(0);
-        }
-        if self.left == 0 {
-            let mut len = [0u8; 4];
-            self.inner.read_exact(&mut len)?;
-            let len = u32::from_be_bytes(len) as usize;
-            if len == 0 {
-                self.done = true;
-                return Ok(0);
-            }
-            if len > MAX_FRAME_BYTES {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("peer sent a {len}-byte chunk, over the {MAX_FRAME_BYTES}-byte limit"),
-                ));
-            }
-            self.left = len;
-        }
-        let want = out.len().min(self.left);
-        let n = self.inner.read(&mut out[..want])?;
-        if n == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        self.left -= n;
-        Ok(n)
-    }
-}
-
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/// Standard base64 with padding (RFC 4648), for file bytes inside JSON.
-pub fn base64_encode(data: &[u8]) -> String {
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
-        out.push(B64[(n >> 18) as usize & 63] as char);
-        out.push(B64[(n >> 12) as usize & 63] as char);
-        out.push(if chunk.len() > 1 {
-            B64[(n >> 6) as usize & 63] as char
-        } else {
-            '='
-        });
-        out.push(if chunk.len() > 2 {
-            B64[n as usize & 63] as char
-        } else {
-            '='
-        });
-    }
-    out
-}
-
-/// Decodes [`base64_encode`]'s output; `None` on anything else.
-pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    let bytes = text.as_bytes();
-    if !bytes.len().is_multiple_of(4) {
-        return None;
-    }
-    let val = |c: u8| -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    };
-    let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
-    for (i, q) in bytes.chunks(4).enumerate() {
-        let last = i == bytes.len() / 4 - 1;
-        let pad = q.iter().rev().take_while(|c| **c == b'=').count();
-        if pad > 2 || (pad > 0 && !last) {
-            return None;
-        }
-        let mut n = 0u32;
-        for (j, c) in q.iter().enumerate() {
-            let v = if j >= 4 - pad { 0 } else { val(*c)? };
-            n = n << 6 | v;
-        }
-        out.push((n >> 16) as u8);
-        if pad < 2 {
-            out.push((n >> 8) as u8);
-        }
-        if pad < 1 {
-            out.push(n as u8);
-        }
-    }
-    Some(out)
-}
-
-/// Writes one frame.
-pub fn write_frame<W: Write, T: Serialize>(w: &mut W, msg: &T) -> io::Result<()> {
-    let body = serde_json::to_vec(msg).map_err(io::Error::other)?;
-    if body.len() > MAX_FRAME_BYTES {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!(
-                "frame of {} bytes exceeds the {MAX_FRAME_BYTES}-byte limit",
-                body.len()
-            ),
-        ));
-    }
-    let mut buf = Vec::with_capacity(4 + body.len());
-    buf.extend_from_slice(&(body.len() as u32).to_be_bytes());
-    buf.extend_from_slice(&body);
-    w.write_all(&buf)?;
-    w.flush()
-}
-
-/// Reads one frame; `Ok(None)` on a clean EOF before the first byte.
-pub fn read_frame<R: Read, T: for<'de> Deserialize<'de>>(r: &mut R) -> io::Result<Option<T>> {
-    read_frame_limited(r, MAX_FRAME_BYTES)
-}
-
-/// [`read_frame`] for a frame of at most `max` bytes (and never more than
-/// [`MAX_FRAME_BYTES`]): a longer one is refused from its length alone.
-/// The body is buffered as it arrives, never allocated up front from the
-/// length the peer claims, so a peer that announces a big frame and
-/// trickles it gets nothing big allocated.
-pub fn read_frame_limited<R: Read, T: for<'de> Deserialize<'de>>(
-    r: &mut R,
-    max: usize,
-) -> io::Result<Option<T>> {
-    let Some(len) = read_frame_len(r, max)? else {
-        return Ok(None);
-    };
-    // Up to 64 KiB up front (one read for the usual small frame), the
-    // rest as it comes.
-    let mut body = Vec::with_capacity(len.min(64 * 1024));
-    (&mut *r).take(len as u64).read_to_end(&mut body)?;
-    if body.len() < len {
-        return Err(closed_inside(len));
-    }
-    serde_json::from_slice(&body)
-        .map(Some)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
-}
-
-/// A frame of at most `max` bytes parsed by `parse` straight from the
-/// stream, without buffering the body: for answers made of many records,
-/// whose parsed form is as big as their text (see [`reply`]). Several
-/// times slower than [`read_frame_limited`] per byte.
-pub fn read_frame_with<R: Read, T>(
-    r: &mut R,
-    max: usize,
-    parse: impl FnOnce(&mut dyn Read) -> serde_json::Result<T>,
-) -> io::Result<Option<T>> {
-    let Some(len) = read_frame_len(r, max)? else {
-        return Ok(None);
-    };
-    let body = (&mut *r).take(len as u64);
-    let mut body = io::BufReader::with_capacity(len.clamp(1, 64 * 1024), body);
-    // serde_json reads the body to its end (only whitespace may follow
-    // the value), so the stream is left at the next frame.
-    let v = parse(&mut body).map_err(io::Error::from)?;
-    if !body.buffer().is_empty() || body.into_inner().limit() > 0 {
-        return Err(closed_inside(len));
-    }
-    Ok(Some(v))
-}
-
-/// The length prefix of the next frame, checked against `max` (and
-/// [`MAX_FRAME_BYTES`]); `None` on a clean EOF before it.
-fn read_frame_len<R: Read>(r: &mut R, max: usize) -> io::Result<Option<usize>> {
-    let mut len = [0u8; 4];
-    let mut got = 0;
-    while got < 4 {
-        match r.read(&mut len[got..]) {
-            Ok(0) if got == 0 => return Ok(None),
-            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    let len = u32::from_be_bytes(len) as usize;
-    let max = max.min(MAX_FRAME_BYTES);
-    if len > max {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("peer sent a {len}-byte frame, over the {max}-byte limit for it"),
-        ));
-    }
-    Ok(Some(len))
-}
-
-fn closed_inside(len: usize) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::UnexpectedEof,
-        format!("peer closed the stream inside a {len}-byte frame"),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn frames_round_trip() {
-        let req = Request::Exec(ExecRequest {
-            argv: vec!["git".into(), "--version".into()],
-            timeout_ms: Some(5000),
-            ..Default::default()
-        });
-        let mut buf = Vec::new();
-        write_frame(&mut buf, &req).unwrap();
-        assert_eq!(
-            u32::from_be_bytes(buf[..4].try_into().unwrap()) as usize,
-            buf.len() - 4
-        );
-        let back: Request = read_frame(&mut buf.as_slice()).unwrap().unwrap();
-        assert_eq!(back, req);
-    }
-
-    #[test]
-    fn eof_before_frame_is_none_and_mid_frame_is_error() {
-        let none: Option<Request> = read_frame(&mut &[][..]).unwrap();
-        assert!(none.is_none());
-        let err = read_frame::<_, Request>(&mut &[0u8, 0][..]).unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
-    }
-
-    #[test]
-    fn oversized_frame_is_refused_before_allocation() {
-        let huge = ((MAX_FRAME_BYTES + 1) as u32).to_be_bytes();
-        let err = read_frame::<_, Request>(&mut &huge[..]).unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
-        // A frame within the ceiling but over the caller's limit.
-        let mut buf = Vec::new();
-        write_frame(&mut buf, &Response::Ok).unwrap();
-        let err = read_frame_limited::<_, Response>(&mut buf.as_slice(), 4).unwrap_err();
-        assert!(err.to_string().contains("over the 4-byte limit"), "{err}");
-        assert!(read_frame_limited::<_, Response>(&mut buf.as_slice(), 64).is_ok());
-    }
-
-    #[test]
-    fn a_trickled_frame_is_read_as_it_arrives_and_back_to_back_frames_stay_apart() {
-        /// Hands out one byte per read, as a trickling peer does.
-        struct Trickle<'a>(&'a [u8]);
-        impl Read for Trickle<'_> {
-            fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-                if self.0.is_empty() || out.is_empty() {
-                    return Ok(0);
-                }
-                out[0] = self.0[0];
-                self.0 = &self.0[1..];
-                Ok(1)
-            }
-        }
-        let mut buf = Vec::new();
-        write_frame(
-            &mut buf,
-            &Response::Error {
-                kind: ErrorKind::Invalid,
-                message: "one".into(),
-            },
-        )
-        .unwrap();
-        write_frame(&mut buf, &Response::Ok).unwrap();
-        let mut t = Trickle(&buf);
-        let a: Response = read_frame(&mut t).unwrap().unwrap();
-        let b: Response = read_frame(&mut t).unwrap().unwrap();
-        assert_eq!(
-            a,
-            Response::Error {
-                kind: ErrorKind::Invalid,
-                message: "one".into()
-            }
-        );
-        assert_eq!(b, Response::Ok);
-        // A frame that claims more than arrives ends in an EOF error,
-        // trailing garbage inside a frame in a data error.
-        let mut short = 100u32.to_be_bytes().to_vec();
-        short.extend_from_slice(br#"{"kind":"ok"}"#);
-        let e = read_frame::<_, Response>(&mut short.as_slice()).unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
-        let body = br#"{"kind":"ok"} x"#;
-        let mut junk = (body.len() as u32).to_be_bytes().to_vec();
-        junk.extend_from_slice(body);
-        let e = read_frame::<_, Response>(&mut junk.as_slice()).unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
-    }
 
     #[test]
     fn exec_defaults_apply_when_fields_are_missing() {
@@ -699,38 +326,6 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
-    }
-
-    #[test]
-    fn base64_round_trips_every_length() {
-        let data: Vec<u8> = (0..=255u8).collect();
-        for n in 0..40 {
-            let enc = base64_encode(&data[..n]);
-            assert_eq!(base64_decode(&enc).unwrap(), &data[..n], "{n}");
-        }
-        assert_eq!(base64_encode(b"foobar"), "Zm9vYmFy");
-        assert_eq!(base64_encode(b"fo"), "Zm8=");
-        assert!(base64_decode("Zm8").is_none());
-        assert!(base64_decode("Z=8=").is_none());
-        assert!(base64_decode("Zm8=Zm8=").is_none());
-        assert!(base64_decode("Zm!=").is_none());
-    }
-
-    #[test]
-    fn chunks_carry_a_stream_then_more_frames() {
-        let payload: Vec<u8> = (0..(CHUNK_BYTES * 2 + 17)).map(|i| i as u8).collect();
-        let mut w = ChunkWriter::new(Vec::new());
-        w.write_all(&payload).unwrap();
-        let mut buf = w.finish().unwrap();
-        write_frame(&mut buf, &Response::Ok).unwrap();
-        let mut cursor = buf.as_slice();
-        let mut r = ChunkReader::new(&mut cursor);
-        let mut got = Vec::new();
-        r.read_to_end(&mut got).unwrap();
-        assert!(r.is_done());
-        assert_eq!(got, payload);
-        let next: Response = read_frame(&mut cursor).unwrap().unwrap();
-        assert_eq!(next, Response::Ok);
     }
 
     #[test]

@@ -160,7 +160,7 @@ fn serve(a: ServeArgs) -> i32 {
     }
     // Exports an earlier process was killed in the middle of: put back
     // what they had moved aside.
-    crate::engine::workspace::export::reap_stages();
+    crate::engine::workspace::export::stage::reap_stages();
     // Ctrl-C / SIGTERM stop this process's VMs before exiting.
     super::signals::install();
     match crate::mcp::serve_stdio(Config {

@@ -10,8 +10,8 @@
 //! slots and starting the VMM happen under one host-wide lock
 //! (`vms/.lock`), so two pyro processes cannot both take the last place.
 
+use super::lock;
 use super::paths;
-use super::workspace::store;
 use super::{EngineError, Result};
 use serde::{Deserialize, Serialize};
 use std::fs::File;
@@ -203,7 +203,7 @@ pub fn check(running: &[Running], mem_mib: u32, who: &Owner, limits: &Limits) ->
 pub struct Slot {
     file: File,
     pub path: PathBuf,
-    _claim: store::Lock,
+    _claim: lock::Lock,
 }
 
 impl Slot {
@@ -238,7 +238,7 @@ pub fn precheck(who: &Owner, mem_mib: u32) -> Result<()> {
     if !dir.is_dir() {
         return check(&[], mem_mib, who, &limits()?);
     }
-    let _claim = store::lock_path(&dir.join(".lock"), "checking VM capacity", CLAIM_WAIT)
+    let _claim = lock::lock_path(&dir.join(".lock"), "checking VM capacity", CLAIM_WAIT)
         .map_err(|e| EngineError::Unavailable(format!("the VM capacity lock is {e}")))?;
     check(&running_in(&dir), mem_mib, who, &limits()?)
 }
@@ -257,7 +257,7 @@ fn running_in(dir: &Path) -> Vec<Running> {
         let Ok(mut f) = std::fs::OpenOptions::new().read(true).open(&p) else {
             continue;
         };
-        match store::try_flock(&f) {
+        match lock::try_flock(&f) {
             // Its VMM is gone: the slot is free.
             Ok(true) => {
                 let _ = std::fs::remove_file(&p);
@@ -288,7 +288,7 @@ fn running_in(dir: &Path) -> Vec<Running> {
 fn reserve_in(dir: &Path, who: &Owner, mem_mib: u32, vcpus: u8, limits: &Limits) -> Result<Slot> {
     paths::private_dir(dir)
         .map_err(|e| EngineError::io(format!("creating {}", dir.display()), e))?;
-    let claim = store::lock_path(&dir.join(".lock"), "starting a VM", CLAIM_WAIT)
+    let claim = lock::lock_path(&dir.join(".lock"), "starting a VM", CLAIM_WAIT)
         .map_err(|e| EngineError::Unavailable(format!("the VM capacity lock is {e}")))?;
     let running = running_in(dir);
     check(&running, mem_mib, who, limits)?;
@@ -309,7 +309,7 @@ fn reserve_in(dir: &Path, who: &Owner, mem_mib: u32, vcpus: u8, limits: &Limits)
         .map_err(io)?;
     let claimed = file
         .write_all(&body)
-        .and_then(|_| store::try_flock(&file))
+        .and_then(|_| lock::try_flock(&file))
         .map_err(io);
     match claimed {
         Ok(true) => Ok(Slot {

@@ -12,6 +12,7 @@ pub mod environments;
 pub mod error;
 pub mod host;
 pub mod hostpath;
+pub mod lock;
 pub mod paths;
 pub mod run;
 pub mod vm;

@@ -366,7 +366,7 @@ fn lock_runs() -> Result<std::fs::File> {
     paths::private_dir(&runs).map_err(io)?;
     let f = std::fs::File::open(&runs).map_err(io)?;
     let deadline = Instant::now() + RUNS_LOCK_WAIT;
-    while !super::workspace::store::try_flock(&f).map_err(io)? {
+    while !super::lock::try_flock(&f).map_err(io)? {
         if Instant::now() >= deadline {
             return Err(EngineError::Unavailable(format!(
                 "{} stayed locked by another pyro process for {} s; retry",
@@ -391,7 +391,7 @@ fn claim_run_dir(vm_id: &str) -> Result<(std::path::PathBuf, std::fs::File)> {
         .create(&dir)
         .map_err(io)?;
     let f = std::fs::File::open(&dir).map_err(io)?;
-    if !super::workspace::store::try_flock(&f).map_err(io)? {
+    if !super::lock::try_flock(&f).map_err(io)? {
         return Err(EngineError::Io(format!(
             "{} is locked by another process",
             dir.display()
@@ -424,8 +424,7 @@ pub fn reap_runs() -> Vec<String> {
         let Ok(f) = std::fs::File::open(e.path()) else {
             continue;
         };
-        if super::workspace::store::try_flock(&f).unwrap_or(false)
-            && std::fs::remove_dir_all(e.path()).is_ok()
+        if super::lock::try_flock(&f).unwrap_or(false) && std::fs::remove_dir_all(e.path()).is_ok()
         {
             gone.push(name);
         }

@@ -15,7 +15,7 @@ use super::{vm_run, workspace_tools};
 use crate::engine::environments::CATALOG;
 use crate::engine::run;
 use crate::engine::workspace::expiry;
-use crate::engine::workspace::{files, lifecycle, DEFAULT_READ_MAX_BYTES, FILE_MAX_BYTES};
+use crate::engine::workspace::{create, files, DEFAULT_READ_MAX_BYTES, FILE_MAX_BYTES};
 use serde_json::json;
 
 fn workspace_id() -> Arg {
@@ -120,25 +120,25 @@ pub fn tools() -> Vec<Tool> {
                     "environment",
                     "Environment to boot (must be installed on the host).",
                     Kind::one_of(envs),
-                    json!(lifecycle::DEFAULT_ENVIRONMENT),
+                    json!(create::DEFAULT_ENVIRONMENT),
                 ),
                 Arg::with_default(
                     "vcpu_count",
                     "Virtual CPUs.",
                     Kind::int(1, 32),
-                    json!(lifecycle::DEFAULT_VCPU_COUNT),
+                    json!(create::DEFAULT_VCPU_COUNT),
                 ),
                 Arg::with_default(
                     "mem_mib",
                     "Guest memory in MiB.",
                     Kind::int(256, 65536),
-                    json!(lifecycle::DEFAULT_MEM_MIB),
+                    json!(create::DEFAULT_MEM_MIB),
                 ),
                 Arg::with_default(
                     "ttl_seconds",
                     "Seconds without activity (any workspace tool call on it) after which its VM is stopped and the workspace reads expired; /workspace is kept.",
-                    Kind::int(1, lifecycle::MAX_TTL_SECONDS as i64),
-                    json!(lifecycle::DEFAULT_TTL_SECONDS),
+                    Kind::int(1, create::MAX_TTL_SECONDS as i64),
+                    json!(create::DEFAULT_TTL_SECONDS),
                 ),
                 Arg::optional(
                     "retention_seconds",

@@ -8,9 +8,9 @@ use super::project::ProjectSource;
 use super::tool::{Args, CallContext, Outcome};
 use crate::engine::cancel;
 use crate::engine::hostpath::Roots;
-use crate::engine::workspace::lifecycle::{self, CreateRequest};
+use crate::engine::workspace::create::{self, CreateRequest};
 use crate::engine::workspace::seed::SeedSource;
-use crate::engine::workspace::{export, files, store};
+use crate::engine::workspace::{delete, export, files, reset, store, update, view};
 use crate::engine::{EngineError, Result};
 use crate::render::Rendered;
 use serde_json::{json, Map, Value};
@@ -81,7 +81,7 @@ pub fn create(args: &Args, ctx: &CallContext) -> Result<Box<dyn Rendered>> {
         Some(p) => SeedSource::Path(ctx.access.roots.resolve_read(&p)?),
         None => project_seed(ctx.project, &ctx.access.roots)?,
     };
-    Ok(Box::new(lifecycle::create(req, &mut |phase| {
+    Ok(Box::new(create::create(req, &mut |phase| {
         (ctx.progress)(phase)
     })?))
 }
@@ -120,7 +120,7 @@ pub fn export(args: &Args, ctx: &CallContext) -> Result<Box<dyn Rendered>> {
 }
 
 pub fn list(_: &Args, _: &CallContext) -> Result<Box<dyn Rendered>> {
-    Ok(Box::new(lifecycle::list()?))
+    Ok(Box::new(view::list()?))
 }
 
 pub fn update(args: &Args, _: &CallContext) -> Result<Box<dyn Rendered>> {
@@ -133,7 +133,7 @@ pub fn update(args: &Args, _: &CallContext) -> Result<Box<dyn Rendered>> {
                 .collect()
         })
         .unwrap_or_default();
-    Ok(Box::new(lifecycle::update(
+    Ok(Box::new(update::update(
         id(args),
         opt_str(args, "name"),
         args.get("clear_name") == Some(&json!(true)),
@@ -143,7 +143,7 @@ pub fn update(args: &Args, _: &CallContext) -> Result<Box<dyn Rendered>> {
 }
 
 pub fn status(args: &Args, _: &CallContext) -> Result<Box<dyn Rendered>> {
-    Ok(Box::new(lifecycle::status(id(args))?))
+    Ok(Box::new(view::status(id(args))?))
 }
 
 pub fn exec(args: &Args, _: &CallContext) -> Result<Box<dyn Rendered>> {
@@ -199,14 +199,11 @@ pub fn diff(args: &Args, _: &CallContext) -> Result<Box<dyn Rendered>> {
 }
 
 pub fn reset(args: &Args, _: &CallContext) -> Result<Box<dyn Rendered>> {
-    Ok(Box::new(lifecycle::reset(
-        id(args),
-        str_arg(args, "snapshot"),
-    )?))
+    Ok(Box::new(reset::reset(id(args), str_arg(args, "snapshot"))?))
 }
 
 pub fn delete(args: &Args, _: &CallContext) -> Result<Box<dyn Rendered>> {
-    Ok(Box::new(lifecycle::delete(id(args))?))
+    Ok(Box::new(delete::delete(id(args))?))
 }
 
 /// What a cancellation that made a workspace operation fail did, for the

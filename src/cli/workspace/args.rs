@@ -4,8 +4,8 @@
 
 use super::dispatch;
 use crate::cli::flags::{self, json_flag, Arg, Command, Opt, Takes};
+use crate::engine::workspace::create::{CreateRequest, DEFAULT_ENVIRONMENT};
 use crate::engine::workspace::expiry::{DEFAULT_RETENTION_SECONDS, RETENTION_ENV};
-use crate::engine::workspace::lifecycle::{CreateRequest, DEFAULT_ENVIRONMENT};
 use crate::engine::workspace::{files, DEFAULT_READ_MAX_BYTES};
 use std::collections::BTreeMap;
 use std::ffi::OsString;

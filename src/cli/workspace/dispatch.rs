@@ -9,7 +9,7 @@ use crate::engine::host::kvm_status;
 use crate::engine::hostpath::Roots;
 use crate::engine::workspace::results::Encoding;
 use crate::engine::workspace::seed::SeedSource;
-use crate::engine::workspace::{export, files, lifecycle};
+use crate::engine::workspace::{create, delete, export, files, reset, update, view};
 use crate::engine::{EngineError, Result};
 use crate::render::Rendered;
 
@@ -68,7 +68,7 @@ pub fn create(a: CreateArgs) -> i32 {
         let quiet = a.json || a.id_only;
         let compat = req.allow_host_compat;
         crate::cli::signals::install();
-        let v = lifecycle::create(req, &mut |phase| {
+        let v = create::create(req, &mut |phase| {
             if !quiet {
                 eprintln!("[workspace] {phase}");
             }
@@ -91,14 +91,12 @@ pub fn create(a: CreateArgs) -> i32 {
 }
 
 pub fn list(a: ListArgs) -> i32 {
-    finish(a.json, || {
-        Ok(Outcome::Print(Box::new(lifecycle::list()?), 0))
-    })
+    finish(a.json, || Ok(Outcome::Print(Box::new(view::list()?), 0)))
 }
 
 pub fn status(a: IdArgs) -> i32 {
     finish(a.json, || {
-        Ok(Outcome::Print(Box::new(lifecycle::status(&a.id)?), 0))
+        Ok(Outcome::Print(Box::new(view::status(&a.id)?), 0))
     })
 }
 
@@ -122,13 +120,13 @@ pub fn summary(a: IdArgs) -> i32 {
 
 pub fn delete(a: IdArgs) -> i32 {
     finish(a.json, || {
-        Ok(Outcome::Print(Box::new(lifecycle::delete(&a.id)?), 0))
+        Ok(Outcome::Print(Box::new(delete::delete(&a.id)?), 0))
     })
 }
 
 pub fn update(a: UpdateArgs) -> i32 {
     finish(a.json, || {
-        let v = lifecycle::update(&a.id, a.name, a.clear_name, a.labels, a.clear_labels)?;
+        let v = update::update(&a.id, a.name, a.clear_name, a.labels, a.clear_labels)?;
         Ok(Outcome::Print(Box::new(v), 0))
     })
 }
@@ -216,7 +214,7 @@ pub fn reset(a: ResetArgs) -> i32 {
     finish(a.json, || {
         crate::cli::signals::install();
         Ok(Outcome::Print(
-            Box::new(lifecycle::reset(&a.id, &a.snapshot)?),
+            Box::new(reset::reset(&a.id, &a.snapshot)?),
             0,
         ))
     })

@@ -8,7 +8,7 @@
 //! (`similar`, Myers with a time bound); binary ones are flagged. Like the
 //! reference, directories count only when empty.
 
-use super::lifecycle;
+use super::guest;
 use super::results::{ChangeStatus, Diff, DiffBudget, DiffEntry, DiffSummary};
 use super::store;
 use super::{EngineError, Result, FILE_MAX_BYTES};
@@ -97,29 +97,25 @@ fn is_text(data: &[u8]) -> bool {
 
 fn guest_manifest(id: &str, deadline: Instant) -> Result<Vec<FileEntry>> {
     match agent::request(
-        &lifecycle::vsock(id),
+        &guest::vsock(id),
         &Request::Manifest {
             path: String::new(),
         },
         deadline,
     ) {
         Ok(Response::Manifest { entries }) => Ok(entries),
-        Ok(Response::Error { kind, message }) => Err(lifecycle::agent_error(kind, message)),
+        Ok(Response::Error { kind, message }) => Err(guest::agent_error(kind, message)),
         Ok(other) => Err(EngineError::Guest(format!(
             "unexpected agent answer to a manifest request: {other:?}"
         ))),
-        Err(e) => Err(lifecycle::lost_agent(
-            id,
-            "reading the workspace manifest",
-            e,
-        )),
+        Err(e) => Err(guest::lost_agent(id, "reading the workspace manifest", e)),
     }
 }
 
 /// Whole content of a guest file, if it is at most `max` bytes.
 fn guest_read(id: &str, rel: &str, max: u64, deadline: Instant) -> Result<Option<Vec<u8>>> {
     match agent::request(
-        &lifecycle::vsock(id),
+        &guest::vsock(id),
         &Request::ReadFile {
             path: rel.to_string(),
             max_bytes: max,
@@ -139,11 +135,11 @@ fn guest_read(id: &str, rel: &str, max: u64, deadline: Instant) -> Result<Option
             // More than asked (cut by `Response::clip_to` or not): too big.
             Ok((data.len() as u64 <= max).then_some(data))
         }
-        Ok(Response::Error { kind, message }) => Err(lifecycle::agent_error(kind, message)),
+        Ok(Response::Error { kind, message }) => Err(guest::agent_error(kind, message)),
         Ok(other) => Err(EngineError::Guest(format!(
             "unexpected agent answer to a read: {other:?}"
         ))),
-        Err(e) => Err(lifecycle::lost_agent(id, "reading a file", e)),
+        Err(e) => Err(guest::lost_agent(id, "reading a file", e)),
     }
 }
 

@@ -3,13 +3,15 @@
 //! workspace lock for its whole duration, so operations on one workspace
 //! never interleave.
 
-use super::lifecycle::{self, open_live, Live};
+use super::guest;
+use super::live::{open_live, Live};
 use super::results::{
     Diff, Encoding, FileEntryView, FileList, FileRead, FileWritten, Logs, PatchApplied, PatchEntry,
     PatchSummary, Summary, SyncPush, WorkspaceExec,
 };
 use super::review::{self, Event};
 use super::seed;
+use super::view;
 use super::{guest_path, normalize_path, patch, EngineError, Result};
 use super::{FILE_MAX_BYTES, PATCH_MAX_BYTES};
 use crate::engine::agent;
@@ -28,10 +30,10 @@ fn file_op_deadline() -> Instant {
 }
 
 fn call(id: &str, req: &Request, deadline: Instant, what: &str) -> Result<Response> {
-    match agent::request(&lifecycle::vsock(id), req, deadline) {
-        Ok(Response::Error { kind, message }) => Err(lifecycle::agent_error(kind, message)),
+    match agent::request(&guest::vsock(id), req, deadline) {
+        Ok(Response::Error { kind, message }) => Err(guest::agent_error(kind, message)),
         Ok(r) => Ok(r),
-        Err(e) => Err(lifecycle::lost_agent(id, what, e)),
+        Err(e) => Err(guest::lost_agent(id, what, e)),
     }
 }
 
@@ -413,7 +415,7 @@ pub fn sync_push(id: &str, source: &ReadPath, dest: &str) -> Result<SyncPush> {
     let start = Instant::now();
     let mut live = open_live(id, "sync push")?;
     let mut stats = seed::Written::default();
-    let (entry_count, bytes) = lifecycle::push_archive(id, &rel, &mut |w| {
+    let (entry_count, bytes) = guest::push_archive(id, &rel, &mut |w| {
         stats = plan.write_tar(w, false)?;
         Ok(())
     })?;
@@ -458,7 +460,7 @@ pub fn diff(id: &str) -> Result<Diff> {
 /// `workspace_logs`: command history since the last reset.
 pub fn logs(id: &str) -> Result<Logs> {
     super::store::load(id)?;
-    lifecycle::status(id)?;
+    view::status(id)?;
     Ok(review::logs(id))
 }
 
@@ -466,7 +468,7 @@ pub fn logs(id: &str) -> Result<Logs> {
 pub fn summary(id: &str) -> Result<Summary> {
     let live = open_live(id, "summary")?;
     let d = super::diff::diff(live.id(), false)?;
-    let ws = lifecycle::describe(&live.record);
+    let ws = view::describe(&live.record);
     Ok(Summary {
         restarted_vm: live.restarted.clone(),
         ..review::summary(&ws, &d)

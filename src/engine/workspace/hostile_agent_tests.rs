@@ -340,7 +340,7 @@ fn peak_rss() -> u64 {
 }
 
 fn vsock(id: &str) -> PathBuf {
-    super::lifecycle::vsock(id)
+    super::guest::vsock(id)
 }
 
 /// The host side of each scenario; panics when the host misbehaves.
@@ -495,7 +495,7 @@ fn host_side(scenario: &str, id: &str) {
             drop((v, line));
             // The summary of the same session.
             let s = review::summary(
-                &super::lifecycle::describe(&super::store::sample_record(id)),
+                &super::view::describe(&super::store::sample_record(id)),
                 &diff::diff(id, false).unwrap(),
             );
             assert!(s.changes.truncated);

@@ -8,7 +8,12 @@
 //! plus sockets) and serializes its operations with a lock file there.
 //!
 //! - `store`: metadata, locking, the directory layout
-//! - `lifecycle`: create, list, status, update, reset, delete, the reaper, restarts
+//! - `vmm`: a workspace's VMM process: launching, liveness, stopping
+//! - `guest`: its guest agent: the socket, archive pushes, agent errors
+//! - `create`, `update`, `reset`, `delete`: the operations on a whole workspace
+//! - `view`: the workspace object, status and list
+//! - `live`: a workspace opened for an operation, its VM booted again if it had stopped
+//! - `reap`: the reaper, which applies expiry and retention
 //! - `expiry`: the inactivity expiry and retention rule the reaper applies
 //! - `seed`: turning a directory, an archive or a Git checkout into a tar
 //! - `files`: file list/read/write, sync push, exec
@@ -18,14 +23,19 @@
 //! - `export`: copying workspace paths out to the host
 //! - `results`: what the operations return (the tools' structured content)
 
+pub mod create;
+pub mod delete;
 pub mod diff;
 pub mod expiry;
 pub mod export;
 pub mod files;
+pub mod guest;
 #[cfg(test)]
 mod hostile_agent_tests;
-pub mod lifecycle;
+pub mod live;
 pub mod patch;
+pub mod reap;
+pub mod reset;
 pub mod results;
 
 #[cfg(test)]
@@ -34,6 +44,9 @@ mod raw_tar;
 pub mod review;
 pub mod seed;
 pub mod store;
+pub mod update;
+pub mod view;
+pub mod vmm;
 
 use super::{EngineError, Result};
 use pyro_proto::path::RelPath;

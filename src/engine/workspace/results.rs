@@ -573,7 +573,7 @@ mod tests {
     #[test]
     fn create_and_reset_return_the_workspace_object_and_their_own_field() {
         let view =
-            super::super::lifecycle::describe(&super::super::store::sample_record("0123456789ab"));
+            super::super::view::describe(&super::super::store::sample_record("0123456789ab"));
         let plain = serde_json::to_value(&view).unwrap();
         assert_eq!(plain["state"], "stopped");
         assert_eq!(plain["expires_at"], 1_795_997_400.0);
